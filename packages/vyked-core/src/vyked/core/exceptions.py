@@ -1,0 +1,131 @@
+"""Every error vyked raises, under one root.
+
+::
+
+    VykedError
+    ├── ProtocolError                 a peer broke the wire protocol
+    │   ├── FrameTooLarge             a frame over the size limit
+    │   └── ProtocolVersionMismatch   the peer speaks another protocol version
+    ├── RegistryUnavailable           (ConnectionError) no registry could be reached
+    ├── ServiceUnavailable            (ConnectionError) no live instance of a service
+    ├── ConnectionLost                (ConnectionError) the connection died mid-request
+    ├── RequestTimeout                (TimeoutError) no answer within the timeout
+    ├── UnknownEndpoint               (LookupError) the service has no such endpoint
+    ├── InvalidParams                 (TypeError) the params do not fit the endpoint
+    ├── PublishError                  (TypeError) an event payload cannot be sent
+    └── RemoteError                   the remote handler raised; carries its type and message
+
+Errors that cross the wire travel as ``error`` packets whose ``code`` names one of these
+classes (see ``docs/protocol.md``); :func:`error_from_code` rebuilds them on the caller's side.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+class VykedError(Exception):
+    """Root of every vyked error."""
+
+    code = "error"
+
+
+class ProtocolError(VykedError):
+    """The peer sent something the wire protocol does not allow; the connection closes."""
+
+    code = "bad_frame"
+
+
+class FrameTooLarge(ProtocolError):
+    """A frame announced a length over the configured maximum."""
+
+    code = "frame_too_large"
+
+
+class ProtocolVersionMismatch(ProtocolError):
+    """The peer's ``hello`` carried a protocol version this side does not speak."""
+
+    code = "protocol_version"
+
+
+class RegistryUnavailable(VykedError, ConnectionError):
+    """No registry could be reached at any configured address."""
+
+    code = "registry_unavailable"
+
+
+class ServiceUnavailable(VykedError, ConnectionError):
+    """No live instance of the requested service (and version) is registered."""
+
+    code = "service_unavailable"
+
+
+class ConnectionLost(VykedError, ConnectionError):
+    """The connection carrying a request closed before its answer arrived."""
+
+    code = "connection_lost"
+
+
+class RequestTimeout(VykedError, TimeoutError):
+    """The request (or the remote handler) ran past its timeout."""
+
+    code = "timeout"
+
+
+class UnknownEndpoint(VykedError, LookupError):
+    """The remote service has no endpoint of that name."""
+
+    code = "unknown_endpoint"
+
+
+class InvalidParams(VykedError, TypeError):
+    """The request's parameters do not match the endpoint's signature."""
+
+    code = "invalid_params"
+
+
+class PublishError(VykedError, TypeError):
+    """An event payload could not be serialised for publishing."""
+
+    code = "publish_error"
+
+
+class RemoteError(VykedError):
+    """The remote handler raised an exception.
+
+    ``remote_type`` is the qualified name of the remote exception's class, ``message`` its
+    message and ``remote_args`` its JSON-serialisable arguments.
+    """
+
+    code = "remote_error"
+
+    def __init__(self, remote_type: str, message: str, remote_args: list[Any] | None = None):
+        super().__init__(f"{remote_type}: {message}" if message else remote_type)
+        self.remote_type = remote_type
+        self.message = message
+        self.remote_args = remote_args or []
+
+
+_BY_CODE: dict[str, type[VykedError]] = {
+    cls.code: cls
+    for cls in (
+        ProtocolError,
+        FrameTooLarge,
+        ProtocolVersionMismatch,
+        ServiceUnavailable,
+        ConnectionLost,
+        RequestTimeout,
+        UnknownEndpoint,
+        InvalidParams,
+    )
+}
+
+
+def error_from_code(code: str, message: str, error_type: str = "", args: list[Any] | None = None) -> VykedError:
+    """Rebuild the exception an ``error`` packet describes."""
+    if code == RemoteError.code:
+        return RemoteError(error_type or "Exception", message, args)
+    cls = _BY_CODE.get(code)
+    if cls is None:
+        return RemoteError(error_type or code, message, args)
+    return cls(message)

@@ -1,0 +1,56 @@
+"""User handlers come in three styles; this module makes them callable alike.
+
+``async def`` coroutines, plain ``def`` functions, and the seed's generator style
+(``result = yield from sleep(5)``), which Python 3.11 no longer runs as a coroutine by itself:
+:func:`as_coroutine_function` wraps such generators with :func:`types.coroutine` so that they
+can ``yield from`` coroutines and be awaited.
+"""
+
+from __future__ import annotations
+
+import functools
+import inspect
+import types
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+
+def is_generator_style(func: Callable[..., Any]) -> bool:
+    return inspect.isgeneratorfunction(inspect.unwrap(func))
+
+
+def as_coroutine_function(func: Callable[..., Any]) -> Callable[..., Any]:
+    """Return ``func`` itself if it is ``async def`` or plain, a wrapped version if a generator."""
+    if not is_generator_style(func):
+        return func
+    if inspect.ismethod(func):
+        # types.coroutine marks a plain function's code object; a bound method must be
+        # marked through its function, and the method rebound.
+        return types.MethodType(types.coroutine(func.__func__), func.__self__)
+    return types.coroutine(func)
+
+
+def is_async(func: Callable[..., Any]) -> bool:
+    """True when calling ``func`` (after :func:`as_coroutine_function`) gives an awaitable."""
+    target = inspect.unwrap(func)
+    return inspect.iscoroutinefunction(target) or inspect.isgeneratorfunction(target)
+
+
+async def call_handler(func: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+    """Call a handler of any style and await its result if it has to be awaited."""
+    result = func(*args, **kwargs)
+    if inspect.isawaitable(result):
+        return await result
+    if inspect.isgenerator(result):
+        return await types.coroutine(lambda: (yield from result))()
+    return result
+
+
+def awaitable_result(func: Callable[..., Any]) -> Callable[..., Awaitable[Any]]:
+    """Wrap any handler into a coroutine function."""
+
+    @functools.wraps(func)
+    async def wrapper(*args: Any, **kwargs: Any) -> Any:
+        return await call_handler(func, *args, **kwargs)
+
+    return wrapper

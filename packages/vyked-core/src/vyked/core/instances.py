@@ -1,0 +1,156 @@
+"""What this process knows of the instances of the services it calls, and choosing one.
+
+The registry client fills an :class:`InstanceDirectory` from ``instances``,
+``instance_added`` and ``instance_removed`` packets; clients ask it for an instance per
+request. Candidate lists are cached per (service, version, kind) and rebuilt on change, so
+the per-request cost is a dict look-up and a round-robin step.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+
+from vyked.core.balancing import RoundRobin, rendezvous_pick
+from vyked.core.exceptions import ServiceUnavailable
+from vyked.core.protocol.packets import InstanceInfo
+from vyked.core.versions import best_version
+
+
+@dataclass(slots=True, frozen=True)
+class Instance:
+    """One live instance of a service."""
+
+    service: str
+    version: str
+    host: str
+    port: int
+    node_id: str
+    kind: str = "tcp"
+
+    @classmethod
+    def from_info(cls, info: InstanceInfo) -> Instance:
+        return cls(info.service, info.version, info.host, info.port, info.node_id, info.kind)
+
+    def to_info(self) -> InstanceInfo:
+        return InstanceInfo(self.service, self.version, self.host, self.port, self.node_id, self.kind)
+
+    @property
+    def address(self) -> tuple[str, int]:
+        return self.host, self.port
+
+
+InstanceListener = Callable[[str, Instance], None]
+"""Called with ``"added"`` or ``"removed"`` and the instance."""
+
+_RouteKey = tuple[str, str, str]
+
+
+class InstanceDirectory:
+    """Live instances by service name, with per-route balancing."""
+
+    def __init__(self) -> None:
+        self._instances: dict[str, dict[str, Instance]] = {}
+        self._routes: dict[_RouteKey, list[Instance]] = {}
+        self._round_robin: dict[_RouteKey, RoundRobin] = {}
+        self._listeners: list[InstanceListener] = []
+        self.known: set[str] = set()
+        """Services whose full instance list has arrived at least once."""
+
+    def add_listener(self, listener: InstanceListener) -> None:
+        self._listeners.append(listener)
+
+    def remove_listener(self, listener: InstanceListener) -> None:
+        if listener in self._listeners:
+            self._listeners.remove(listener)
+
+    # -- updates from the registry ------------------------------------------------------------
+
+    def replace(self, service: str, infos: Iterable[InstanceInfo]) -> None:
+        """Install a full snapshot of ``service``'s instances."""
+        new = {info.node_id: Instance.from_info(info) for info in infos}
+        old = self._instances.get(service, {})
+        self._instances[service] = new
+        self.known.add(service)
+        self._invalidate(service)
+        for node_id, instance in old.items():
+            if node_id not in new:
+                self._notify("removed", instance)
+        for node_id, instance in new.items():
+            if node_id not in old:
+                self._notify("added", instance)
+
+    def add(self, info: InstanceInfo) -> None:
+        instance = Instance.from_info(info)
+        self._instances.setdefault(info.service, {})[info.node_id] = instance
+        self._invalidate(info.service)
+        self._notify("added", instance)
+
+    def remove(self, service: str, node_id: str) -> None:
+        instance = self._instances.get(service, {}).pop(node_id, None)
+        if instance is not None:
+            self._invalidate(service)
+            self._notify("removed", instance)
+
+    # -- queries -------------------------------------------------------------------------------
+
+    def instances(self, service: str) -> list[Instance]:
+        return list(self._instances.get(service, {}).values())
+
+    def candidates(self, service: str, version: str, kind: str = "tcp") -> list[Instance]:
+        """Instances a client of ``version`` may use: exact version, else highest same major."""
+        key = (service, version, kind)
+        route = self._routes.get(key)
+        if route is None:
+            of_kind = [i for i in self._instances.get(service, {}).values() if i.kind == kind]
+            chosen = best_version(version, (i.version for i in of_kind))
+            route = sorted((i for i in of_kind if i.version == chosen), key=lambda i: i.node_id)
+            self._routes[key] = route
+        return route
+
+    def select(
+        self,
+        service: str,
+        version: str,
+        kind: str = "tcp",
+        entity: str | None = None,
+        usable: Callable[[Instance], bool] | None = None,
+    ) -> Instance:
+        """Pick the instance for one request, or raise :class:`ServiceUnavailable`.
+
+        With ``entity``, rendezvous hashing picks the same instance in every process; without,
+        round-robin. ``usable`` filters out instances the caller knows it cannot reach now.
+        """
+        route = self.candidates(service, version, kind)
+        if usable is not None and route:
+            route = [i for i in route if usable(i)]
+        if not route:
+            raise ServiceUnavailable(self._unavailable_reason(service, version, kind))
+        if entity is not None:
+            return rendezvous_pick(str(entity), route, _node_id)
+        key = (service, version, kind)
+        balancer = self._round_robin.get(key)
+        if balancer is None:
+            balancer = self._round_robin[key] = RoundRobin()
+        return balancer.pick(route)
+
+    def _unavailable_reason(self, service: str, version: str, kind: str) -> str:
+        present = sorted({f"{i.version} ({i.kind})" for i in self._instances.get(service, {}).values()})
+        if present:
+            return (
+                f"no live {kind} instance of {service!r} matches version {version!r}; "
+                f"registered: {', '.join(present)}"
+            )
+        return f"no live instance of {service!r} (version {version!r}, {kind}) is registered"
+
+    def _invalidate(self, service: str) -> None:
+        for key in [k for k in self._routes if k[0] == service]:
+            del self._routes[key]
+
+    def _notify(self, event: str, instance: Instance) -> None:
+        for listener in list(self._listeners):
+            listener(event, instance)
+
+
+def _node_id(instance: Instance) -> str:
+    return instance.node_id

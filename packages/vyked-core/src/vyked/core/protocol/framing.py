@@ -1,0 +1,132 @@
+"""Length-prefixed framing of packets: bytes in, packets out, and back. No sockets here.
+
+A frame is a 4-byte big-endian unsigned length followed by that many bytes of UTF-8 JSON
+holding one packet. :class:`FrameDecoder` owns a preallocated buffer that an
+``asyncio.BufferedProtocol`` reads into directly (see ``transport.connection``); tests feed
+it plain bytes with :meth:`FrameDecoder.feed`.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import msgspec
+
+from vyked.core.exceptions import FrameTooLarge, ProtocolError
+from vyked.core.protocol.packets import Packet
+
+HEADER_SIZE = 4
+DEFAULT_MAX_FRAME_SIZE = 16 * 1024 * 1024
+_INITIAL_BUFFER_SIZE = 256 * 1024
+# Below this much free space a read would be needlessly small, so make room first.
+_MIN_READ_SIZE = 64 * 1024
+
+_encoder = msgspec.json.Encoder()
+_decoder = msgspec.json.Decoder(Packet)
+
+
+def encode_frame(packet: Any) -> bytearray:
+    """Serialise ``packet`` into one frame, header included.
+
+    Raises ``TypeError`` if the packet holds something JSON cannot carry.
+    """
+    frame = bytearray(HEADER_SIZE)
+    _encoder.encode_into(packet, frame, HEADER_SIZE)
+    frame[0:HEADER_SIZE] = (len(frame) - HEADER_SIZE).to_bytes(HEADER_SIZE, "big")
+    return frame
+
+
+def encode_payload(value: Any) -> bytes:
+    """Serialise a bare JSON value with the wire codec (used to check user payloads)."""
+    return _encoder.encode(value)
+
+
+def decode_packet(body: bytes | memoryview) -> Packet:
+    """Decode and validate one frame body; raises :class:`ProtocolError` if it is not a packet."""
+    try:
+        return _decoder.decode(body)
+    except msgspec.DecodeError as exc:
+        raise ProtocolError(f"malformed frame: {exc}") from None
+
+
+class FrameDecoder:
+    """Incremental frame parser over a growable, reusable receive buffer.
+
+    Handles frames split across reads and many frames in one read. After the first protocol
+    error it stops parsing and keeps the error in :attr:`error`; the connection must close.
+    """
+
+    __slots__ = ("_buffer", "_view", "_start", "_end", "_needed", "max_frame_size", "error")
+
+    def __init__(self, max_frame_size: int = DEFAULT_MAX_FRAME_SIZE) -> None:
+        self.max_frame_size = max_frame_size
+        self._buffer = bytearray(_INITIAL_BUFFER_SIZE)
+        self._view = memoryview(self._buffer)
+        self._start = 0  # first unparsed byte
+        self._end = 0  # one past the last received byte
+        self._needed = 0  # size of the frame being waited for, header included
+        self.error: ProtocolError | None = None
+
+    def get_buffer(self) -> memoryview:
+        """Writable space at the end of the received bytes."""
+        free = len(self._buffer) - self._end
+        if free < _MIN_READ_SIZE or free < self._needed - (self._end - self._start):
+            self._make_room()
+        return self._view[self._end :]
+
+    def buffer_updated(self, nbytes: int) -> list[Packet]:
+        """Account for ``nbytes`` written into :meth:`get_buffer`; return complete packets."""
+        self._end += nbytes
+        packets: list[Packet] = []
+        if self.error is not None:
+            return packets
+        buffer, view = self._buffer, self._view
+        start, end = self._start, self._end
+        while end - start >= HEADER_SIZE:
+            size = int.from_bytes(buffer[start : start + HEADER_SIZE], "big")
+            if size > self.max_frame_size:
+                self.error = FrameTooLarge(
+                    f"frame of {size} bytes exceeds the limit of {self.max_frame_size} bytes"
+                )
+                break
+            frame_end = start + HEADER_SIZE + size
+            if frame_end > end:
+                self._needed = HEADER_SIZE + size
+                break
+            try:
+                packets.append(_decoder.decode(view[start + HEADER_SIZE : frame_end]))
+            except msgspec.DecodeError as exc:
+                self.error = ProtocolError(f"malformed frame: {exc}")
+                break
+            start = frame_end
+        if start == end:
+            start = end = 0
+            self._end = 0
+            self._needed = 0
+        self._start = start
+        return packets
+
+    def feed(self, data: bytes) -> list[Packet]:
+        """Copy ``data`` in and parse it: the sans-IO entry point for tests and tools."""
+        packets: list[Packet] = []
+        offset = 0
+        while offset < len(data):
+            target = self.get_buffer()
+            chunk = min(len(target), len(data) - offset)
+            target[:chunk] = data[offset : offset + chunk]
+            offset += chunk
+            packets.extend(self.buffer_updated(chunk))
+        return packets
+
+    def _make_room(self) -> None:
+        pending = self._end - self._start
+        wanted = max(_INITIAL_BUFFER_SIZE, self._needed, pending) + _MIN_READ_SIZE
+        if wanted > len(self._buffer):
+            new = bytearray(wanted)
+            new[:pending] = self._buffer[self._start : self._end]
+            self._buffer = new
+            self._view = memoryview(new)
+        elif self._start:
+            self._buffer[:pending] = self._buffer[self._start : self._end]
+        self._start = 0
+        self._end = pending

@@ -1,0 +1,196 @@
+"""The registry, seen from a service host: register instances, watch services, stay connected.
+
+One :class:`RegistryClient` per host process keeps one connection to a registry. It
+registers the host's service instances, asks for the instances of the services the host
+calls (``watch``), and feeds the registry's pushes into an
+:class:`~vyked.core.instances.InstanceDirectory`. When the connection drops it reconnects on
+its own, trying each configured registry address in turn, and replays its registrations and
+watches; meanwhile the directory keeps the instances it knew, so calls carry on.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+
+from vyked.core.exceptions import ConnectionLost, RegistryUnavailable
+from vyked.core.instances import InstanceDirectory
+from vyked.core.protocol.packets import (
+    Error,
+    InstanceAdded,
+    InstanceRemoved,
+    Instances,
+    Packet,
+    Ping,
+    Register,
+    Registered,
+    Watch,
+)
+from vyked.core.transport.connection import Connection, open_connection
+
+logger = logging.getLogger(__name__)
+
+Address = tuple[str, int]
+
+RECONNECT_DELAY_MIN = 0.05
+RECONNECT_DELAY_MAX = 0.5
+
+
+class RegistryClient:
+    """A self-healing connection to the registry (or one of several registries)."""
+
+    def __init__(
+        self,
+        addresses: list[Address],
+        directory: InstanceDirectory,
+        *,
+        node_id: str,
+        connect_timeout: float = 5.0,
+    ) -> None:
+        if not addresses:
+            raise RegistryUnavailable("no registry address configured")
+        self.addresses = addresses
+        self.directory = directory
+        self.node_id = node_id
+        self.connect_timeout = connect_timeout
+        self.connection: Connection | None = None
+        self._registrations: dict[str, Register] = {}
+        self._watched: set[str] = set()
+        self._snapshots: dict[str, asyncio.Future[None]] = {}
+        self._acks: dict[str, asyncio.Future[None]] = {}
+        self._connected = asyncio.Event()
+        self._reconnect_task: asyncio.Task[None] | None = None
+        self._address_index = 0
+        self._closing = False
+
+    # -- lifecycle ----------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Connect to the first reachable registry; raises :class:`RegistryUnavailable`."""
+        await self._connect_any()
+
+    async def close(self) -> None:
+        self._closing = True
+        if self._reconnect_task is not None:
+            self._reconnect_task.cancel()
+        if self.connection is not None:
+            self.connection.close()
+            await self.connection.wait_closed()
+
+    @property
+    def connected(self) -> bool:
+        return self.connection is not None and self.connection.ready
+
+    @property
+    def local_host(self) -> str:
+        """The address this process reaches the registry from, used to advertise services
+        bound to a wildcard address."""
+        return self.connection.sockname[0] if self.connection is not None else "127.0.0.1"
+
+    # -- what the host asks of the registry -------------------------------------------------
+
+    async def register(self, registration: Register) -> None:
+        """Register an instance and wait for the registry's acknowledgement."""
+        node_id = registration.instance.node_id
+        self._registrations[node_id] = registration
+        ack = self._acks[node_id] = asyncio.get_running_loop().create_future()
+        self._send(registration)
+        await asyncio.wait_for(asyncio.shield(ack), self.connect_timeout)
+
+    def unregister(self, node_id: str) -> None:
+        """Forget a registration; the registry drops it when this connection closes."""
+        self._registrations.pop(node_id, None)
+
+    async def watch(self, services: list[str]) -> None:
+        """Follow these services; returns once their instance lists have arrived."""
+        new = [s for s in services if s not in self._watched]
+        loop = asyncio.get_running_loop()
+        for service in new:
+            self._watched.add(service)
+            self._snapshots[service] = loop.create_future()
+        if new:
+            self._send(Watch(services=new))
+        waiting = [self._snapshots[s] for s in services if not self._snapshots[s].done()]
+        if waiting:
+            await asyncio.wait_for(asyncio.shield(asyncio.gather(*waiting)), self.connect_timeout)
+
+    def _send(self, packet: Packet) -> None:
+        if self.connection is not None and self.connection.ready:
+            try:
+                self.connection.send(packet)
+            except ConnectionLost:
+                pass  # replayed on reconnect
+
+    # -- connection management ----------------------------------------------------------------
+
+    async def _connect_any(self) -> None:
+        errors = []
+        for attempt in range(len(self.addresses)):
+            host, port = self.addresses[(self._address_index + attempt) % len(self.addresses)]
+            try:
+                conn = await open_connection(
+                    host, port, self, node_id=self.node_id, role="host", timeout=self.connect_timeout
+                )
+            except ConnectionLost as exc:
+                errors.append(str(exc))
+                continue
+            self._address_index = (self._address_index + attempt) % len(self.addresses)
+            self.connection = conn
+            self._replay(conn)
+            self._connected.set()
+            logger.info("connected to registry at %s:%s", host, port)
+            return
+        raise RegistryUnavailable("no registry reachable: " + "; ".join(errors))
+
+    def _replay(self, conn: Connection) -> None:
+        for registration in self._registrations.values():
+            conn.send(registration)
+        if self._watched:
+            conn.send(Watch(services=sorted(self._watched)))
+
+    async def _reconnect(self) -> None:
+        delay = RECONNECT_DELAY_MIN
+        while not self._closing:
+            try:
+                await self._connect_any()
+                return
+            except RegistryUnavailable as exc:
+                logger.debug("registry still unreachable: %s", exc)
+            await asyncio.sleep(delay * (0.5 + random.random()))
+            delay = min(delay * 2, RECONNECT_DELAY_MAX)
+
+    # -- PacketHandler ------------------------------------------------------------------------
+
+    def packet_received(self, conn: Connection, packet: Packet) -> None:
+        if isinstance(packet, InstanceAdded):
+            self.directory.add(packet.instance)
+        elif isinstance(packet, InstanceRemoved):
+            self.directory.remove(packet.service, packet.node_id)
+        elif isinstance(packet, Instances):
+            self.directory.replace(packet.service, packet.instances)
+            snapshot = self._snapshots.get(packet.service)
+            if snapshot is not None and not snapshot.done():
+                snapshot.set_result(None)
+        elif isinstance(packet, Registered):
+            ack = self._acks.pop(packet.node_id, None)
+            if ack is not None and not ack.done():
+                ack.set_result(None)
+        elif isinstance(packet, Ping):
+            conn.answer_ping(packet)
+        elif isinstance(packet, Error):
+            logger.error("registry reported an error: %s (%s)", packet.message, packet.code)
+        else:
+            logger.debug("ignoring %s packet from the registry", type(packet).__name__)
+
+    def connection_lost(self, conn: Connection, exc: BaseException | None) -> None:
+        if conn is not self.connection:
+            return
+        self.connection = None
+        self._connected.clear()
+        if self._closing:
+            return
+        logger.warning("lost the registry connection; reconnecting (known instances stay in use)")
+        # The next attempt starts with the registry after the one that failed.
+        self._address_index = (self._address_index + 1) % len(self.addresses)
+        self._reconnect_task = asyncio.get_running_loop().create_task(self._reconnect())

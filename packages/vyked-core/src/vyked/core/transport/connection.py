@@ -1,0 +1,287 @@
+"""Packet connections over asyncio TCP transports.
+
+:class:`Connection` is an ``asyncio.BufferedProtocol``: the event loop reads straight into the
+:class:`~vyked.core.protocol.FrameDecoder`'s preallocated buffer, which avoids the fresh
+``bytes`` object ``Protocol.data_received`` costs on every read (cpython issue 85451).
+
+Every connection starts with a handshake: the connecting side sends ``hello`` with its
+protocol version, the accepting side answers ``welcome`` or an ``error`` and closes. Only then
+do packets reach the :class:`PacketHandler`. A frame that fails to decode gets an ``error``
+packet and closes that one connection.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import socket
+from typing import Protocol
+
+from vyked.core.exceptions import (
+    ConnectionLost,
+    ProtocolError,
+    ProtocolVersionMismatch,
+    VykedError,
+    error_from_code,
+)
+from vyked.core.protocol.framing import DEFAULT_MAX_FRAME_SIZE, FrameDecoder, encode_frame
+from vyked.core.protocol.packets import PROTOCOL_VERSION, Error, Hello, Packet, Ping, Pong, Welcome
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_CONNECT_TIMEOUT = 5.0
+
+
+class PacketHandler(Protocol):
+    """What a connection tells its owner about."""
+
+    def packet_received(self, conn: Connection, packet: Packet) -> None: ...
+
+    def connection_lost(self, conn: Connection, exc: BaseException | None) -> None: ...
+
+
+class Connection(asyncio.BufferedProtocol):
+    """One framed packet connection; the same class serves both ends."""
+
+    def __init__(
+        self,
+        handler: PacketHandler,
+        *,
+        accepting: bool,
+        node_id: str = "",
+        role: str = "",
+        max_frame_size: int = DEFAULT_MAX_FRAME_SIZE,
+    ) -> None:
+        self.handler = handler
+        self.node_id = node_id
+        self.role = role
+        self.peer_node_id = ""
+        self.peer_role = ""
+        self.peername: tuple[str, int] = ("", 0)
+        self.sockname: tuple[str, int] = ("", 0)
+        self.closed = False
+        self.ready = False
+        self._accepting = accepting
+        self._decoder = FrameDecoder(max_frame_size)
+        self._transport: asyncio.Transport | None = None
+        loop = asyncio.get_running_loop()
+        self._handshake: asyncio.Future[None] = loop.create_future()
+        self._closed_future: asyncio.Future[None] = loop.create_future()
+
+    # -- asyncio protocol callbacks -------------------------------------------------------
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self._transport = transport
+        sock = transport.get_extra_info("socket")
+        if sock is not None and sock.family in (socket.AF_INET, socket.AF_INET6):
+            # Small request and response frames must not wait for Nagle's algorithm.
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        self.peername = tuple(transport.get_extra_info("peername") or ("", 0))[:2]  # type: ignore[assignment]
+        self.sockname = tuple(transport.get_extra_info("sockname") or ("", 0))[:2]  # type: ignore[assignment]
+        if not self._accepting:
+            self.send(Hello(protocol=PROTOCOL_VERSION, node_id=self.node_id, role=self.role))
+
+    def get_buffer(self, sizehint: int) -> memoryview:
+        return self._decoder.get_buffer()
+
+    def buffer_updated(self, nbytes: int) -> None:
+        decoder = self._decoder
+        for packet in decoder.buffer_updated(nbytes):
+            if self.closed:
+                return
+            if self.ready:
+                self.handler.packet_received(self, packet)
+            else:
+                self._handshake_packet(packet)
+        if decoder.error is not None and not self.closed:
+            self.fail(decoder.error)
+
+    def eof_received(self) -> bool:
+        return False  # close the transport; the peer has gone
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.closed = True
+        self.ready = False
+        if not self._handshake.done():
+            self._handshake.set_exception(
+                ConnectionLost(f"connection to {self._peer_text()} closed during the handshake")
+            )
+            self._handshake.exception()  # retrieved here so an unawaited handshake logs nothing
+        if not self._closed_future.done():
+            self._closed_future.set_result(None)
+        self.handler.connection_lost(self, exc)
+
+    # -- handshake ---------------------------------------------------------------------------
+
+    def _handshake_packet(self, packet: Packet) -> None:
+        if self._accepting:
+            if not isinstance(packet, Hello):
+                self.fail(ProtocolError(f"expected a 'hello' packet first, got {_type_name(packet)!r}"))
+                return
+            if packet.protocol != PROTOCOL_VERSION:
+                self.fail(
+                    ProtocolVersionMismatch(
+                        f"protocol version {packet.protocol} is not supported; this peer speaks {PROTOCOL_VERSION}"
+                    )
+                )
+                return
+            self.peer_node_id, self.peer_role = packet.node_id, packet.role
+            self.send(Welcome(protocol=PROTOCOL_VERSION, node_id=self.node_id))
+        elif isinstance(packet, Welcome):
+            self.peer_node_id = packet.node_id
+        elif isinstance(packet, Error):
+            exc = error_from_code(packet.code, packet.message, packet.error_type)
+            self._handshake.set_exception(exc)
+            self.close()
+            return
+        else:
+            self.fail(ProtocolError(f"expected a 'welcome' packet first, got {_type_name(packet)!r}"))
+            return
+        self.ready = True
+        if not self._handshake.done():
+            self._handshake.set_result(None)
+
+    async def wait_ready(self, timeout: float | None = DEFAULT_CONNECT_TIMEOUT) -> None:
+        """Wait until the handshake has completed."""
+        try:
+            async with asyncio.timeout(timeout):
+                await asyncio.shield(self._handshake)
+        except TimeoutError:
+            self.abort()
+            raise ConnectionLost(f"no handshake answer from {self._peer_text()} within {timeout} s") from None
+
+    # -- sending and closing ----------------------------------------------------------------
+
+    def send(self, packet: Packet) -> None:
+        """Frame and write ``packet``; raises :class:`ConnectionLost` once closed."""
+        if self.closed or self._transport is None:
+            raise ConnectionLost(f"connection to {self._peer_text()} is closed")
+        self._transport.write(encode_frame(packet))
+
+    def send_frame(self, frame: bytes | bytearray) -> None:
+        """Write an already framed packet (see :func:`~vyked.core.protocol.encode_frame`)."""
+        if self.closed or self._transport is None:
+            raise ConnectionLost(f"connection to {self._peer_text()} is closed")
+        self._transport.write(frame)
+
+    def fail(self, error: VykedError) -> None:
+        """Tell the peer why, then close: the reaction to any protocol violation."""
+        logger.warning("closing connection with %s: %s", self._peer_text(), error)
+        if not self.closed and self._transport is not None:
+            self._transport.write(encode_frame(Error(code=error.code, message=str(error))))
+        if not self._handshake.done():
+            self._handshake.set_exception(error)
+            self._handshake.exception()
+        self.close()
+
+    def close(self) -> None:
+        """Close after flushing what is queued."""
+        if self._transport is not None and not self._transport.is_closing():
+            self._transport.close()
+        self.closed = True
+
+    def abort(self) -> None:
+        """Close at once, dropping what is queued."""
+        if self._transport is not None:
+            self._transport.abort()
+        self.closed = True
+
+    async def wait_closed(self) -> None:
+        await self._closed_future
+
+    def answer_ping(self, packet: Ping) -> None:
+        self.send(Pong(nonce=packet.nonce))
+
+    def _peer_text(self) -> str:
+        host, port = self.peername
+        return f"{host}:{port}" if host else "peer"
+
+    def __repr__(self) -> str:
+        state = "closed" if self.closed else "ready" if self.ready else "handshaking"
+        return f"<Connection {self._peer_text()} {state}>"
+
+
+def _type_name(packet: Packet) -> str:
+    return type(packet).__name__.lower()
+
+
+async def open_connection(
+    host: str,
+    port: int,
+    handler: PacketHandler,
+    *,
+    node_id: str = "",
+    role: str = "",
+    timeout: float | None = DEFAULT_CONNECT_TIMEOUT,
+    max_frame_size: int = DEFAULT_MAX_FRAME_SIZE,
+) -> Connection:
+    """Connect, complete the handshake and return the ready connection.
+
+    Raises :class:`ConnectionLost` (a ``ConnectionError``) if the peer cannot be reached or
+    does not complete the handshake within ``timeout``.
+    """
+    loop = asyncio.get_running_loop()
+    try:
+        async with asyncio.timeout(timeout):
+            _, conn = await loop.create_connection(
+                lambda: Connection(handler, accepting=False, node_id=node_id, role=role, max_frame_size=max_frame_size),
+                host,
+                port,
+            )
+    except (OSError, TimeoutError) as exc:
+        raise ConnectionLost(f"cannot connect to {host}:{port}: {exc or 'timed out'}") from exc
+    await conn.wait_ready(timeout)
+    return conn
+
+
+class PacketServer:
+    """A listening socket whose accepted connections speak vyked packets."""
+
+    def __init__(
+        self,
+        handler: PacketHandler,
+        *,
+        node_id: str = "",
+        max_frame_size: int = DEFAULT_MAX_FRAME_SIZE,
+    ) -> None:
+        self.handler = handler
+        self.node_id = node_id
+        self.max_frame_size = max_frame_size
+        self.connections: set[Connection] = set()
+        self._server: asyncio.Server | None = None
+
+    async def start(self, host: str, port: int) -> tuple[str, int]:
+        """Bind and listen; returns the bound address (``port=0`` picks a free port)."""
+        loop = asyncio.get_running_loop()
+        self._server = await loop.create_server(self._make_connection, host, port, reuse_address=True)
+        sockname = self._server.sockets[0].getsockname()
+        return sockname[0], sockname[1]
+
+    def _make_connection(self) -> Connection:
+        conn = Connection(self._Tracker(self), accepting=True, node_id=self.node_id, max_frame_size=self.max_frame_size)
+        self.connections.add(conn)
+        return conn
+
+    class _Tracker:
+        """Forwards to the server's handler and forgets closed connections."""
+
+        __slots__ = ("server", "packet_received")
+
+        def __init__(self, server: PacketServer) -> None:
+            self.server = server
+            self.packet_received = server.handler.packet_received
+
+        def connection_lost(self, conn: Connection, exc: BaseException | None) -> None:
+            self.server.connections.discard(conn)
+            self.server.handler.connection_lost(conn, exc)
+
+    async def close(self) -> None:
+        """Stop listening and close every accepted connection."""
+        if self._server is not None:
+            self._server.close()
+        for conn in list(self.connections):
+            conn.close()
+        if self._server is not None:
+            await self._server.wait_closed()
+            self._server = None

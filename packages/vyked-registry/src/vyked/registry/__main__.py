@@ -1,0 +1,5 @@
+import sys
+
+from vyked.registry.cli import main
+
+sys.exit(main())

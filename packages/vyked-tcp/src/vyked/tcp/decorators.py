@@ -1,0 +1,171 @@
+"""The user-facing decorators of TCP services and clients.
+
+They stay thin: each attaches an :class:`EndpointSpec` to the function (and, for client-side
+``@request``, wraps it so that calling it sends the request). Services and clients read
+the specs when their class is created; the work happens in :mod:`vyked.tcp.dispatch`,
+:mod:`vyked.tcp.client` and the publish-subscribe modules.
+"""
+
+from __future__ import annotations
+
+import enum
+import functools
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, TypeVar, overload
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+SPEC_ATTRIBUTE = "__vyked_endpoint__"
+
+DEFAULT_REQUEST_TIMEOUT = 30.0
+"""Seconds a ``@request`` waits for its answer unless given ``timeout=``."""
+
+
+class SubscriptionStrategy(enum.Enum):
+    """How ``@xsubscribe`` picks the one instance of a subscribing service that gets an event."""
+
+    RANDOM = "random"
+    """Spread events across the live instances."""
+    LEADER = "leader"
+    """Send every event to the oldest live instance."""
+
+
+@dataclass(frozen=True, slots=True)
+class EndpointSpec:
+    """What a decorator says about a method."""
+
+    kind: str
+    """``api``, ``request``, ``publish``, ``subscribe`` or ``xsubscribe``."""
+    name: str
+    timeout: float | None = None
+    replacement_api: str | None = None
+    deprecated: bool = False
+    strategy: SubscriptionStrategy | None = None
+
+
+def spec_of(func: Any) -> EndpointSpec | None:
+    return getattr(func, SPEC_ATTRIBUTE, None)
+
+
+def _mark(func: F, spec: EndpointSpec) -> F:
+    setattr(func, SPEC_ATTRIBUTE, spec)
+    return func
+
+
+# -- service side ----------------------------------------------------------------------------
+
+
+@overload
+def api(func: F) -> F: ...
+@overload
+def api(*, timeout: float | None = None) -> Callable[[F], F]: ...
+
+
+def api(func: F | None = None, *, timeout: float | None = None) -> F | Callable[[F], F]:
+    """Expose a ``TCPService`` method as a remote endpoint: ``@api`` or ``@api(timeout=5)``.
+
+    The handler may be ``async def``, plain ``def`` or a generator (``yield from``). It gets the
+    request's parameters as keyword arguments; its return value (JSON-serialisable) is the answer.
+    With ``timeout``, a handler still running after that many seconds is cancelled and the
+    caller gets :class:`~vyked.core.exceptions.RequestTimeout`.
+    """
+
+    def decorate(f: F) -> F:
+        return _mark(f, EndpointSpec("api", f.__name__, timeout=timeout))
+
+    return decorate(func) if func is not None else decorate
+
+
+@overload
+def apideprecated(func: F) -> F: ...
+@overload
+def apideprecated(*, replacement_api: str | None = None, timeout: float | None = None) -> Callable[[F], F]: ...
+
+
+def apideprecated(
+    func: F | None = None, *, replacement_api: str | None = None, timeout: float | None = None
+) -> F | Callable[[F], F]:
+    """Like :func:`api`, but callers also get a ``DeprecationWarning`` naming the replacement."""
+
+    def decorate(f: F) -> F:
+        spec = EndpointSpec("api", f.__name__, timeout=timeout, deprecated=True, replacement_api=replacement_api)
+        return _mark(f, spec)
+
+    return decorate(func) if func is not None else decorate
+
+
+def publish(func: F) -> F:
+    """Calling the decorated ``TCPService`` method publishes the dict it returns as an event."""
+
+    @functools.wraps(func)
+    def wrapper(self: Any, *args: Any, **kwargs: Any) -> Any:
+        payload = func(self, *args, **kwargs)
+        return self._publish(func.__name__, payload)
+
+    return _mark(wrapper, EndpointSpec("publish", func.__name__))  # type: ignore[arg-type]
+
+
+# -- client side -----------------------------------------------------------------------------
+
+
+@overload
+def request(func: F) -> F: ...
+@overload
+def request(*, timeout: float | None = None) -> Callable[[F], F]: ...
+
+
+def request(func: F | None = None, *, timeout: float | None = None) -> F | Callable[[F], F]:
+    """Calling the decorated ``TCPServiceClient`` method sends a request to the remote ``@api``.
+
+    The method returns ``locals()`` (the request's parameters; an ``entity`` entry routes the
+    request to the instance that owns that entity). Calling it returns an awaitable that
+    resolves to the remote result or raises a :class:`~vyked.core.exceptions.VykedError`.
+    """
+
+    def decorate(f: F) -> F:
+        limit = DEFAULT_REQUEST_TIMEOUT if timeout is None else timeout
+
+        @functools.wraps(f)
+        def wrapper(self: Any, *args: Any, **kwargs: Any) -> Any:
+            params = f(self, *args, **kwargs)
+            return self._send_request(f.__name__, params, limit)
+
+        return _mark(wrapper, EndpointSpec("request", f.__name__, timeout=limit))  # type: ignore[return-value]
+
+    return decorate(func) if func is not None else decorate
+
+
+def subscribe(func: F) -> F:
+    """The decorated ``TCPServiceClient`` method receives every event of the same name that the
+    remote service publishes, in every instance of the subscribing service (broadcast)."""
+    return _mark(func, EndpointSpec("subscribe", func.__name__))
+
+
+@overload
+def xsubscribe(func: F) -> F: ...
+@overload
+def xsubscribe(*, strategy: SubscriptionStrategy = SubscriptionStrategy.RANDOM) -> Callable[[F], F]: ...
+
+
+def xsubscribe(
+    func: F | None = None, *, strategy: SubscriptionStrategy = SubscriptionStrategy.RANDOM
+) -> F | Callable[[F], F]:
+    """Like :func:`subscribe`, but each event reaches exactly one instance of each subscribing
+    service, chosen by ``strategy``; delivery is at least once."""
+
+    def decorate(f: F) -> F:
+        return _mark(f, EndpointSpec("xsubscribe", f.__name__, strategy=strategy))
+
+    return decorate(func) if func is not None else decorate
+
+
+def collect_specs(cls: type, kind: str) -> dict[str, tuple[str, EndpointSpec]]:
+    """``{endpoint name: (attribute name, spec)}`` for every ``kind`` method of ``cls`` and its bases."""
+    found: dict[str, tuple[str, EndpointSpec]] = {}
+    for klass in reversed(cls.__mro__):
+        for attr, value in vars(klass).items():
+            spec = spec_of(value)
+            if spec is not None and spec.kind == kind:
+                found[spec.name] = (attr, spec)
+    return found

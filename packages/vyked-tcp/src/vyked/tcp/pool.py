@@ -1,0 +1,187 @@
+"""Client side of request-response: one connection per remote instance, shared by the host.
+
+:class:`InstanceConnection` keeps the requests in flight on one connection, matches answers to
+them by id, enforces each request's timeout with a timer, and fails everything in flight at
+once with :class:`~vyked.core.exceptions.ConnectionLost` when the connection dies.
+:class:`ConnectionPool` (a host extension) opens them on demand and remembers briefly which
+instances could not be reached, so that balancing skips them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+import warnings
+from typing import Any
+
+from vyked.core.exceptions import ConnectionLost, InvalidParams, RequestTimeout, error_from_code
+from vyked.core.host import ServiceHost
+from vyked.core.instances import Instance
+from vyked.core.protocol import encode_frame
+from vyked.core.protocol.packets import Error, Packet, Ping, Request, Response
+from vyked.core.transport import Connection, open_connection
+
+logger = logging.getLogger(__name__)
+
+UNREACHABLE_BACKOFF = 1.0
+"""Seconds an instance that refused a connection is skipped by balancing."""
+
+_Pending = tuple["asyncio.Future[Any]", "asyncio.TimerHandle"]
+
+
+class InstanceConnection:
+    """Requests in flight to one instance, over one connection."""
+
+    __slots__ = ("instance", "connection", "pending", "_next_id", "_loop", "closing")
+
+    def __init__(self, instance: Instance) -> None:
+        self.instance = instance
+        self.connection: Connection | None = None
+        self.pending: dict[int, _Pending] = {}
+        self._next_id = 0
+        self._loop = asyncio.get_running_loop()
+        self.closing = False
+
+    @property
+    def usable(self) -> bool:
+        conn = self.connection
+        return conn is not None and conn.ready and not self.closing
+
+    def request(self, service: str, endpoint: str, params: dict[str, Any], timeout: float) -> asyncio.Future[Any]:
+        """Send one request; the future resolves to the result or raises a vyked error."""
+        conn = self.connection
+        if conn is None or not conn.ready:
+            raise ConnectionLost(f"connection to {self._describe()} is closed")
+        self._next_id += 1
+        request_id = self._next_id
+        try:
+            frame = encode_frame(Request(id=request_id, service=service, endpoint=endpoint, params=params))
+        except TypeError as exc:
+            raise InvalidParams(f"cannot send {service}.{endpoint}: a parameter is not JSON-serialisable ({exc})") from None
+        future = self._loop.create_future()
+        timer = self._loop.call_later(timeout, self._expire, request_id, endpoint, timeout)
+        self.pending[request_id] = (future, timer)
+        conn.send_frame(frame)
+        return future
+
+    def _expire(self, request_id: int, endpoint: str, timeout: float) -> None:
+        entry = self.pending.pop(request_id, None)
+        if entry is not None and not entry[0].done():
+            entry[0].set_exception(
+                RequestTimeout(f"{self.instance.service}.{endpoint} got no answer from {self._describe()} within {timeout} s")
+            )
+
+    # -- PacketHandler ------------------------------------------------------------------------
+
+    def packet_received(self, conn: Connection, packet: Packet) -> None:
+        if type(packet) is Response:
+            entry = self.pending.pop(packet.id, None)
+            if entry is None:
+                return  # answered after its timeout
+            future, timer = entry
+            timer.cancel()
+            if packet.deprecation:
+                warnings.warn(packet.deprecation, DeprecationWarning, stacklevel=2)
+            if not future.done():
+                future.set_result(packet.result)
+        elif isinstance(packet, Error):
+            if packet.id is None:
+                logger.error("%s reported a connection error: %s", self._describe(), packet.message)
+                return
+            entry = self.pending.pop(packet.id, None)
+            if entry is None:
+                return
+            future, timer = entry
+            timer.cancel()
+            if not future.done():
+                future.set_exception(error_from_code(packet.code, packet.message, packet.error_type, packet.args))
+        elif isinstance(packet, Ping):
+            conn.answer_ping(packet)
+        if self.closing and not self.pending:
+            conn.close()
+
+    def connection_lost(self, conn: Connection, exc: BaseException | None) -> None:
+        pending, self.pending = self.pending, {}
+        reason = f": {exc}" if exc else ""
+        for future, timer in pending.values():
+            timer.cancel()
+            if not future.done():
+                future.set_exception(ConnectionLost(f"connection to {self._describe()} closed with the request in flight{reason}"))
+
+    def close_when_idle(self) -> None:
+        self.closing = True
+        if not self.pending and self.connection is not None:
+            self.connection.close()
+
+    def _describe(self) -> str:
+        i = self.instance
+        return f"{i.service} at {i.host}:{i.port}"
+
+
+class ConnectionPool:
+    """The host's connections to remote TCP instances, keyed by node id."""
+
+    KEY = "vyked.tcp.pool"
+
+    def __init__(self, host: ServiceHost) -> None:
+        self.host = host
+        self.connections: dict[str, InstanceConnection] = {}
+        self._connecting: dict[str, asyncio.Future[InstanceConnection]] = {}
+        self._unreachable: dict[str, float] = {}
+        host.directory.add_listener(self._instance_changed)
+
+    def ready(self, instance: Instance) -> InstanceConnection | None:
+        ic = self.connections.get(instance.node_id)
+        return ic if ic is not None and ic.usable else None
+
+    def usable_filter(self) -> Any:
+        """A predicate for :meth:`InstanceDirectory.select`, or None when nothing is excluded."""
+        if not self._unreachable:
+            return None
+        now = time.monotonic()
+        for node_id, until in list(self._unreachable.items()):
+            if until <= now:
+                del self._unreachable[node_id]
+        if not self._unreachable:
+            return None
+        return lambda instance: instance.node_id not in self._unreachable
+
+    async def connect(self, instance: Instance) -> InstanceConnection:
+        """The ready connection to ``instance``, opening it if needed (once, however many ask)."""
+        ready = self.ready(instance)
+        if ready is not None:
+            return ready
+        waiting = self._connecting.get(instance.node_id)
+        if waiting is None:
+            waiting = asyncio.ensure_future(self._open(instance))
+            self._connecting[instance.node_id] = waiting
+            waiting.add_done_callback(lambda _: self._connecting.pop(instance.node_id, None))
+        return await asyncio.shield(waiting)
+
+    async def _open(self, instance: Instance) -> InstanceConnection:
+        ic = InstanceConnection(instance)
+        try:
+            ic.connection = await open_connection(instance.host, instance.port, ic, node_id=self.host.node_id, role="client")
+        except ConnectionLost:
+            self._unreachable[instance.node_id] = time.monotonic() + UNREACHABLE_BACKOFF
+            raise
+        self._unreachable.pop(instance.node_id, None)
+        self.connections[instance.node_id] = ic
+        return ic
+
+    def _instance_changed(self, event: str, instance: Instance) -> None:
+        if event == "removed":
+            ic = self.connections.pop(instance.node_id, None)
+            if ic is not None:
+                ic.close_when_idle()
+
+    async def close(self) -> None:
+        self.host.directory.remove_listener(self._instance_changed)
+        for ic in self.connections.values():
+            if ic.connection is not None:
+                ic.connection.close()
+        for ic in self.connections.values():
+            if ic.connection is not None:
+                await ic.connection.wait_closed()
+        self.connections.clear()

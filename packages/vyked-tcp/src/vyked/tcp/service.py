@@ -1,0 +1,69 @@
+"""``TCPService``: a service whose ``@api`` methods answer requests over vyked's wire protocol."""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+from vyked.core.host import ServiceHost
+from vyked.core.protocol import DEFAULT_MAX_FRAME_SIZE
+from vyked.core.service import Service
+from vyked.core.transport import PacketServer
+from vyked.tcp.decorators import EndpointSpec, collect_specs
+from vyked.tcp.dispatch import Dispatcher, Endpoint
+from vyked.tcp.server import ServiceProtocolHandler
+
+
+class TCPService(Service):
+    """Subclass it and decorate methods with ``@api`` (and ``@publish``)::
+
+        class IdentityTCPService(TCPService):
+            def __init__(self, ip, port):
+                super().__init__("IdentityService", 1, ip, port)
+
+            @api
+            async def create(self, user_name, password): ...
+    """
+
+    kind = "tcp"
+    _api_specs: ClassVar[dict[str, tuple[str, EndpointSpec]]] = {}
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        cls._api_specs = collect_specs(cls, "api")
+
+    def __init__(
+        self,
+        service_name: str,
+        service_version: object,
+        host_ip: str = "127.0.0.1",
+        host_port: int = 0,
+        *,
+        max_frame_size: int = DEFAULT_MAX_FRAME_SIZE,
+    ) -> None:
+        super().__init__(service_name, service_version, host_ip, host_port)
+        self.max_frame_size = max_frame_size
+        self._server: PacketServer | None = None
+        self._dispatcher: Dispatcher | None = None
+
+    def endpoints(self) -> dict[str, Endpoint]:
+        """The service's ``@api`` methods, bound and ready to call."""
+        return {
+            name: Endpoint.bind(self.name, getattr(self, attr), spec)
+            for name, (attr, spec) in self._api_specs.items()
+        }
+
+    async def start(self, host: ServiceHost) -> None:
+        await super().start(host)
+        self._dispatcher = Dispatcher(self.name, self.endpoints())
+        self._server = PacketServer(
+            ServiceProtocolHandler(self._dispatcher), node_id=self.node_id, max_frame_size=self.max_frame_size
+        )
+        _, self.host_port = await self._server.start(self.host_ip, self.host_port)
+
+    async def stop(self) -> None:
+        if self._server is not None:
+            await self._server.close()
+            self._server = None
+        if self._dispatcher is not None:
+            await self._dispatcher.close()
+            self._dispatcher = None
