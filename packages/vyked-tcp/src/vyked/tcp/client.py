@@ -6,6 +6,7 @@ import asyncio
 from typing import Any, ClassVar
 
 from vyked.core.exceptions import ConnectionLost, RequestTimeout, ServiceUnavailable
+from vyked.core.instances import Instance
 from vyked.core.service import ServiceClient
 from vyked.tcp.decorators import EndpointSpec, collect_specs
 from vyked.tcp.pool import ConnectionPool
@@ -36,10 +37,14 @@ class TCPServiceClient(ServiceClient):
 
     def _send_request(self, endpoint: str, params: Any, timeout: float) -> asyncio.Future[Any]:
         if not isinstance(params, dict):
-            raise TypeError(f"@request method {endpoint}() must return a dict of parameters (return locals()), got {type(params).__name__}")
+            raise TypeError(
+                f"@request method {endpoint}() must return a dict of parameters (return locals()), "
+                f"got {type(params).__name__}"
+            )
         params.pop("self", None)
         entity = params.pop("entity", None)
         host = self.host
+        instance: Instance | None = None
         if host is not None and host.running and self.name in host.directory.known:
             pool = host.extension(ConnectionPool.KEY, ConnectionPool)
             try:
@@ -51,25 +56,31 @@ class TCPServiceClient(ServiceClient):
             ic = pool.ready(instance)
             if ic is not None:
                 return ic.request(self.name, endpoint, params, timeout)
-        return asyncio.ensure_future(self._send_after_setup(endpoint, params, entity, timeout))
+        return asyncio.ensure_future(self._send_after_setup(endpoint, params, entity, timeout, instance))
 
-    async def _send_after_setup(self, endpoint: str, params: dict[str, Any], entity: Any, timeout: float) -> Any:
+    async def _send_after_setup(
+        self, endpoint: str, params: dict[str, Any], entity: Any, timeout: float, instance: Instance | None
+    ) -> Any:
         """The slow path: start the host, learn the instances, or connect first."""
         try:
             async with asyncio.timeout(timeout) as scope:
-                return await self._resolve_and_send(endpoint, params, entity, timeout)
+                return await self._connect_and_send(endpoint, params, entity, timeout, instance)
         except TimeoutError:
             if scope.expired():
                 raise RequestTimeout(f"{self.name}.{endpoint} got no answer within {timeout} s") from None
             raise
 
-    async def _resolve_and_send(self, endpoint: str, params: dict[str, Any], entity: Any, timeout: float) -> Any:
+    async def _connect_and_send(
+        self, endpoint: str, params: dict[str, Any], entity: Any, timeout: float, instance: Instance | None
+    ) -> Any:
         host = await self.resolve_host()
         pool = host.extension(ConnectionPool.KEY, ConnectionPool)
         while True:
-            instance = host.directory.select(self.name, self.version, "tcp", entity, pool.usable_filter())
+            if instance is None:
+                instance = host.directory.select(self.name, self.version, "tcp", entity, pool.usable_filter())
             try:
                 ic = await pool.connect(instance)
             except ConnectionLost:
-                continue  # now marked unreachable: try another instance, or fail with ServiceUnavailable
+                instance = None  # now marked unreachable: pick another, or fail with ServiceUnavailable
+                continue
             return await ic.request(self.name, endpoint, params, timeout)

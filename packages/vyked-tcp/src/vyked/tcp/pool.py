@@ -33,7 +33,7 @@ _Pending = tuple["asyncio.Future[Any]", "asyncio.TimerHandle"]
 class InstanceConnection:
     """Requests in flight to one instance, over one connection."""
 
-    __slots__ = ("instance", "connection", "pending", "_next_id", "_loop", "closing")
+    __slots__ = ("_loop", "_next_id", "closing", "connection", "instance", "pending")
 
     def __init__(self, instance: Instance) -> None:
         self.instance = instance

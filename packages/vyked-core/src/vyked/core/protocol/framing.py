@@ -56,7 +56,7 @@ class FrameDecoder:
     error it stops parsing and keeps the error in :attr:`error`; the connection must close.
     """
 
-    __slots__ = ("_buffer", "_view", "_start", "_end", "_needed", "max_frame_size", "error")
+    __slots__ = ("_buffer", "_end", "_needed", "_start", "_view", "error", "max_frame_size")
 
     def __init__(self, max_frame_size: int = DEFAULT_MAX_FRAME_SIZE) -> None:
         self.max_frame_size = max_frame_size

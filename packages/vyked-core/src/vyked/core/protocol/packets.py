@@ -80,7 +80,7 @@ class Dependency(msgspec.Struct, omit_defaults=True):
     version: str
 
 
-class InstanceInfo(msgspec.Struct, omit_defaults=True):
+class InstanceInfo(msgspec.Struct):
     """One running service instance, as the registry knows it."""
 
     service: str
@@ -112,7 +112,7 @@ class Instances(_Packet, tag="instances"):
     """Snapshot of every live instance of ``service``, sent in answer to ``watch``."""
 
     service: str
-    instances: list[InstanceInfo] = []
+    instances: list[InstanceInfo]
 
 
 class InstanceAdded(_Packet, tag="instance_added"):

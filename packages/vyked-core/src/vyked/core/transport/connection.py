@@ -266,7 +266,7 @@ class PacketServer:
     class _Tracker:
         """Forwards to the server's handler and forgets closed connections."""
 
-        __slots__ = ("server", "packet_received")
+        __slots__ = ("packet_received", "server")
 
         def __init__(self, server: PacketServer) -> None:
             self.server = server

@@ -1,0 +1,163 @@
+"""Packet connections over real loopback sockets: handshake, validation, isolation."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+
+import pytest
+
+from vyked.core.exceptions import ConnectionLost, ProtocolVersionMismatch
+from vyked.core.protocol.packets import Packet, Ping, Request, Response
+from vyked.core.testing import RawClient, frame, free_port
+from vyked.core.transport import Connection, PacketServer, open_connection
+
+
+class Echo:
+    """Answers every request with its params; remembers lost connections."""
+
+    def __init__(self) -> None:
+        self.lost: list[Connection] = []
+
+    def packet_received(self, conn: Connection, packet: Packet) -> None:
+        if isinstance(packet, Request):
+            conn.send(Response(id=packet.id, result=packet.params))
+        elif isinstance(packet, Ping):
+            conn.answer_ping(packet)
+
+    def connection_lost(self, conn: Connection, exc: BaseException | None) -> None:
+        self.lost.append(conn)
+
+
+@pytest.fixture
+async def server() -> AsyncIterator[tuple[PacketServer, int]]:
+    srv = PacketServer(Echo(), node_id="srv", max_frame_size=1024)
+    _, port = await srv.start("127.0.0.1", 0)
+    yield srv, port
+    await srv.close()
+
+
+def request(i: int) -> dict[str, object]:
+    return {"type": "request", "id": i, "service": "S", "endpoint": "e", "params": {"i": i}}
+
+
+async def test_handshake_then_requests(server: tuple[PacketServer, int]) -> None:
+    _, port = server
+    client = await RawClient.connect(port)
+    client.send(request(1))
+    assert await client.receive() == {"type": "response", "id": 1, "result": {"i": 1}}
+    client.send({"type": "ping", "nonce": 9})
+    assert await client.receive() == {"type": "pong", "nonce": 9}
+    await client.close()
+
+
+async def test_wrong_protocol_version_is_refused(server: tuple[PacketServer, int]) -> None:
+    _, port = server
+    client = await RawClient.connect(port, hello=False)
+    client.send({"type": "hello", "protocol": 99})
+    error = await client.receive()
+    assert error["type"] == "error" and error["code"] == "protocol_version"
+    assert "99" in error["message"]
+    assert await client.closed_by_peer()
+    await client.close()
+
+
+async def test_packet_before_hello_is_refused(server: tuple[PacketServer, int]) -> None:
+    _, port = server
+    client = await RawClient.connect(port, hello=False)
+    client.send(request(1))
+    error = await client.receive()
+    assert error["code"] == "bad_frame" and "hello" in error["message"]
+    assert await client.closed_by_peer()
+    await client.close()
+
+
+@pytest.mark.parametrize(
+    ("payload", "code", "fragment"),
+    [
+        (frame(b"{oops"), "bad_frame", "malformed"),
+        (frame({"type": "request", "id": "x", "service": "S", "endpoint": "e"}), "bad_frame", "$.id"),
+        (frame({"type": "launch_missiles"}), "bad_frame", "launch_missiles"),
+        ((5000).to_bytes(4, "big") + b"{}", "frame_too_large", "5000"),
+    ],
+)
+async def test_bad_frame_closes_only_that_connection(
+    server: tuple[PacketServer, int], payload: bytes, code: str, fragment: str
+) -> None:
+    srv, port = server
+    bystander = await RawClient.connect(port)
+    offender = await RawClient.connect(port)
+    offender.send_bytes(payload)
+    error = await offender.receive()
+    assert error["type"] == "error" and error["code"] == code
+    assert fragment in error["message"]
+    assert await offender.closed_by_peer()
+    # the process and the other connections carry on
+    bystander.send(request(2))
+    assert (await bystander.receive())["id"] == 2
+    late = await RawClient.connect(port)
+    late.send(request(3))
+    assert (await late.receive())["id"] == 3
+    for c in (bystander, late, offender):
+        await c.close()
+
+
+async def test_split_and_coalesced_frames_over_a_socket(server: tuple[PacketServer, int]) -> None:
+    _, port = server
+    client = await RawClient.connect(port)
+    data = b"".join(frame(request(i)) for i in range(50))
+    for offset in range(0, len(data), 7):
+        client.send_bytes(data[offset : offset + 7])
+        await client.writer.drain()
+    ids = [(await client.receive())["id"] for _ in range(50)]
+    assert ids == list(range(50))
+    await client.close()
+
+
+async def test_open_connection_and_loss_notification(server: tuple[PacketServer, int]) -> None:
+    srv, port = server
+    lost: list[Connection] = []
+
+    class Client:
+        def packet_received(self, conn: Connection, packet: Packet) -> None:
+            pass
+
+        def connection_lost(self, conn: Connection, exc: BaseException | None) -> None:
+            lost.append(conn)
+
+    conn = await open_connection("127.0.0.1", port, Client(), node_id="me")
+    assert conn.ready and conn.peer_node_id == "srv"
+    await srv.close()
+    await asyncio.wait_for(conn.wait_closed(), 5)
+    assert lost == [conn]
+    with pytest.raises(ConnectionLost):
+        conn.send(Ping())
+
+
+async def test_connect_to_nothing_is_connection_lost() -> None:
+    class Nobody:
+        def packet_received(self, conn: Connection, packet: Packet) -> None: ...
+        def connection_lost(self, conn: Connection, exc: BaseException | None) -> None: ...
+
+    with pytest.raises(ConnectionLost, match="cannot connect"):
+        await open_connection("127.0.0.1", free_port(), Nobody())
+
+
+async def test_client_sees_version_refusal() -> None:
+    async def fake_server(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.readexactly(4)
+        writer.write(frame({"type": "error", "code": "protocol_version", "message": "speak 2"}))
+        await writer.drain()
+        writer.close()
+
+    srv = await asyncio.start_server(fake_server, "127.0.0.1", 0)
+    port = srv.sockets[0].getsockname()[1]
+
+    class Nobody:
+        def packet_received(self, conn: Connection, packet: Packet) -> None: ...
+        def connection_lost(self, conn: Connection, exc: BaseException | None) -> None: ...
+
+    with pytest.raises(ProtocolVersionMismatch, match="speak 2"):
+        await open_connection("127.0.0.1", port, Nobody())
+    srv.close()
+    await srv.wait_closed()

@@ -1,0 +1,98 @@
+"""Version matching, balancing and the instance directory."""
+
+from __future__ import annotations
+
+import collections
+
+import pytest
+
+from vyked.core.balancing import RoundRobin, rendezvous_pick
+from vyked.core.exceptions import ServiceUnavailable
+from vyked.core.instances import Instance, InstanceDirectory
+from vyked.core.protocol.packets import InstanceInfo
+from vyked.core.versions import best_version, normalize
+
+
+def info(node: str, version: str = "1", kind: str = "tcp", service: str = "S") -> InstanceInfo:
+    return InstanceInfo(service, version, "127.0.0.1", 1000 + int(node.strip("n") or 0), node, kind)
+
+
+@pytest.mark.parametrize(
+    ("wanted", "available", "expected"),
+    [
+        ("1", ["1", "1.0", "1.4.2"], "1"),
+        ("1", ["1.0", "1.4.2", "1.10"], "1.10"),
+        ("1", ["2", "2.1"], None),
+        ("1.4", ["1.4", "1.5"], "1.4"),
+        ("2", ["1.9", "10"], None),
+        ("1", [], None),
+    ],
+)
+def test_best_version(wanted: str, available: list[str], expected: str | None) -> None:
+    assert best_version(wanted, available) == expected
+
+
+def test_versions_are_strings() -> None:
+    assert normalize(1) == "1" and normalize(" 1.2 ") == "1.2"
+
+
+def test_round_robin_cycles() -> None:
+    rr = RoundRobin()
+    assert [rr.pick("abc") for _ in range(7)] == list("abcabca")
+
+
+def test_rendezvous_is_stable_and_moves_only_the_removed_instances_entities() -> None:
+    nodes = [f"node{i}" for i in range(5)]
+    entities = [f"user-{i}" for i in range(2000)]
+    before = {e: rendezvous_pick(e, nodes, str) for e in entities}
+    assert before == {e: rendezvous_pick(e, list(reversed(nodes)), str) for e in entities}
+    spread = collections.Counter(before.values())
+    assert all(250 < count < 550 for count in spread.values()), spread
+    survivors = [n for n in nodes if n != "node2"]
+    after = {e: rendezvous_pick(e, survivors, str) for e in entities}
+    moved = {e for e in entities if before[e] != after[e]}
+    assert moved == {e for e in entities if before[e] == "node2"}
+
+
+def test_directory_selects_by_version_and_kind() -> None:
+    d = InstanceDirectory()
+    d.replace("S", [info("n1", "1.0"), info("n2", "1.4"), info("n3", "2"), info("n4", "1.4", kind="http")])
+    assert {d.select("S", "1").node_id for _ in range(4)} == {"n2"}
+    assert d.select("S", "2").node_id == "n3"
+    assert d.select("S", "1", kind="http").node_id == "n4"
+    with pytest.raises(ServiceUnavailable, match="matches version '3'"):
+        d.select("S", "3")
+    with pytest.raises(ServiceUnavailable, match="no live instance of 'T'"):
+        d.select("T", "1")
+
+
+def test_directory_round_robin_and_updates() -> None:
+    d = InstanceDirectory()
+    events: list[tuple[str, str]] = []
+    d.add_listener(lambda event, inst: events.append((event, inst.node_id)))
+    d.replace("S", [info("n1"), info("n2")])
+    assert sorted(d.select("S", "1").node_id for _ in range(4)) == ["n1", "n1", "n2", "n2"]
+    d.add(info("n3"))
+    assert {d.select("S", "1").node_id for _ in range(6)} == {"n1", "n2", "n3"}
+    d.remove("S", "n1")
+    assert {d.select("S", "1").node_id for _ in range(6)} == {"n2", "n3"}
+    d.replace("S", [info("n3"), info("n4")])
+    assert sorted(events) == sorted(
+        [("added", "n1"), ("added", "n2"), ("added", "n3"), ("removed", "n1"), ("removed", "n2"), ("added", "n4")]
+    )
+
+
+def test_directory_entity_routing_and_usable_filter() -> None:
+    d = InstanceDirectory()
+    d.replace("S", [info("n1"), info("n2"), info("n3")])
+    owner = d.select("S", "1", entity="order-42")
+    assert all(d.select("S", "1", entity="order-42") == owner for _ in range(10))
+    other = d.select("S", "1", entity="order-42", usable=lambda i: i.node_id != owner.node_id)
+    assert other != owner
+    with pytest.raises(ServiceUnavailable):
+        d.select("S", "1", usable=lambda i: False)
+
+
+def test_instance_round_trips_to_info() -> None:
+    i = info("n1")
+    assert Instance.from_info(i).to_info() == i

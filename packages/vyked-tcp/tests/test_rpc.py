@@ -1,0 +1,174 @@
+"""Request-response end to end: registry, service and client hosts over loopback sockets."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+import pytest
+from tcp_testservices import Calculator, CalculatorClient, PatientClient, SloppyClient
+
+from vyked import (
+    ConnectionLost,
+    InvalidParams,
+    RemoteError,
+    RequestTimeout,
+    ServiceUnavailable,
+    UnknownEndpoint,
+)
+from vyked.core.pytest_plugin import HostFactory
+
+
+async def test_every_handler_style(vyked_host: HostFactory) -> None:
+    await vyked_host(Calculator())
+    client = CalculatorClient()
+    await vyked_host(clients=(client,))
+    assert await client.add(2, 3) == 5
+    assert await client.multiply(a=4, b=5) == 20
+    assert await client.slow_square(7) == 49
+
+
+async def test_remote_exception_carries_type_message_and_args(vyked_host: HostFactory) -> None:
+    await vyked_host(Calculator())
+    client = CalculatorClient()
+    await vyked_host(clients=(client,))
+    with pytest.raises(RemoteError) as info:
+        await client.fail("boom")
+    assert info.value.remote_type == "ValueError"
+    assert info.value.message == "('boom', 42)"
+    assert info.value.remote_args == ["boom", 42]
+    # the connection is fine afterwards
+    assert await client.add(1, 1) == 2
+
+
+async def test_unserialisable_result_is_a_remote_type_error(vyked_host: HostFactory) -> None:
+    await vyked_host(Calculator())
+    client = CalculatorClient()
+    await vyked_host(clients=(client,))
+    with pytest.raises(RemoteError, match="JSON cannot carry") as info:
+        await client.unserialisable()
+    assert info.value.remote_type == "TypeError"
+
+
+async def test_api_timeout_and_request_timeout(vyked_host: HostFactory) -> None:
+    await vyked_host(Calculator())
+    client = CalculatorClient()
+    await vyked_host(clients=(client,))
+    started = time.monotonic()
+    with pytest.raises(RequestTimeout, match=r"stuck did not finish within its timeout of 0.2 s"):
+        await client.stuck()
+    with pytest.raises(RequestTimeout, match=r"Calculator.sleep got no answer .* within 0.3 s"):
+        await client.sleep(5)
+    assert time.monotonic() - started < 2
+    assert isinstance(RequestTimeout("x"), TimeoutError)
+
+
+async def test_unknown_endpoint_and_bad_params(vyked_host: HostFactory) -> None:
+    await vyked_host(Calculator())
+    client, sloppy = CalculatorClient(), SloppyClient()
+    await vyked_host(clients=(client, sloppy))
+    with pytest.raises(UnknownEndpoint, match="Calculator has no endpoint 'divide'"):
+        await client.divide(1, 2)
+    with pytest.raises(InvalidParams, match="Calculator.add: missing a required argument: 'b'"):
+        await sloppy.add(1)
+    with pytest.raises(InvalidParams, match="not JSON-serialisable"):
+        await client.add(1, object())  # type: ignore[arg-type]
+    with pytest.raises(TypeError):
+        client.add(1)  # type: ignore[call-arg]
+
+
+async def test_no_instance_is_service_unavailable_at_once(vyked_host: HostFactory) -> None:
+    client = CalculatorClient()
+    await vyked_host(clients=(client,))
+    started = time.monotonic()
+    with pytest.raises(ServiceUnavailable, match="no live instance of 'Calculator'"):
+        await client.add(1, 2)
+    assert time.monotonic() - started < 1
+    await vyked_host(Calculator(version="1.3"))
+    v2 = CalculatorClient(version=2)
+    await vyked_host(clients=(v2,))
+    with pytest.raises(ServiceUnavailable, match="matches version '2'; registered: 1.3"):
+        await v2.add(1, 2)
+
+
+async def test_deprecated_api_warns_the_caller(vyked_host: HostFactory) -> None:
+    await vyked_host(Calculator())
+    client = CalculatorClient()
+    await vyked_host(clients=(client,))
+    with pytest.warns(DeprecationWarning, match=r"Calculator.plus is deprecated; use add instead"):
+        assert await client.plus(1, 2) == 3
+
+
+async def test_round_robin_across_instances_and_push_of_new_ones(vyked_host: HostFactory) -> None:
+    first, second = Calculator(), Calculator()
+    await vyked_host(first)
+    await vyked_host(second)
+    client = CalculatorClient()
+    await vyked_host(clients=(client,))
+    answers = [await client.whoami() for _ in range(10)]
+    assert sorted(set(answers)) == sorted({first.node_id, second.node_id})
+    assert answers.count(first.node_id) == 5
+    third = Calculator()
+    await vyked_host(third)  # pushed by the registry, no polling
+    await asyncio.sleep(0.1)
+    assert third.node_id in {await client.whoami() for _ in range(6)}
+
+
+async def test_entities_stick_to_one_instance_in_every_process(vyked_host: HostFactory) -> None:
+    services = [Calculator() for _ in range(3)]
+    for service in services:
+        await vyked_host(service)
+    a, b = CalculatorClient(), CalculatorClient()
+    await vyked_host(clients=(a,))
+    await vyked_host(clients=(b,))
+    entities = [f"user-{i}" for i in range(30)]
+    owners = {e: await a.whoami(entity=e) for e in entities}
+    assert owners == {e: await b.whoami(entity=e) for e in entities}
+    assert len(set(owners.values())) == 3
+    # removing one instance moves only its entities
+    gone = services[0]
+    assert gone.host is not None
+    await gone.host.stop()
+    await asyncio.sleep(0.2)
+    after = {e: await a.whoami(entity=e) for e in entities}
+    for entity in entities:
+        if owners[entity] != gone.node_id:
+            assert after[entity] == owners[entity]
+        else:
+            assert after[entity] != gone.node_id
+
+
+async def test_requests_in_flight_fail_at_once_when_the_instance_dies(vyked_host: HostFactory) -> None:
+    service = Calculator()
+    host = await vyked_host(service)
+    client = PatientClient()
+    await vyked_host(clients=(client,))
+    pending = [client.sleep(20) for _ in range(5)]
+    await asyncio.sleep(0.2)
+    started = time.monotonic()
+    await host.stop()
+    results = await asyncio.gather(*pending, return_exceptions=True)
+    assert all(isinstance(r, ConnectionLost) for r in results), results
+    assert time.monotonic() - started < 2
+
+
+async def test_pipelined_requests_on_one_connection(vyked_host: HostFactory) -> None:
+    service = Calculator()
+    await vyked_host(service)
+    client = CalculatorClient()
+    await vyked_host(clients=(client,))
+    results = await asyncio.gather(*(client.add(i, i) for i in range(2000)))
+    assert results == [2 * i for i in range(2000)]
+    assert service.calls == 2000
+
+
+async def test_service_clients_attribute_declares_dependencies(vyked_host: HostFactory, vyked_registry: object) -> None:
+    await vyked_host(Calculator())
+    front = Calculator()
+    client = CalculatorClient()
+    front.clients = [client]
+    await vyked_host(front)
+    assert client.host is front.host
+    assert await client.add(1, 2) == 3
+    registry_state = vyked_registry.state  # type: ignore[attr-defined]
+    assert [r.instance.node_id for r in registry_state.dependents_of("Calculator")] == [front.node_id]
