@@ -78,8 +78,12 @@ def wheels(session: nox.Session) -> None:
         if not any(n.endswith("/py.typed") for n in names):
             session.error(f"{wheel.name} ships no py.typed")
     session.install(*TEST_DEPS, *[str(w) for w in built])
-    session.run("python", "-c", "import vyked.core, pathlib, sys; "
-                "sys.exit('vyked is imported from the source tree' if 'packages' in pathlib.Path(vyked.core.__file__).parts else 0)")
+    session.run(
+        "python",
+        "-c",
+        "import vyked.core, pathlib, sys; src = pathlib.Path(vyked.core.__file__).parts; "
+        "sys.exit('vyked imports from the source tree' if 'packages' in src else 0)",
+    )
     session.run("pytest", str(ROOT / "tests" / "integration"), *session.posargs)
 
 

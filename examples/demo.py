@@ -87,10 +87,12 @@ def main() -> int:
         wait_for_port(registry_port)
         for _ in range(2):
             port = free_port()
-            service = ProcessRunner(str(HERE / "identity_service.py"), "--registry", f"127.0.0.1:{registry_port}", "--port", str(port))
+            service = ProcessRunner(
+                str(HERE / "identity_service.py"), "--registry", f"127.0.0.1:{registry_port}", "--port", str(port)
+            )
             processes.append(service.start())
             service.wait_for_output("serving on")
-            print(f"IdentityService instance up on 127.0.0.1:{port} (pid {service.process.pid if service.process else '?'})")
+            print(f"IdentityService instance up on 127.0.0.1:{port}")
         asyncio.run(call_services(registry_port))
     finally:
         step("stopping the cluster")

@@ -1,6 +1,6 @@
 """The seed README's IdentityService, run with ``Host.run()``.
 
-    python examples/identity_service.py --registry 127.0.0.1:4500 --port 4502
+python examples/identity_service.py --registry 127.0.0.1:4500 --port 4502
 """
 
 from __future__ import annotations

@@ -84,7 +84,7 @@ async def test_packet_before_hello_is_refused(server: tuple[PacketServer, int]) 
 async def test_bad_frame_closes_only_that_connection(
     server: tuple[PacketServer, int], payload: bytes, code: str, fragment: str
 ) -> None:
-    srv, port = server
+    _, port = server
     bystander = await RawClient.connect(port)
     offender = await RawClient.connect(port)
     offender.send_bytes(payload)

@@ -13,7 +13,7 @@ from vyked.core.pytest_plugin import HostFactory
 
 class IdentityTCPService(TCPService):
     def __init__(self, ip, port):  # type: ignore[no-untyped-def]
-        super(IdentityTCPService, self).__init__("IdentityService", 1, ip, port)
+        super().__init__("IdentityService", 1, ip, port)
 
     @api
     def create(self, user_name, password):  # type: ignore[no-untyped-def]
@@ -33,7 +33,7 @@ class IdentityTCPService(TCPService):
 
 class IdentityClient(TCPServiceClient):
     def __init__(self):  # type: ignore[no-untyped-def]
-        super(IdentityClient, self).__init__("IdentityService", 1)
+        super().__init__("IdentityService", 1)
 
     @request
     def create(self, user_name, password):  # type: ignore[no-untyped-def]

@@ -39,7 +39,12 @@ async def test_raw_request_response(service_port: int) -> None:
     client.send(req(4, "fail", message="m"))
     error = await client.receive()
     assert error == {
-        "type": "error", "id": 4, "code": "remote_error", "message": "('m', 42)", "error_type": "ValueError", "args": ["m", 42]
+        "type": "error",
+        "id": 4,
+        "code": "remote_error",
+        "message": "('m', 42)",
+        "error_type": "ValueError",
+        "args": ["m", 42],
     }
     await client.close()
 
@@ -48,7 +53,10 @@ async def test_raw_request_response(service_port: int) -> None:
     ("payload", "code"),
     [
         (frame(b"\x00\x01garbage"), "bad_frame"),
-        (frame({"type": "request", "id": 1, "service": "Calculator", "endpoint": "add", "params": [1, 2]}), "bad_frame"),
+        (
+            frame({"type": "request", "id": 1, "service": "Calculator", "endpoint": "add", "params": [1, 2]}),
+            "bad_frame",
+        ),
         (frame({"type": "register", "instance": {}}), "bad_frame"),
         (frame({"type": "welcome", "protocol": 1}), "bad_frame"),
         ((1 << 31).to_bytes(4, "big"), "frame_too_large"),

@@ -11,7 +11,7 @@ from __future__ import annotations
 import functools
 import inspect
 import types
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Generator
 from typing import Any
 
 
@@ -42,8 +42,14 @@ async def call_handler(func: Callable[..., Any], *args: Any, **kwargs: Any) -> A
     if inspect.isawaitable(result):
         return await result
     if inspect.isgenerator(result):
-        return await types.coroutine(lambda: (yield from result))()
+        return await _drive(result)
     return result
+
+
+@types.coroutine
+def _drive(generator: Generator[Any, Any, Any]) -> Generator[Any, Any, Any]:
+    """Await a generator-style handler's generator (it yields futures, as coroutines do)."""
+    return (yield from generator)
 
 
 def awaitable_result(func: Callable[..., Any]) -> Callable[..., Awaitable[Any]]:

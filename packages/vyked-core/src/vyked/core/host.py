@@ -136,8 +136,7 @@ class ServiceHost:
     async def _start(self) -> None:
         if not self.registry_addresses:
             raise RegistryUnavailable(
-                "no registry configured: set Host.registry_host / Host.registry_port "
-                "(or pass registry= to ServiceHost)"
+                "no registry configured: set Host.registry_host / Host.registry_port (or pass registry= to ServiceHost)"
             )
         self._registry = RegistryClient(self.registry_addresses, self.directory, node_id=self.node_id)
         await self._registry.start()
@@ -153,7 +152,9 @@ class ServiceHost:
         if advertised in ("", "0.0.0.0", "::"):
             advertised = self.registry.local_host
         await self.registry.register(service.registration(advertised))
-        logger.info("%s %s v%s serving on %s:%s", service.kind, service.name, service.version, advertised, service.host_port)
+        logger.info(
+            "%s %s v%s serving on %s:%s", service.kind, service.name, service.version, advertised, service.host_port
+        )
 
     async def ensure_started(self) -> None:
         """Start the host unless it is started (or starting) already."""

@@ -138,8 +138,7 @@ class InstanceDirectory:
         present = sorted({f"{i.version} ({i.kind})" for i in self._instances.get(service, {}).values()})
         if present:
             return (
-                f"no live {kind} instance of {service!r} matches version {version!r}; "
-                f"registered: {', '.join(present)}"
+                f"no live {kind} instance of {service!r} matches version {version!r}; registered: {', '.join(present)}"
             )
         return f"no live instance of {service!r} (version {version!r}, {kind}) is registered"
 

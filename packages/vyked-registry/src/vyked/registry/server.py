@@ -28,7 +28,9 @@ class Registry:
     (or ``async with Registry(...)``); with ``port=0`` the bound port is in :attr:`port`.
     """
 
-    def __init__(self, ip: str = "127.0.0.1", port: int = 4500, *, max_frame_size: int = DEFAULT_MAX_FRAME_SIZE) -> None:
+    def __init__(
+        self, ip: str = "127.0.0.1", port: int = 4500, *, max_frame_size: int = DEFAULT_MAX_FRAME_SIZE
+    ) -> None:
         self.ip = ip
         self.port = port
         self.state = RegistryState()
@@ -59,7 +61,15 @@ class Registry:
         self.state.touch(conn)
         if isinstance(packet, Register):
             info = packet.instance
-            logger.info("registered %s v%s (%s) at %s:%s [%s]", info.service, info.version, info.kind, info.host, info.port, info.node_id)
+            logger.info(
+                "registered %s v%s (%s) at %s:%s [%s]",
+                info.service,
+                info.version,
+                info.kind,
+                info.host,
+                info.port,
+                info.node_id,
+            )
             self._deliver(self.state.register(info, packet.dependencies, conn))
             conn.send(Registered(node_id=info.node_id))
         elif isinstance(packet, Watch):

@@ -103,7 +103,7 @@ def publish(func: F) -> F:
         payload = func(self, *args, **kwargs)
         return self._publish(func.__name__, payload)
 
-    return _mark(wrapper, EndpointSpec("publish", func.__name__))  # type: ignore[arg-type]
+    return _mark(wrapper, EndpointSpec("publish", func.__name__))  # type: ignore[return-value]
 
 
 # -- client side -----------------------------------------------------------------------------

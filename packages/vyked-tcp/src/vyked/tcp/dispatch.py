@@ -134,9 +134,7 @@ class Dispatcher:
                 f"this instance serves {self.service_name!r}, not {request.service!r} (stale routing?)"
             )
         available = ", ".join(sorted(self.endpoints)) or "none"
-        return UnknownEndpoint(
-            f"{self.service_name} has no endpoint {request.endpoint!r} (endpoints: {available})"
-        )
+        return UnknownEndpoint(f"{self.service_name} has no endpoint {request.endpoint!r} (endpoints: {available})")
 
     def _handler_error(self, endpoint: Endpoint, request: Request, exc: Exception) -> Exception:
         if isinstance(exc, TypeError):
@@ -145,7 +143,9 @@ class Dispatcher:
             except TypeError as mismatch:
                 return InvalidParams(f"{self.service_name}.{endpoint.name}: {mismatch}")
         if not isinstance(exc, VykedError):
-            logger.warning("%s.%s raised %s: %s", self.service_name, endpoint.name, type(exc).__name__, exc, exc_info=exc)
+            logger.warning(
+                "%s.%s raised %s: %s", self.service_name, endpoint.name, type(exc).__name__, exc, exc_info=exc
+            )
         return exc
 
 

@@ -58,7 +58,9 @@ class InstanceConnection:
         try:
             frame = encode_frame(Request(id=request_id, service=service, endpoint=endpoint, params=params))
         except TypeError as exc:
-            raise InvalidParams(f"cannot send {service}.{endpoint}: a parameter is not JSON-serialisable ({exc})") from None
+            raise InvalidParams(
+                f"cannot send {service}.{endpoint}: a parameter is not JSON-serialisable ({exc})"
+            ) from None
         future = self._loop.create_future()
         timer = self._loop.call_later(timeout, self._expire, request_id, endpoint, timeout)
         self.pending[request_id] = (future, timer)
@@ -69,7 +71,9 @@ class InstanceConnection:
         entry = self.pending.pop(request_id, None)
         if entry is not None and not entry[0].done():
             entry[0].set_exception(
-                RequestTimeout(f"{self.instance.service}.{endpoint} got no answer from {self._describe()} within {timeout} s")
+                RequestTimeout(
+                    f"{self.instance.service}.{endpoint} got no answer from {self._describe()} within {timeout} s"
+                )
             )
 
     # -- PacketHandler ------------------------------------------------------------------------
@@ -107,7 +111,9 @@ class InstanceConnection:
         for future, timer in pending.values():
             timer.cancel()
             if not future.done():
-                future.set_exception(ConnectionLost(f"connection to {self._describe()} closed with the request in flight{reason}"))
+                future.set_exception(
+                    ConnectionLost(f"connection to {self._describe()} closed with the request in flight{reason}")
+                )
 
     def close_when_idle(self) -> None:
         self.closing = True
@@ -162,7 +168,9 @@ class ConnectionPool:
     async def _open(self, instance: Instance) -> InstanceConnection:
         ic = InstanceConnection(instance)
         try:
-            ic.connection = await open_connection(instance.host, instance.port, ic, node_id=self.host.node_id, role="client")
+            ic.connection = await open_connection(
+                instance.host, instance.port, ic, node_id=self.host.node_id, role="client"
+            )
         except ConnectionLost:
             self._unreachable[instance.node_id] = time.monotonic() + UNREACHABLE_BACKOFF
             raise

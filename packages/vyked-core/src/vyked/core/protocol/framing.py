@@ -44,9 +44,10 @@ def encode_payload(value: Any) -> bytes:
 def decode_packet(body: bytes | memoryview) -> Packet:
     """Decode and validate one frame body; raises :class:`ProtocolError` if it is not a packet."""
     try:
-        return _decoder.decode(body)
+        packet: Packet = _decoder.decode(body)
     except msgspec.DecodeError as exc:
         raise ProtocolError(f"malformed frame: {exc}") from None
+    return packet
 
 
 class FrameDecoder:
@@ -85,9 +86,7 @@ class FrameDecoder:
         while end - start >= HEADER_SIZE:
             size = int.from_bytes(buffer[start : start + HEADER_SIZE], "big")
             if size > self.max_frame_size:
-                self.error = FrameTooLarge(
-                    f"frame of {size} bytes exceeds the limit of {self.max_frame_size} bytes"
-                )
+                self.error = FrameTooLarge(f"frame of {size} bytes exceeds the limit of {self.max_frame_size} bytes")
                 break
             frame_end = start + HEADER_SIZE + size
             if frame_end > end:

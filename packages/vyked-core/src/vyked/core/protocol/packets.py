@@ -7,7 +7,7 @@ is the normative description; keep the two in step.
 
 from __future__ import annotations
 
-from typing import Any, Union
+from typing import Any
 
 import msgspec
 
@@ -124,18 +124,18 @@ class InstanceRemoved(_Packet, tag="instance_removed"):
     node_id: str
 
 
-Packet = Union[
-    Hello,
-    Welcome,
-    Ping,
-    Pong,
-    Error,
-    Request,
-    Response,
-    Register,
-    Registered,
-    Watch,
-    Instances,
-    InstanceAdded,
-    InstanceRemoved,
-]
+Packet = (
+    Hello
+    | Welcome
+    | Ping
+    | Pong
+    | Error
+    | Request
+    | Response
+    | Register
+    | Registered
+    | Watch
+    | Instances
+    | InstanceAdded
+    | InstanceRemoved
+)

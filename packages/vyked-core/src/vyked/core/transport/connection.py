@@ -77,8 +77,8 @@ class Connection(asyncio.BufferedProtocol):
         if sock is not None and sock.family in (socket.AF_INET, socket.AF_INET6):
             # Small request and response frames must not wait for Nagle's algorithm.
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        self.peername = tuple(transport.get_extra_info("peername") or ("", 0))[:2]  # type: ignore[assignment]
-        self.sockname = tuple(transport.get_extra_info("sockname") or ("", 0))[:2]  # type: ignore[assignment]
+        self.peername = tuple(transport.get_extra_info("peername") or ("", 0))[:2]
+        self.sockname = tuple(transport.get_extra_info("sockname") or ("", 0))[:2]
         if not self._accepting:
             self.send(Hello(protocol=PROTOCOL_VERSION, node_id=self.node_id, role=self.role))
 
