@@ -22,8 +22,6 @@ class Echo:
     def packet_received(self, conn: Connection, packet: Packet) -> None:
         if isinstance(packet, Request):
             conn.send(Response(id=packet.id, result=packet.params))
-        elif isinstance(packet, Ping):
-            conn.answer_ping(packet)
 
     def connection_lost(self, conn: Connection, exc: BaseException | None) -> None:
         self.lost.append(conn)
@@ -161,3 +159,42 @@ async def test_client_sees_version_refusal() -> None:
         await open_connection("127.0.0.1", port, Nobody())
     srv.close()
     await srv.wait_closed()
+
+
+async def test_heartbeat_aborts_a_frozen_peer_and_spares_a_quiet_one(server: tuple[PacketServer, int]) -> None:
+    srv, port = server
+    lost: list[BaseException | None] = []
+
+    class Client:
+        def packet_received(self, conn: Connection, packet: Packet) -> None: ...
+
+        def connection_lost(self, conn: Connection, exc: BaseException | None) -> None:
+            lost.append(exc)
+
+    # a quiet but live peer answers pings (inside its Connection), so it stays connected
+    quiet = await open_connection("127.0.0.1", port, Client())
+    quiet.start_heartbeat(interval=0.05, timeout=0.3)
+    await asyncio.sleep(0.6)
+    assert not quiet.closed
+
+    # a frozen peer: a raw socket that completed the handshake and then says nothing
+    frozen_server = await asyncio.start_server(_frozen_peer, "127.0.0.1", 0)
+    frozen_port = frozen_server.sockets[0].getsockname()[1]
+    conn = await open_connection("127.0.0.1", frozen_port, Client())
+    started = asyncio.get_running_loop().time()
+    conn.start_heartbeat(interval=0.05, timeout=0.3)
+    await asyncio.wait_for(conn.wait_closed(), 5)
+    elapsed = asyncio.get_running_loop().time() - started
+    assert 0.25 < elapsed < 1.0
+    assert isinstance(lost[-1], ConnectionLost)
+    assert "heartbeat timeout" in str(lost[-1])
+    quiet.close()
+    frozen_server.close()
+    await frozen_server.wait_closed()
+
+
+async def _frozen_peer(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    await reader.readexactly(4)
+    writer.write(frame({"type": "welcome", "protocol": 1}))
+    await reader.read()  # swallow pings, never answer
+    writer.close()

@@ -22,7 +22,6 @@ from vyked.core.protocol.packets import (
     InstanceRemoved,
     Instances,
     Packet,
-    Ping,
     Register,
     Registered,
     Watch,
@@ -176,8 +175,6 @@ class RegistryClient:
             ack = self._acks.pop(packet.node_id, None)
             if ack is not None and not ack.done():
                 ack.set_result(None)
-        elif isinstance(packet, Ping):
-            conn.answer_ping(packet)
         elif isinstance(packet, Error):
             logger.error("registry reported an error: %s (%s)", packet.message, packet.code)
         else:

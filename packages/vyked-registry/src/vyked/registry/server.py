@@ -13,7 +13,7 @@ import logging
 from vyked.core.exceptions import ProtocolError
 from vyked.core.host import serve_until_signalled
 from vyked.core.protocol import DEFAULT_MAX_FRAME_SIZE
-from vyked.core.protocol.packets import Packet, Ping, Pong, Register, Registered, Watch
+from vyked.core.protocol.packets import Packet, Register, Registered, Watch
 from vyked.core.transport import Connection, PacketServer
 from vyked.registry.state import Outbox, RegistryState
 
@@ -74,10 +74,6 @@ class Registry:
             conn.send(Registered(node_id=info.node_id))
         elif isinstance(packet, Watch):
             self._deliver(self.state.watch(conn, packet.services))
-        elif isinstance(packet, Ping):
-            conn.answer_ping(packet)
-        elif isinstance(packet, Pong):
-            pass
         else:
             conn.fail(ProtocolError(f"the registry does not accept {type(packet).__name__.lower()!r} packets"))
 

@@ -19,7 +19,7 @@ from vyked.core.exceptions import ConnectionLost, InvalidParams, RequestTimeout,
 from vyked.core.host import ServiceHost
 from vyked.core.instances import Instance
 from vyked.core.protocol import encode_frame
-from vyked.core.protocol.packets import Error, Packet, Ping, Request, Response
+from vyked.core.protocol.packets import Error, Packet, Request, Response
 from vyked.core.transport import Connection, open_connection
 
 logger = logging.getLogger(__name__)
@@ -100,8 +100,6 @@ class InstanceConnection:
             timer.cancel()
             if not future.done():
                 future.set_exception(error_from_code(packet.code, packet.message, packet.error_type, packet.args))
-        elif isinstance(packet, Ping):
-            conn.answer_ping(packet)
         if self.closing and not self.pending:
             conn.close()
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from vyked.core.exceptions import ProtocolError
-from vyked.core.protocol.packets import Packet, Ping, Pong, Request
+from vyked.core.protocol.packets import Packet, Request
 from vyked.core.transport import Connection
 from vyked.tcp.dispatch import Dispatcher
 
@@ -19,10 +19,6 @@ class ServiceProtocolHandler:
     def packet_received(self, conn: Connection, packet: Packet) -> None:
         if type(packet) is Request:
             self.dispatcher.dispatch(conn, packet)
-        elif isinstance(packet, Ping):
-            conn.answer_ping(packet)
-        elif isinstance(packet, Pong):
-            pass
         else:
             conn.fail(ProtocolError(f"a TCP service does not accept {type(packet).__name__.lower()!r} packets"))
 

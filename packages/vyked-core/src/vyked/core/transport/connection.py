@@ -8,6 +8,11 @@ Every connection starts with a handshake: the connecting side sends ``hello`` wi
 protocol version, the accepting side answers ``welcome`` or an ``error`` and closes. Only then
 do packets reach the :class:`PacketHandler`. A frame that fails to decode gets an ``error``
 packet and closes that one connection.
+
+Liveness is the connection's own business: it answers ``ping`` itself, and with
+:meth:`Connection.start_heartbeat` it pings an idle peer and aborts the connection when
+nothing at all has arrived for the heartbeat timeout, which is how a frozen peer (SIGSTOP,
+or a network cut that never closes the socket) is told apart from a quiet one.
 """
 
 from __future__ import annotations
@@ -30,6 +35,8 @@ from vyked.core.protocol.packets import PROTOCOL_VERSION, Error, Hello, Packet, 
 logger = logging.getLogger(__name__)
 
 DEFAULT_CONNECT_TIMEOUT = 5.0
+DEFAULT_HEARTBEAT_INTERVAL = 0.5
+DEFAULT_HEARTBEAT_TIMEOUT = 2.0
 
 
 class PacketHandler(Protocol):
@@ -64,7 +71,12 @@ class Connection(asyncio.BufferedProtocol):
         self._accepting = accepting
         self._decoder = FrameDecoder(max_frame_size)
         self._transport: asyncio.Transport | None = None
-        loop = asyncio.get_running_loop()
+        loop = self._loop = asyncio.get_running_loop()
+        self.last_received = loop.time()
+        self._heartbeat: asyncio.TimerHandle | None = None
+        self._heartbeat_interval = 0.0
+        self._heartbeat_timeout = 0.0
+        self._failure: BaseException | None = None
         self._handshake: asyncio.Future[None] = loop.create_future()
         self._closed_future: asyncio.Future[None] = loop.create_future()
 
@@ -86,11 +98,17 @@ class Connection(asyncio.BufferedProtocol):
         return self._decoder.get_buffer()
 
     def buffer_updated(self, nbytes: int) -> None:
+        self.last_received = self._loop.time()
         decoder = self._decoder
         for packet in decoder.buffer_updated(nbytes):
             if self.closed:
                 return
-            if self.ready:
+            kind = type(packet)
+            if kind is Ping:
+                self.send(Pong(nonce=packet.nonce))  # type: ignore[union-attr]
+            elif kind is Pong:
+                pass
+            elif self.ready:
                 self.handler.packet_received(self, packet)
             else:
                 self._handshake_packet(packet)
@@ -103,6 +121,9 @@ class Connection(asyncio.BufferedProtocol):
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True
         self.ready = False
+        if self._heartbeat is not None:
+            self._heartbeat.cancel()
+        exc = self._failure or exc  # type: ignore[assignment]
         if not self._handshake.done():
             self._handshake.set_exception(
                 ConnectionLost(f"connection to {self._peer_text()} closed during the handshake")
@@ -190,8 +211,32 @@ class Connection(asyncio.BufferedProtocol):
     async def wait_closed(self) -> None:
         await self._closed_future
 
-    def answer_ping(self, packet: Ping) -> None:
-        self.send(Pong(nonce=packet.nonce))
+    # -- heartbeats ---------------------------------------------------------------------------
+
+    def start_heartbeat(
+        self, interval: float = DEFAULT_HEARTBEAT_INTERVAL, timeout: float = DEFAULT_HEARTBEAT_TIMEOUT
+    ) -> None:
+        """Ping the peer when it has been quiet for ``interval`` seconds; abort the connection
+        when nothing has arrived for ``timeout`` seconds. Costs nothing while traffic flows."""
+        self._heartbeat_interval, self._heartbeat_timeout = interval, timeout
+        self.last_received = self._loop.time()
+        if self._heartbeat is None and not self.closed:
+            self._heartbeat = self._loop.call_later(interval, self._beat)
+
+    def _beat(self) -> None:
+        if self.closed:
+            return
+        quiet = self._loop.time() - self.last_received
+        if quiet >= self._heartbeat_timeout:
+            self._failure = ConnectionLost(
+                f"{self._peer_text()} sent nothing for {quiet:.1f} s (heartbeat timeout {self._heartbeat_timeout} s)"
+            )
+            logger.warning("%s", self._failure)
+            self.abort()
+            return
+        if quiet >= self._heartbeat_interval * 0.5:
+            self.send(Ping())
+        self._heartbeat = self._loop.call_later(self._heartbeat_interval, self._beat)
 
     def _peer_text(self) -> str:
         host, port = self.peername
