@@ -2,12 +2,31 @@
 
 from __future__ import annotations
 
-from vyked.core.protocol.packets import Dependency, InstanceAdded, InstanceInfo, InstanceRemoved, Instances
+from vyked.core.protocol.packets import (
+    Dependency,
+    InstanceAdded,
+    InstanceInfo,
+    InstanceRemoved,
+    Instances,
+    ServiceState,
+)
 from vyked.registry.state import RegistryState
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
 
 
 def inst(node: str, service: str = "S", version: str = "1") -> InstanceInfo:
     return InstanceInfo(service, version, "127.0.0.1", 4000, node)
+
+
+def pushes(outbox: list[tuple[object, object]], kind: type) -> list[tuple[object, object]]:
+    return [(w, p) for w, p in outbox if isinstance(p, kind)]
 
 
 def test_watch_answers_with_a_snapshot_then_pushes_changes() -> None:
@@ -17,10 +36,9 @@ def test_watch_answers_with_a_snapshot_then_pushes_changes() -> None:
         ("watcher", Instances(service="S", instances=[inst("a")])),
         ("watcher", Instances(service="T", instances=[])),
     ]
-    assert state.register(inst("b"), [], owner="host-b") == [("watcher", InstanceAdded(instance=inst("b")))]
-    assert state.register(inst("t1", service="T"), [], owner="host-b") == [
-        ("watcher", InstanceAdded(instance=inst("t1", service="T")))
-    ]
+    out = state.register(inst("b"), [], owner="host-b")
+    assert pushes(out, InstanceAdded) == [("watcher", InstanceAdded(instance=inst("b")))]
+    assert pushes(out, ServiceState) == [("host-b", ServiceState(node_id="b", state="active"))]
 
 
 def test_dropping_an_owner_removes_its_instances_and_watches() -> None:
@@ -30,26 +48,72 @@ def test_dropping_an_owner_removes_its_instances_and_watches() -> None:
     state.register(inst("b"), [], owner="host-a")
     state.watch("host-a", ["S"])
     out = state.drop_owner("host-a")
-    assert sorted(out, key=lambda x: x[1].node_id) == [  # type: ignore[union-attr]
+    assert sorted(pushes(out, InstanceRemoved), key=lambda x: x[1].node_id) == [  # type: ignore[attr-defined]
         ("w", InstanceRemoved(service="S", node_id="a")),
         ("w", InstanceRemoved(service="S", node_id="b")),
     ]
     assert state.instances_of("S") == []
-    assert state.register(inst("c"), [], owner="host-c") == [("w", InstanceAdded(instance=inst("c")))]
+    assert pushes(state.register(inst("c"), [], owner="host-c"), InstanceAdded) == [
+        ("w", InstanceAdded(instance=inst("c")))
+    ]
 
 
-def test_reregistering_a_node_replaces_it() -> None:
+def test_a_host_reconnecting_moves_its_instance_silently() -> None:
     state = RegistryState()
     state.watch("w", ["S"])
     state.register(inst("a"), [], owner="old")
-    out = state.register(inst("a"), [], owner="new")
-    assert out == [("w", InstanceRemoved(service="S", node_id="a")), ("w", InstanceAdded(instance=inst("a")))]
-    assert state.drop_owner("old") == []
+    assert pushes(state.register(inst("a"), [], owner="new"), InstanceAdded) == []
+    assert state.drop_owner("old") == []  # the old connection closing later removes nothing
     assert [r.owner for r in state.registrations()] == ["new"]
+    changed = InstanceInfo("S", "1", "127.0.0.1", 4001, "a")  # same node id, new address
+    out = state.register(changed, [], owner="new")
+    assert pushes(out, InstanceRemoved) == [("w", InstanceRemoved(service="S", node_id="a"))]
+    assert pushes(out, InstanceAdded) == [("w", InstanceAdded(instance=changed))]
 
 
-def test_dependents() -> None:
+def test_pending_until_a_dependency_appears_and_again_when_it_goes() -> None:
     state = RegistryState()
-    state.register(inst("a", service="Orders"), [Dependency("Users", "1")], owner="o")
-    state.register(inst("b", service="Mail"), [], owner="m")
-    assert [r.instance.node_id for r in state.dependents_of("Users")] == ["a"]
+    out = state.register(inst("o1", service="Orders"), [Dependency("Users", "1")], owner="orders-host")
+    assert pushes(out, ServiceState) == [
+        ("orders-host", ServiceState(node_id="o1", state="pending", waiting_for=["Users v1"]))
+    ]
+    # another major version does not satisfy the dependency
+    assert pushes(state.register(inst("u2", service="Users", version="2.0"), [], owner="u"), ServiceState) == [
+        ("u", ServiceState(node_id="u2", state="active"))
+    ]
+    assert state.get("o1").state == "pending"  # type: ignore[union-attr]
+    out = state.register(inst("u1", service="Users", version="1.3"), [], owner="u")
+    assert ("orders-host", ServiceState(node_id="o1", state="active")) in out
+    out = state.unregister("u1")
+    assert ("orders-host", ServiceState(node_id="o1", state="pending", waiting_for=["Users v1"])) in out
+    assert [r.instance.node_id for r in state.dependents_of("Users")] == ["o1"]
+
+
+def test_uptime_downtime_and_history() -> None:
+    clock = Clock()
+    state = RegistryState("r1", clock=clock)
+    state.register(inst("a"), [], owner="h")
+    clock.now += 10
+    (status,) = state.status(lambda owner: 0.25)
+    assert (status.state, status.uptime, status.downtime, status.last_heartbeat) == ("active", 10.0, 0.0, 0.25)
+    assert status.registry == "r1"
+    state.drop_owner("h")
+    clock.now += 5
+    (status,) = state.status(lambda owner: 0.25)
+    assert (status.state, status.uptime, status.downtime, status.last_heartbeat) == ("down", 0.0, 5.0, None)
+    state.register(inst("a"), [], owner="h2")  # the same node comes back
+    clock.now += 2
+    (status,) = state.status(lambda owner: 0.1)
+    assert (status.state, status.uptime, status.downtime, status.registered_at) == ("active", 2.0, 5.0, 1000.0)
+
+
+def test_instances_of_other_registries_are_mirrored_but_not_owned() -> None:
+    state = RegistryState("r1")
+    state.watch("w", ["S"])
+    out = state.register(inst("x"), [Dependency("T", "1")], owner=None, registry="r2")
+    assert pushes(out, InstanceAdded) == [("w", InstanceAdded(instance=inst("x")))]
+    assert pushes(out, ServiceState) == []  # r2 tells its own host
+    assert state.unregister("x", registry="r3") == []  # r3 does not hold it
+    assert pushes(state.unregister("x", registry="r2"), InstanceRemoved) == [
+        ("w", InstanceRemoved(service="S", node_id="x"))
+    ]

@@ -24,6 +24,7 @@ from vyked.core.protocol.packets import (
     Packet,
     Register,
     Registered,
+    ServiceState,
     Watch,
 )
 from vyked.core.transport.connection import Connection, open_connection
@@ -55,6 +56,8 @@ class RegistryClient:
         self.connect_timeout = connect_timeout
         self.connection: Connection | None = None
         self._registrations: dict[str, Register] = {}
+        self.states: dict[str, ServiceState] = {}
+        """The registry's latest word on each local instance: ``active`` or ``pending``."""
         self._watched: set[str] = set()
         self._snapshots: dict[str, asyncio.Future[None]] = {}
         self._acks: dict[str, asyncio.Future[None]] = {}
@@ -175,6 +178,12 @@ class RegistryClient:
             ack = self._acks.pop(packet.node_id, None)
             if ack is not None and not ack.done():
                 ack.set_result(None)
+        elif isinstance(packet, ServiceState):
+            self.states[packet.node_id] = packet
+            if packet.waiting_for:
+                logger.warning("pending: waiting for %s", ", ".join(packet.waiting_for))
+            else:
+                logger.info("active: every dependency has a live instance")
         elif isinstance(packet, Error):
             logger.error("registry reported an error: %s (%s)", packet.message, packet.code)
         else:

@@ -203,11 +203,15 @@ class RawClient:
         self.writer.write(data)
 
     async def receive(self, timeout: float = 5.0) -> dict[str, Any]:
+        """The next packet, answering (and skipping) the peer's heartbeat pings."""
         async with asyncio.timeout(timeout):
-            header = await self.reader.readexactly(4)
-            body = await self.reader.readexactly(int.from_bytes(header, "big"))
-        result: dict[str, Any] = json.loads(body)
-        return result
+            while True:
+                header = await self.reader.readexactly(4)
+                body = await self.reader.readexactly(int.from_bytes(header, "big"))
+                result: dict[str, Any] = json.loads(body)
+                if result.get("type") != "ping":
+                    return result
+                self.send({"type": "pong", "nonce": result.get("nonce", 0)})
 
     async def closed_by_peer(self, timeout: float = 5.0) -> bool:
         async with asyncio.timeout(timeout):

@@ -2,19 +2,32 @@
 
 Hosts ``register`` their instances and ``watch`` the services they call; the registry answers
 each watch with a snapshot and then pushes every added and removed instance. An instance is
-removed as soon as the connection that registered it closes.
+removed as soon as the connection that registered it closes, or when its host stops
+answering heartbeats. With a Redis URL, the registry shares its instances with every other
+registry on the same Redis (see :mod:`vyked.registry.replication`).
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import uuid
+from collections.abc import Hashable
 
 from vyked.core.exceptions import ProtocolError
 from vyked.core.host import serve_until_signalled
 from vyked.core.protocol import DEFAULT_MAX_FRAME_SIZE
-from vyked.core.protocol.packets import Packet, Register, Registered, Watch
+from vyked.core.protocol.packets import (
+    Packet,
+    Register,
+    Registered,
+    StatusQuery,
+    StatusReport,
+    Watch,
+)
 from vyked.core.transport import Connection, PacketServer
+from vyked.core.transport.connection import DEFAULT_HEARTBEAT_INTERVAL, DEFAULT_HEARTBEAT_TIMEOUT
+from vyked.registry.replication import DEFAULT_LEASE_TTL, RedisReplication
 from vyked.registry.state import Outbox, RegistryState
 
 logger = logging.getLogger(__name__)
@@ -26,27 +39,49 @@ class Registry:
     ``Registry(ip, port).start()`` serves until SIGINT or SIGTERM, as in the original vyked.
     Inside a running event loop use ``await registry.open()`` and ``await registry.close()``
     (or ``async with Registry(...)``); with ``port=0`` the bound port is in :attr:`port`.
+
+    ``redis_url`` shares state through Redis with the other registries using it;
+    ``heartbeat_interval`` / ``heartbeat_timeout`` set how fast a frozen host is dropped.
     """
 
     def __init__(
-        self, ip: str = "127.0.0.1", port: int = 4500, *, max_frame_size: int = DEFAULT_MAX_FRAME_SIZE
+        self,
+        ip: str = "127.0.0.1",
+        port: int = 4500,
+        *,
+        redis_url: str | None = None,
+        heartbeat_interval: float = DEFAULT_HEARTBEAT_INTERVAL,
+        heartbeat_timeout: float = DEFAULT_HEARTBEAT_TIMEOUT,
+        lease_ttl: float = DEFAULT_LEASE_TTL,
+        max_frame_size: int = DEFAULT_MAX_FRAME_SIZE,
     ) -> None:
         self.ip = ip
         self.port = port
-        self.state = RegistryState()
-        self._server = PacketServer(self, node_id="registry", max_frame_size=max_frame_size)
+        self.id = uuid.uuid4().hex[:12]
+        self.state = RegistryState(self.id)
+        self._server = PacketServer(
+            self, node_id=f"registry-{self.id}", max_frame_size=max_frame_size, heartbeat=(heartbeat_interval, heartbeat_timeout)
+        )
+        self.replication: RedisReplication | None = None
+        if redis_url is not None:
+            self.replication = RedisReplication(redis_url, self.state, self._deliver, registry_id=self.id, lease_ttl=lease_ttl)
 
     def start(self) -> None:
         """Serve until SIGINT or SIGTERM (blocking)."""
         asyncio.run(serve_until_signalled(self.open, self.close))
 
     async def open(self) -> None:
-        """Start listening in the running loop."""
+        """Start listening in the running loop (after loading shared state, if any)."""
+        if self.replication is not None:
+            await self.replication.start()
         self.ip, self.port = await self._server.start(self.ip, self.port)
-        logger.info("vyked registry listening on %s:%s", self.ip, self.port)
+        mode = "shared through Redis" if self.replication else "in memory"
+        logger.info("vyked registry %s listening on %s:%s, state %s", self.id, self.ip, self.port, mode)
 
     async def close(self) -> None:
         await self._server.close()
+        if self.replication is not None:
+            await self.replication.close()
 
     async def __aenter__(self) -> Registry:
         await self.open()
@@ -58,33 +93,43 @@ class Registry:
     # -- PacketHandler ------------------------------------------------------------------------
 
     def packet_received(self, conn: Connection, packet: Packet) -> None:
-        self.state.touch(conn)
         if isinstance(packet, Register):
             info = packet.instance
             logger.info(
                 "registered %s v%s (%s) at %s:%s [%s]",
-                info.service,
-                info.version,
-                info.kind,
-                info.host,
-                info.port,
-                info.node_id,
-            )
-            self._deliver(self.state.register(info, packet.dependencies, conn))
+                info.service, info.version, info.kind, info.host, info.port, info.node_id,
+            )  # fmt: skip
+            outbox = self.state.register(info, packet.dependencies, conn)
             conn.send(Registered(node_id=info.node_id))
+            self._deliver(outbox)
+            if self.replication is not None:
+                registration = self.state.get(info.node_id)
+                assert registration is not None
+                self.replication.registered(registration)
         elif isinstance(packet, Watch):
             self._deliver(self.state.watch(conn, packet.services))
+        elif isinstance(packet, StatusQuery):
+            conn.send(StatusReport(registry=self.id, instances=self.state.status(self._last_seen)))
         else:
             conn.fail(ProtocolError(f"the registry does not accept {type(packet).__name__.lower()!r} packets"))
 
     def connection_lost(self, conn: Connection, exc: BaseException | None) -> None:
-        for reg in self.state.registrations():
-            if reg.owner is conn:
-                logger.info("instance %s of %s is gone", reg.instance.node_id, reg.instance.service)
+        gone = self.state.owned_by(conn)
+        for reg in gone:
+            reason = f" ({exc})" if exc else ""
+            logger.info("instance %s of %s is gone%s", reg.instance.node_id, reg.instance.service, reason)
         self._deliver(self.state.drop_owner(conn))
+        if self.replication is not None:
+            for reg in gone:
+                self.replication.unregistered(reg.instance.node_id)
 
     def _deliver(self, outbox: Outbox) -> None:
         for watcher, packet in outbox:
             assert isinstance(watcher, Connection)
             if not watcher.closed:
                 watcher.send(packet)
+
+    def _last_seen(self, owner: Hashable) -> float | None:
+        if isinstance(owner, Connection):
+            return asyncio.get_running_loop().time() - owner.last_received
+        return None

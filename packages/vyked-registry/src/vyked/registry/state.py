@@ -1,14 +1,21 @@
-"""The registry's bookkeeping, free of I/O: who is registered, who watches whom.
+"""The registry's bookkeeping, free of I/O: who is registered, who watches whom, who waits.
 
 Methods return the packets to send and to whom, as ``(watcher, packet)`` pairs; the server
 (:mod:`vyked.registry.server`) delivers them. A *watcher* or *owner* is any hashable handle
-for a connection.
+for a local connection. An instance registered through another registry (Redis-backed mode)
+has owner ``None``: this registry mirrors it and tells its own watchers about it, but does
+not judge its health.
+
+An instance is *pending* while one of its dependencies has no live instance of a matching
+version, *active* otherwise. Instances that go are kept for a while as *down*, so that
+status can show downtime, and so that a node that comes back keeps its history.
 """
 
 from __future__ import annotations
 
+import logging
 import time
-from collections.abc import Hashable
+from collections.abc import Callable, Hashable
 from dataclasses import dataclass, field
 
 from vyked.core.protocol.packets import (
@@ -17,64 +24,112 @@ from vyked.core.protocol.packets import (
     InstanceInfo,
     InstanceRemoved,
     Instances,
+    InstanceStatus,
     Packet,
+    ServiceState,
 )
+from vyked.core.versions import best_version
+
+logger = logging.getLogger(__name__)
 
 Outbox = list[tuple[Hashable, Packet]]
+
+ACTIVE, PENDING, DOWN = "active", "pending", "down"
+GONE_RETENTION = 3600.0
+"""Seconds a departed instance is remembered (for status and for its downtime)."""
+GONE_LIMIT = 10_000
 
 
 @dataclass(slots=True)
 class Registration:
-    """One registered instance and what the registry knows of it."""
+    """One instance and what the registry knows of it. Times are Unix seconds."""
 
     instance: InstanceInfo
     dependencies: list[Dependency]
-    owner: Hashable
-    registered_at: float = field(default_factory=time.time)
-    last_seen: float = field(default_factory=time.time)
+    owner: Hashable | None
+    registry: str
+    registered_at: float
+    up_since: float
+    down_since: float | None = None
+    total_downtime: float = 0.0
+    state: str = ACTIVE
+    waiting_for: list[str] = field(default_factory=list)
 
 
 class RegistryState:
     """Instances by service, watchers by service, and the dependency graph between them."""
 
-    def __init__(self) -> None:
+    def __init__(self, registry_id: str = "registry", clock: Callable[[], float] = time.time) -> None:
+        self.registry_id = registry_id
+        self._clock = clock
+        self._live: dict[str, Registration] = {}
         self._by_service: dict[str, dict[str, Registration]] = {}
-        self._by_node: dict[str, Registration] = {}
         self._by_owner: dict[Hashable, set[str]] = {}
+        self._gone: dict[str, Registration] = {}
         self._watchers: dict[str, set[Hashable]] = {}
         self._watching: dict[Hashable, set[str]] = {}
 
     # -- changes ------------------------------------------------------------------------------
 
-    def register(self, instance: InstanceInfo, dependencies: list[Dependency], owner: Hashable) -> Outbox:
-        """Record an instance (replacing an earlier registration of the same node id)."""
+    def register(
+        self,
+        instance: InstanceInfo,
+        dependencies: list[Dependency],
+        owner: Hashable | None,
+        registry: str | None = None,
+        registered_at: float | None = None,
+    ) -> Outbox:
+        """Record an instance; a known node id keeps its history and, if its description is
+        unchanged (a host reconnecting), moves to the new owner without telling watchers."""
+        now = self._clock()
+        registry = registry or self.registry_id
+        current = self._live.get(instance.node_id)
+        if current is not None and current.instance == instance:
+            self._set_owner(current, owner)
+            current.registry = registry
+            current.dependencies = dependencies
+            return self._update_states([current])
         outbox: Outbox = []
-        if instance.node_id in self._by_node:
+        if current is not None:
             outbox += self.unregister(instance.node_id)
-        reg = Registration(instance, dependencies, owner)
+        past = self._gone.pop(instance.node_id, None)
+        reg = Registration(
+            instance,
+            dependencies,
+            owner,
+            registry,
+            registered_at=past.registered_at if past else (registered_at or now),
+            up_since=now,
+            total_downtime=(past.total_downtime + now - (past.down_since or now)) if past else 0.0,
+        )
+        self._live[instance.node_id] = reg
         self._by_service.setdefault(instance.service, {})[instance.node_id] = reg
-        self._by_node[instance.node_id] = reg
-        self._by_owner.setdefault(owner, set()).add(instance.node_id)
+        self._set_owner(reg, owner)
         added = InstanceAdded(instance=instance)
         outbox += [(w, added) for w in self._watchers.get(instance.service, ())]
+        reg.state = ""  # forces its first state to be sent
+        outbox += self._update_states([reg, *self._dependents_of(instance.service)])
         return outbox
 
-    def unregister(self, node_id: str) -> Outbox:
-        reg = self._by_node.pop(node_id, None)
-        if reg is None:
+    def unregister(self, node_id: str, registry: str | None = None) -> Outbox:
+        """Forget a live instance. With ``registry``, only if that registry still holds it
+        (a late removal from a registry the host has left must not undo its move)."""
+        reg = self._live.get(node_id)
+        if reg is None or (registry is not None and reg.registry != registry):
             return []
+        del self._live[node_id]
         service = reg.instance.service
-        instances = self._by_service.get(service, {})
-        instances.pop(node_id, None)
+        instances = self._by_service[service]
+        del instances[node_id]
         if not instances:
-            self._by_service.pop(service, None)
-        owned = self._by_owner.get(reg.owner)
-        if owned is not None:
-            owned.discard(node_id)
-            if not owned:
-                del self._by_owner[reg.owner]
+            del self._by_service[service]
+        self._set_owner(reg, None)
+        reg.down_since = self._clock()
+        reg.state = DOWN
+        self._remember_gone(reg)
         removed = InstanceRemoved(service=service, node_id=node_id)
-        return [(w, removed) for w in self._watchers.get(service, ())]
+        outbox: Outbox = [(w, removed) for w in self._watchers.get(service, ())]
+        return outbox + self._update_states(self._dependents_of(service))
 
     def watch(self, watcher: Hashable, services: list[str]) -> Outbox:
         """Subscribe ``watcher`` to ``services``; answers with a snapshot of each."""
@@ -98,20 +153,93 @@ class RegistryState:
             outbox += self.unregister(node_id)
         return outbox
 
-    def touch(self, owner: Hashable, now: float | None = None) -> None:
-        """Note that ``owner``'s connection is alive."""
-        now = time.time() if now is None else now
-        for node_id in self._by_owner.get(owner, ()):
-            self._by_node[node_id].last_seen = now
-
     # -- queries ------------------------------------------------------------------------------
 
     def instances_of(self, service: str) -> list[InstanceInfo]:
         return [reg.instance for reg in self._by_service.get(service, {}).values()]
 
     def registrations(self) -> list[Registration]:
-        return list(self._by_node.values())
+        return list(self._live.values())
+
+    def get(self, node_id: str) -> Registration | None:
+        return self._live.get(node_id)
+
+    def owned_by(self, owner: Hashable) -> list[Registration]:
+        return [self._live[n] for n in self._by_owner.get(owner, ())]
 
     def dependents_of(self, service: str) -> list[Registration]:
-        """Registered instances that declared ``service`` as a dependency."""
-        return [reg for reg in self._by_node.values() if any(d.service == service for d in reg.dependencies)]
+        """Live instances that declared ``service`` as a dependency."""
+        return self._dependents_of(service)
+
+    def status(self, last_seen: Callable[[Hashable], float | None]) -> list[InstanceStatus]:
+        """Every live and remembered instance; ``last_seen(owner)`` gives seconds since its
+        host was last heard from."""
+        now = self._clock()
+        report = []
+        for reg in [*self._live.values(), *self._gone.values()]:
+            down = reg.down_since is not None
+            report.append(
+                InstanceStatus(
+                    instance=reg.instance,
+                    state=reg.state,
+                    waiting_for=list(reg.waiting_for),
+                    registered_at=reg.registered_at,
+                    uptime=0.0 if down else now - reg.up_since,
+                    downtime=reg.total_downtime + (now - reg.down_since if reg.down_since is not None else 0.0),
+                    last_heartbeat=last_seen(reg.owner) if reg.owner is not None else None,
+                    registry=reg.registry,
+                )
+            )
+        return sorted(report, key=lambda s: (s.instance.service, s.instance.version, s.instance.node_id))
+
+    # -- internals ----------------------------------------------------------------------------
+
+    def _set_owner(self, reg: Registration, owner: Hashable | None) -> None:
+        node_id = reg.instance.node_id
+        if reg.owner is not None:
+            owned = self._by_owner.get(reg.owner)
+            if owned is not None:
+                owned.discard(node_id)
+                if not owned:
+                    del self._by_owner[reg.owner]
+        reg.owner = owner
+        if owner is not None:
+            self._by_owner.setdefault(owner, set()).add(node_id)
+
+    def _dependents_of(self, service: str) -> list[Registration]:
+        return [reg for reg in self._live.values() if any(d.service == service for d in reg.dependencies)]
+
+    def _missing(self, reg: Registration) -> list[str]:
+        missing = []
+        for dep in reg.dependencies:
+            versions = (r.instance.version for r in self._by_service.get(dep.service, {}).values())
+            if best_version(dep.version, versions) is None:
+                missing.append(f"{dep.service} v{dep.version}")
+        return missing
+
+    def _update_states(self, regs: list[Registration]) -> Outbox:
+        """Recompute pending/active; tell the local owners of those that changed."""
+        outbox: Outbox = []
+        for reg in regs:
+            waiting = self._missing(reg)
+            state = PENDING if waiting else ACTIVE
+            if state == reg.state and waiting == reg.waiting_for:
+                continue
+            reg.state, reg.waiting_for = state, waiting
+            name = f"{reg.instance.service} v{reg.instance.version} [{reg.instance.node_id[:8]}]"
+            if waiting:
+                logger.info("%s is pending: waiting for %s", name, ", ".join(waiting))
+            else:
+                logger.info("%s is active", name)
+            if reg.owner is not None:
+                outbox.append((reg.owner, ServiceState(node_id=reg.instance.node_id, state=state, waiting_for=waiting)))
+        return outbox
+
+    def _remember_gone(self, reg: Registration) -> None:
+        self._gone[reg.instance.node_id] = reg
+        cutoff = self._clock() - GONE_RETENTION
+        while self._gone:  # oldest first: dicts keep insertion order
+            node_id, oldest = next(iter(self._gone.items()))
+            if len(self._gone) <= GONE_LIMIT and (oldest.down_since or 0.0) >= cutoff:
+                break
+            del self._gone[node_id]

@@ -124,6 +124,91 @@ class InstanceRemoved(_Packet, tag="instance_removed"):
     node_id: str
 
 
+class ServiceState(_Packet, tag="service_state"):
+    """Registry → host: an instance is ``active``, or ``pending`` while a dependency has no
+    live instance (``waiting_for`` names them)."""
+
+    node_id: str
+    state: str
+    waiting_for: list[str] = []
+
+
+class StatusQuery(_Packet, tag="status"):
+    """Ask the registry for the state of every instance it knows."""
+
+
+class InstanceStatus(msgspec.Struct):
+    instance: InstanceInfo
+    state: str
+    """``active``, ``pending`` or ``down`` (gone, kept for its downtime)."""
+    waiting_for: list[str]
+    registered_at: float
+    """Unix time of the first registration of this node id."""
+    uptime: float
+    """Seconds up since the last (re-)registration; 0 when down."""
+    downtime: float
+    """Seconds down in all, since the first registration."""
+    last_heartbeat: float | None
+    """Seconds since anything arrived from the instance's host; None if another registry holds it."""
+    registry: str
+    """Id of the registry holding the instance's connection."""
+
+
+class StatusReport(_Packet, tag="status_report"):
+    registry: str
+    instances: list[InstanceStatus]
+
+
+# -- publish-subscribe (embedded transport) --------------------------------------------------
+
+
+class EventSubscription(msgspec.Struct, omit_defaults=True):
+    """One event a subscribing host wants: broadcast when ``group`` is empty, else exclusive
+    within ``group`` (the subscribing service), the instance chosen by ``strategy``."""
+
+    event: str
+    group: str = ""
+    strategy: str = ""
+
+
+class Subscribe(_Packet, tag="subscribe"):
+    """A subscribing host asks a publisher instance for events of ``service``.
+
+    Replaces what this connection subscribed to before for ``service``. ``since`` (the
+    subscriber's start time) orders instances for the ``leader`` strategy.
+    """
+
+    service: str
+    subscriptions: list[EventSubscription] = []
+    since: float = 0.0
+
+
+class Subscribed(_Packet, tag="subscribed"):
+    """The publisher's acknowledgement of ``subscribe``."""
+
+    service: str
+
+
+class Event(_Packet, tag="event"):
+    """One published event. ``id`` is non-zero for an exclusive delivery, which the subscriber
+    answers with ``event_ack``. ``payload`` is the raw JSON object; decoded packets view the
+    receive buffer, so decode it before ``packet_received`` returns."""
+
+    service: str
+    event: str
+    payload: msgspec.Raw
+    id: int = 0
+    group: str = ""
+
+
+class EventAck(_Packet, tag="event_ack"):
+    """The subscriber handled exclusive delivery ``id`` (``ok``), or its handler raised."""
+
+    id: int
+    ok: bool = True
+    message: str = ""
+
+
 Packet = (
     Hello
     | Welcome
@@ -138,4 +223,11 @@ Packet = (
     | Instances
     | InstanceAdded
     | InstanceRemoved
+    | ServiceState
+    | StatusQuery
+    | StatusReport
+    | Subscribe
+    | Subscribed
+    | Event
+    | EventAck
 )

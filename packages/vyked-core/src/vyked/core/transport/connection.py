@@ -289,10 +289,14 @@ class PacketServer:
         *,
         node_id: str = "",
         max_frame_size: int = DEFAULT_MAX_FRAME_SIZE,
+        heartbeat: tuple[float, float] | None = None,
     ) -> None:
+        """``heartbeat`` is ``(interval, timeout)`` for :meth:`Connection.start_heartbeat` on
+        every accepted connection; None accepts quiet peers forever."""
         self.handler = handler
         self.node_id = node_id
         self.max_frame_size = max_frame_size
+        self.heartbeat = heartbeat
         self.connections: set[Connection] = set()
         self._server: asyncio.Server | None = None
 
@@ -305,6 +309,8 @@ class PacketServer:
 
     def _make_connection(self) -> Connection:
         conn = Connection(self._Tracker(self), accepting=True, node_id=self.node_id, max_frame_size=self.max_frame_size)
+        if self.heartbeat is not None:
+            conn.start_heartbeat(*self.heartbeat)
         self.connections.add(conn)
         return conn
 
