@@ -162,7 +162,7 @@ async def test_client_sees_version_refusal() -> None:
 
 
 async def test_heartbeat_aborts_a_frozen_peer_and_spares_a_quiet_one(server: tuple[PacketServer, int]) -> None:
-    srv, port = server
+    _, port = server
     lost: list[BaseException | None] = []
 
     class Client:

@@ -33,7 +33,10 @@ async def test_register_watch_and_removal_on_disconnect(registry: Registry) -> N
     service.send(register("n1"))
     assert await service.receive() == {"type": "registered", "node_id": "n1"}
     assert await service.receive() == {
-        "type": "service_state", "node_id": "n1", "state": "pending", "waiting_for": ["Other v1"]
+        "type": "service_state",
+        "node_id": "n1",
+        "state": "pending",
+        "waiting_for": ["Other v1"],
     }
     added = await watcher.receive()
     assert added["type"] == "instance_added" and added["instance"]["node_id"] == "n1"

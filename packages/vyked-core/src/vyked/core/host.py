@@ -22,6 +22,7 @@ from vyked.core.exceptions import RegistryUnavailable
 from vyked.core.instances import InstanceDirectory
 from vyked.core.registry_client import Address, RegistryClient
 from vyked.core.service import Service, ServiceClient
+from vyked.core.transport.connection import DEFAULT_HEARTBEAT_INTERVAL, DEFAULT_HEARTBEAT_TIMEOUT
 
 logger = logging.getLogger(__name__)
 
@@ -72,8 +73,13 @@ class ServiceHost:
         registry_port: int = DEFAULT_REGISTRY_PORT,
         pubsub: str | None = None,
         name: str = "",
+        heartbeat_interval: float = DEFAULT_HEARTBEAT_INTERVAL,
+        heartbeat_timeout: float = DEFAULT_HEARTBEAT_TIMEOUT,
     ) -> None:
         self.name = name
+        self.heartbeat = (heartbeat_interval, heartbeat_timeout)
+        """``(interval, timeout)`` for the connections this host opens: to the registry and to
+        the instances it calls. A peer silent for ``timeout`` seconds is taken for dead."""
         self.node_id = uuid.uuid4().hex
         self.registry_addresses = parse_addresses(registry, registry_port)
         self.pubsub = pubsub
@@ -138,13 +144,20 @@ class ServiceHost:
             raise RegistryUnavailable(
                 "no registry configured: set Host.registry_host / Host.registry_port (or pass registry= to ServiceHost)"
             )
-        self._registry = RegistryClient(self.registry_addresses, self.directory, node_id=self.node_id)
+        self._registry = RegistryClient(
+            self.registry_addresses, self.directory, node_id=self.node_id, heartbeat=self.heartbeat
+        )
         await self._registry.start()
         for service in self.services:
             await self._start_service(service)
         dependencies = sorted({c.name for c in self.clients})
         if dependencies:
             await self._registry.watch(dependencies)
+        # Extensions that act once the host is registered and watching (publish-subscribe).
+        for ext in list(self._extensions.values()):
+            host_started = getattr(ext, "host_started", None)
+            if host_started is not None:
+                await host_started()
 
     async def _start_service(self, service: Service) -> None:
         await service.start(self)

@@ -8,6 +8,7 @@ the per-request cost is a dict look-up and a round-robin step.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
@@ -54,6 +55,7 @@ class InstanceDirectory:
         self._routes: dict[_RouteKey, list[Instance]] = {}
         self._round_robin: dict[_RouteKey, RoundRobin] = {}
         self._listeners: list[InstanceListener] = []
+        self._stale: set[tuple[str, str]] = set()
         self.known: set[str] = set()
         """Services whose full instance list has arrived at least once."""
 
@@ -66,12 +68,22 @@ class InstanceDirectory:
 
     # -- updates from the registry ------------------------------------------------------------
 
-    def replace(self, service: str, infos: Iterable[InstanceInfo]) -> None:
-        """Install a full snapshot of ``service``'s instances."""
+    def replace(self, service: str, infos: Iterable[InstanceInfo], grace: float | None = None) -> None:
+        """Install a full snapshot of ``service``'s instances.
+
+        With ``grace``, instances missing from the snapshot stay for that many seconds and go
+        only if no ``add`` brings them back: after a registry restart the snapshot may come
+        before the instances have re-registered, and they still answer meanwhile.
+        """
         new = {info.node_id: Instance.from_info(info) for info in infos}
         old = self._instances.get(service, {})
-        self._instances[service] = new
         self.known.add(service)
+        missing = [node_id for node_id in old if node_id not in new]
+        if grace is not None and missing:
+            self._stale.update((service, node_id) for node_id in missing)
+            asyncio.get_running_loop().call_later(grace, self._drop_stale, service, missing)
+            new.update((node_id, old[node_id]) for node_id in missing)
+        self._instances[service] = new
         self._invalidate(service)
         for node_id, instance in old.items():
             if node_id not in new:
@@ -80,13 +92,21 @@ class InstanceDirectory:
             if node_id not in old:
                 self._notify("added", instance)
 
+    def _drop_stale(self, service: str, node_ids: list[str]) -> None:
+        for node_id in node_ids:
+            if (service, node_id) in self._stale:
+                self._stale.discard((service, node_id))
+                self.remove(service, node_id)
+
     def add(self, info: InstanceInfo) -> None:
+        self._stale.discard((info.service, info.node_id))
         instance = Instance.from_info(info)
         self._instances.setdefault(info.service, {})[info.node_id] = instance
         self._invalidate(info.service)
         self._notify("added", instance)
 
     def remove(self, service: str, node_id: str) -> None:
+        self._stale.discard((service, node_id))
         instance = self._instances.get(service, {}).pop(node_id, None)
         if instance is not None:
             self._invalidate(service)

@@ -27,7 +27,12 @@ from vyked.core.protocol.packets import (
     ServiceState,
     Watch,
 )
-from vyked.core.transport.connection import Connection, open_connection
+from vyked.core.transport.connection import (
+    DEFAULT_HEARTBEAT_INTERVAL,
+    DEFAULT_HEARTBEAT_TIMEOUT,
+    Connection,
+    open_connection,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -35,6 +40,9 @@ Address = tuple[str, int]
 
 RECONNECT_DELAY_MIN = 0.05
 RECONNECT_DELAY_MAX = 0.5
+RESYNC_GRACE = 3.0
+"""Seconds an instance missing from the registry's first snapshot after a reconnect stays
+usable, waiting for it to re-register."""
 
 
 class RegistryClient:
@@ -47,6 +55,7 @@ class RegistryClient:
         *,
         node_id: str,
         connect_timeout: float = 5.0,
+        heartbeat: tuple[float, float] = (DEFAULT_HEARTBEAT_INTERVAL, DEFAULT_HEARTBEAT_TIMEOUT),
     ) -> None:
         if not addresses:
             raise RegistryUnavailable("no registry address configured")
@@ -54,6 +63,7 @@ class RegistryClient:
         self.directory = directory
         self.node_id = node_id
         self.connect_timeout = connect_timeout
+        self.heartbeat = heartbeat
         self.connection: Connection | None = None
         self._registrations: dict[str, Register] = {}
         self.states: dict[str, ServiceState] = {}
@@ -139,6 +149,7 @@ class RegistryClient:
                 continue
             self._address_index = (self._address_index + attempt) % len(self.addresses)
             self.connection = conn
+            conn.start_heartbeat(*self.heartbeat)  # a frozen registry is left for another
             self._replay(conn)
             self._connected.set()
             logger.info("connected to registry at %s:%s", host, port)
@@ -170,9 +181,11 @@ class RegistryClient:
         elif isinstance(packet, InstanceRemoved):
             self.directory.remove(packet.service, packet.node_id)
         elif isinstance(packet, Instances):
-            self.directory.replace(packet.service, packet.instances)
             snapshot = self._snapshots.get(packet.service)
-            if snapshot is not None and not snapshot.done():
+            first = snapshot is None or not snapshot.done()
+            # after a reconnect, instances get time to re-register before they are dropped
+            self.directory.replace(packet.service, packet.instances, grace=None if first else RESYNC_GRACE)
+            if snapshot is not None and first:
                 snapshot.set_result(None)
         elif isinstance(packet, Registered):
             ack = self._acks.pop(packet.node_id, None)

@@ -1,18 +1,62 @@
-"""``vyked-registry`` / ``python -m vyked.registry``: run the registry from a shell."""
+"""``vyked-registry`` / ``python -m vyked.registry``: run the registry, or ask one for status.
+
+::
+
+    vyked-registry [--host H] [--port P] [--redis URL] [--log-level L]
+    vyked-registry status [--registry HOST:PORT] [--json]
+"""
 
 from __future__ import annotations
 
 import argparse
+import asyncio
+import json
 import logging
+import sys
+import time
 from collections.abc import Sequence
 
+import msgspec
+
+from vyked.core.exceptions import ConnectionLost
+from vyked.core.host import parse_addresses
+from vyked.core.protocol.packets import InstanceStatus, Packet, StatusQuery, StatusReport
+from vyked.core.transport import Connection, open_connection
+from vyked.core.transport.connection import DEFAULT_HEARTBEAT_INTERVAL, DEFAULT_HEARTBEAT_TIMEOUT
+from vyked.registry.replication import DEFAULT_LEASE_TTL
 from vyked.registry.server import Registry
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="vyked-registry", description="Run the vyked service registry.")
+    parser = argparse.ArgumentParser(
+        prog="vyked-registry",
+        description="Run the vyked service registry. 'vyked-registry status --help' for the status command.",
+    )
     parser.add_argument("--host", default="127.0.0.1", help="address to listen on (default: 127.0.0.1)")
     parser.add_argument("--port", type=int, default=4500, help="port to listen on (default: 4500)")
+    parser.add_argument(
+        "--redis",
+        metavar="URL",
+        help="keep state in Redis (redis://HOST:PORT/DB) and share it with the other registries using it",
+    )
+    parser.add_argument(
+        "--heartbeat-interval",
+        type=float,
+        default=DEFAULT_HEARTBEAT_INTERVAL,
+        help=f"seconds of silence before a host is pinged (default: {DEFAULT_HEARTBEAT_INTERVAL})",
+    )
+    parser.add_argument(
+        "--heartbeat-timeout",
+        type=float,
+        default=DEFAULT_HEARTBEAT_TIMEOUT,
+        help=f"seconds of silence after which a host is dropped (default: {DEFAULT_HEARTBEAT_TIMEOUT})",
+    )
+    parser.add_argument(
+        "--lease-ttl",
+        type=float,
+        default=DEFAULT_LEASE_TTL,
+        help=f"with --redis: seconds an instance outlives its registry (default: {DEFAULT_LEASE_TTL})",
+    )
     parser.add_argument(
         "--log-level",
         default="INFO",
@@ -23,8 +67,95 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def build_status_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="vyked-registry status", description="Show what a registry knows.")
+    parser.add_argument(
+        "--registry", default="127.0.0.1:4500", help="HOST:PORT of the registry (default: 127.0.0.1:4500)"
+    )
+    parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    return parser
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    args_list = list(sys.argv[1:] if argv is None else argv)
+    if args_list[:1] == ["status"]:
+        return status_main(args_list[1:])
+    args = build_parser().parse_args(args_list)
     logging.basicConfig(level=args.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    Registry(args.host, args.port).start()
+    Registry(
+        args.host,
+        args.port,
+        redis_url=args.redis,
+        heartbeat_interval=args.heartbeat_interval,
+        heartbeat_timeout=args.heartbeat_timeout,
+        lease_ttl=args.lease_ttl,
+    ).start()
     return 0
+
+
+# -- status ------------------------------------------------------------------------------------
+
+
+class _Answer:
+    def __init__(self) -> None:
+        self.future: asyncio.Future[StatusReport] = asyncio.get_running_loop().create_future()
+
+    def packet_received(self, conn: Connection, packet: Packet) -> None:
+        if isinstance(packet, StatusReport) and not self.future.done():
+            self.future.set_result(packet)
+
+    def connection_lost(self, conn: Connection, exc: BaseException | None) -> None:
+        if not self.future.done():
+            self.future.set_exception(ConnectionLost("the registry closed the connection"))
+
+
+async def fetch_status(host: str, port: int, timeout: float = 5.0) -> StatusReport:
+    """Ask the registry at ``host:port`` for its :class:`StatusReport`."""
+    answer = _Answer()
+    conn = await open_connection(host, port, answer, role="status", timeout=timeout)
+    try:
+        conn.send(StatusQuery())
+        return await asyncio.wait_for(answer.future, timeout)
+    finally:
+        conn.close()
+
+
+def status_main(argv: Sequence[str]) -> int:
+    args = build_status_parser().parse_args(argv)
+    ((host, port),) = parse_addresses(args.registry)
+    try:
+        report = asyncio.run(fetch_status(host, port))
+    except (ConnectionLost, TimeoutError) as exc:
+        print(f"vyked-registry status: cannot reach the registry at {host}:{port}: {exc}", file=sys.stderr)
+        return 1
+    if args.json:
+        print(json.dumps(msgspec.to_builtins(report), indent=2))
+    else:
+        print(format_table(report))
+    return 0
+
+
+def format_table(report: StatusReport) -> str:
+    headers = ("SERVICE", "VERSION", "TYPE", "ADDRESS", "NODE", "STATE", "UPTIME", "DOWNTIME", "HEARTBEAT")
+    rows = [headers] + [_row(s) for s in report.instances]
+    widths = [max(len(row[i]) for row in rows) for i in range(len(headers))]
+    lines = ["  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip() for row in rows]
+    lines.append(f"registry {report.registry}: {len(report.instances)} instance(s) at {time.strftime('%H:%M:%S')}")
+    return "\n".join(lines)
+
+
+def _row(s: InstanceStatus) -> tuple[str, ...]:
+    i = s.instance
+    state = s.state + (f" (waiting for {', '.join(s.waiting_for)})" if s.waiting_for else "")
+    heartbeat = "-" if s.last_heartbeat is None else f"{s.last_heartbeat:.1f}s ago"
+    return (i.service, i.version, i.kind, f"{i.host}:{i.port}", i.node_id[:12], state,
+            _duration(s.uptime), _duration(s.downtime), heartbeat)  # fmt: skip
+
+
+def _duration(seconds: float) -> str:
+    seconds = int(seconds)
+    if seconds < 60:
+        return f"{seconds}s"
+    if seconds < 3600:
+        return f"{seconds // 60}m{seconds % 60:02d}s"
+    return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m"

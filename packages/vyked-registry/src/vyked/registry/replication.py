@@ -179,7 +179,8 @@ class RedisReplication:
             node_id = arg
             change = _encode(Change("remove", node_id, self.registry_id))
             await self._remove_if_held(
-                keys=[self.instances_key, self.lease_prefix + node_id], args=[node_id, self.registry_id, self.channel, change]
+                keys=[self.instances_key, self.lease_prefix + node_id],
+                args=[node_id, self.registry_id, self.channel, change],
             )
 
     # -- changes from the other registries ----------------------------------------------------
@@ -206,7 +207,7 @@ class RedisReplication:
                 delay = min(delay * 2, 2.0)
             finally:
                 with contextlib.suppress(Exception):
-                    await pubsub.aclose()
+                    await pubsub.aclose()  # type: ignore[no-untyped-call]
 
     def _apply_change(self, change: Change) -> None:
         if change.registry == self.registry_id and change.op != "expire":
@@ -221,8 +222,8 @@ class RedisReplication:
     async def _resync(self) -> None:
         """Make the mirror equal to Redis for every instance another registry holds."""
         assert self._redis is not None
-        raw: dict[bytes, bytes] = await self._redis.hgetall(self.instances_key)  # type: ignore[misc]
-        entries = {k.decode(): _decode_entry(v) for k, v in raw.items()}
+        raw = await self._redis.hgetall(self.instances_key)
+        entries = {_text(k): _decode_entry(v) for k, v in raw.items()}
         for node_id, entry in entries.items():
             if entry.registry != self.registry_id:
                 self._apply_change(Change("add", node_id, entry.registry, entry))
@@ -282,3 +283,7 @@ class RedisReplication:
             )
             if swept:  # else the host re-registered somewhere in the meantime
                 self.deliver(self.state.unregister(node_id, registry=reg.registry))
+
+
+def _text(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else value

@@ -60,11 +60,16 @@ class Registry:
         self.id = uuid.uuid4().hex[:12]
         self.state = RegistryState(self.id)
         self._server = PacketServer(
-            self, node_id=f"registry-{self.id}", max_frame_size=max_frame_size, heartbeat=(heartbeat_interval, heartbeat_timeout)
+            self,
+            node_id=f"registry-{self.id}",
+            max_frame_size=max_frame_size,
+            heartbeat=(heartbeat_interval, heartbeat_timeout),
         )
         self.replication: RedisReplication | None = None
         if redis_url is not None:
-            self.replication = RedisReplication(redis_url, self.state, self._deliver, registry_id=self.id, lease_ttl=lease_ttl)
+            self.replication = RedisReplication(
+                redis_url, self.state, self._deliver, registry_id=self.id, lease_ttl=lease_ttl
+            )
 
     def start(self) -> None:
         """Serve until SIGINT or SIGTERM (blocking)."""

@@ -13,6 +13,7 @@ import asyncio
 import logging
 import time
 import warnings
+from collections.abc import Callable
 from typing import Any
 
 from vyked.core.exceptions import ConnectionLost, InvalidParams, RequestTimeout, error_from_code
@@ -33,10 +34,11 @@ _Pending = tuple["asyncio.Future[Any]", "asyncio.TimerHandle"]
 class InstanceConnection:
     """Requests in flight to one instance, over one connection."""
 
-    __slots__ = ("_loop", "_next_id", "closing", "connection", "instance", "pending")
+    __slots__ = ("_loop", "_next_id", "closing", "connection", "instance", "on_lost", "pending")
 
-    def __init__(self, instance: Instance) -> None:
+    def __init__(self, instance: Instance, on_lost: Callable[[InstanceConnection], None] | None = None) -> None:
         self.instance = instance
+        self.on_lost = on_lost
         self.connection: Connection | None = None
         self.pending: dict[int, _Pending] = {}
         self._next_id = 0
@@ -104,6 +106,8 @@ class InstanceConnection:
             conn.close()
 
     def connection_lost(self, conn: Connection, exc: BaseException | None) -> None:
+        if self.on_lost is not None and not self.closing:
+            self.on_lost(self)
         pending, self.pending = self.pending, {}
         reason = f": {exc}" if exc else ""
         for future, timer in pending.values():
@@ -164,17 +168,24 @@ class ConnectionPool:
         return await asyncio.shield(waiting)
 
     async def _open(self, instance: Instance) -> InstanceConnection:
-        ic = InstanceConnection(instance)
+        ic = InstanceConnection(instance, self._lost)
         try:
             ic.connection = await open_connection(
                 instance.host, instance.port, ic, node_id=self.host.node_id, role="client"
             )
+            ic.connection.start_heartbeat(*self.host.heartbeat)
         except ConnectionLost:
             self._unreachable[instance.node_id] = time.monotonic() + UNREACHABLE_BACKOFF
             raise
         self._unreachable.pop(instance.node_id, None)
         self.connections[instance.node_id] = ic
         return ic
+
+    def _lost(self, ic: InstanceConnection) -> None:
+        """A connection died under us: skip its instance until the registry has its say."""
+        if self.connections.get(ic.instance.node_id) is ic:
+            del self.connections[ic.instance.node_id]
+            self._unreachable[ic.instance.node_id] = time.monotonic() + UNREACHABLE_BACKOFF
 
     def _instance_changed(self, event: str, instance: Instance) -> None:
         if event == "removed":
@@ -184,10 +195,12 @@ class ConnectionPool:
 
     async def close(self) -> None:
         self.host.directory.remove_listener(self._instance_changed)
-        for ic in self.connections.values():
+        connections = list(self.connections.values())
+        self.connections.clear()
+        for ic in connections:
+            ic.closing = True
             if ic.connection is not None:
                 ic.connection.close()
-        for ic in self.connections.values():
+        for ic in connections:
             if ic.connection is not None:
                 await ic.connection.wait_closed()
-        self.connections.clear()

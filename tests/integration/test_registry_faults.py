@@ -1,0 +1,279 @@
+"""Failure detection, registry restarts and Redis-backed registries, with real processes.
+
+Each test prints its figures (failed requests, time to reroute or recover); assertions use
+generous bounds so a loaded machine does not flake.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+from integration_support import EXAMPLES, wait_output
+
+from vyked import Host, ServiceUnavailable, TCPServiceClient, VykedError, request
+from vyked.core.host import ServiceHost
+from vyked.core.testing import ProcessRunner, RedisServer, free_port, wait_for_port
+
+HERE = EXAMPLES.parent / "tests" / "integration"
+
+
+class IdentityClient(TCPServiceClient):
+    def __init__(self) -> None:
+        super().__init__("IdentityService", 1)
+
+    @request(timeout=10)
+    def create(self, user_name: str | None, password: str) -> dict[str, Any]:
+        return locals()
+
+
+def start_registry(start_process: Callable[..., ProcessRunner], port: int, *extra: str) -> ProcessRunner:
+    proc = start_process("-m", "vyked.registry", "--port", str(port), *extra)
+    wait_for_port(port)
+    return proc
+
+
+async def start_identity(start_process: Callable[..., ProcessRunner], registry: str) -> ProcessRunner:
+    proc = start_process(str(EXAMPLES / "identity_service.py"), "--registry", registry)
+    await wait_output(proc, "serving on")
+    return proc
+
+
+class Traffic:
+    """A steady stream of requests from this process, counting failures by type."""
+
+    def __init__(self, client: IdentityClient) -> None:
+        self.client = client
+        self.failures: dict[str, int] = {}
+        self.served_by: list[tuple[float, str]] = []
+        self.sent = 0
+        self._task: asyncio.Task[None] | None = None
+
+    def start(self) -> Traffic:
+        self._task = asyncio.get_running_loop().create_task(self._run())
+        return self
+
+    async def _run(self) -> None:
+        while True:
+            self.sent += 1
+            try:
+                result = await self.client.create(f"user{self.sent}", "pw")
+                self.served_by.append((time.monotonic(), result["served_by"]))
+            except VykedError as exc:
+                self.failures[type(exc).__name__] = self.failures.get(type(exc).__name__, 0) + 1
+            await asyncio.sleep(0.01)
+
+    async def stop(self) -> None:
+        assert self._task is not None
+        self._task.cancel()
+        await asyncio.gather(self._task, return_exceptions=True)
+
+    def last_answer_from(self, pid: int) -> float | None:
+        times = [t for t, who in self.served_by if who == f"pid {pid}"]
+        return max(times) if times else None
+
+
+async def routed_out(host: ServiceHost, service: str, count: int, deadline: float = 10.0) -> float:
+    """Seconds until the client's routing holds ``count`` instances of ``service``."""
+    started = time.monotonic()
+    while len(host.directory.instances(service)) != count:
+        if time.monotonic() - started > deadline:
+            raise AssertionError(f"routing still holds {host.directory.instances(service)}")
+        await asyncio.sleep(0.01)
+    return time.monotonic() - started
+
+
+@pytest.mark.parametrize("how", ["SIGKILL", "SIGSTOP"])
+async def test_dead_or_frozen_instance_leaves_routing(
+    registry_process: int, start_process: Callable[..., ProcessRunner], how: str
+) -> None:
+    registry = f"127.0.0.1:{registry_process}"
+    victim = await start_identity(start_process, registry)
+    await start_identity(start_process, registry)
+    client = IdentityClient()
+    host = ServiceHost(registry)
+    host.bind_client(client)
+    await host.start()
+    traffic = Traffic(client).start()
+    await asyncio.sleep(0.5)
+    assert victim.process is not None
+    pid = victim.process.pid
+    assert traffic.last_answer_from(pid) is not None
+    struck = time.monotonic()
+    victim.send_signal(signal.SIGKILL if how == "SIGKILL" else signal.SIGSTOP)
+    reroute = await routed_out(host, "IdentityService", 1)
+    await asyncio.sleep(1.0)
+    await traffic.stop()
+    await host.stop()
+    victim.send_signal(signal.SIGCONT)
+    answered_after = (traffic.last_answer_from(pid) or struck) - struck
+    print(
+        f"\n{how}: removed from routing after {reroute:.3f} s; {traffic.sent} requests, "
+        f"failures {traffic.failures or 'none'}; last answer from the victim {answered_after:+.3f} s after the signal"
+    )
+    assert reroute < (1.0 if how == "SIGKILL" else 3.0)
+    assert sum(traffic.failures.values()) <= 3
+    assert answered_after <= 0.05
+
+
+async def test_registry_restart_under_traffic(start_process: Callable[..., ProcessRunner]) -> None:
+    port = free_port()
+    registry_proc = start_registry(start_process, port)
+    registry = f"127.0.0.1:{port}"
+    service = await start_identity(start_process, registry)
+    client = IdentityClient()
+    host = ServiceHost(registry)
+    host.bind_client(client)
+    await host.start()
+    traffic = Traffic(client).start()
+    await asyncio.sleep(0.3)
+
+    registry_proc.kill()
+    await asyncio.sleep(1.5)  # calls go on with the instances known
+    during_outage = traffic.sent
+    restarted = start_registry(start_process, port)
+    back = time.monotonic()
+    await wait_output(service, "connected to registry", timeout=5)  # the service's second connection
+    # the restarted registry knows the service again: a newcomer can find it
+    found = None
+    while found is None:
+        try:
+            newcomer = IdentityClient()
+            newcomer_host = ServiceHost(registry)
+            newcomer_host.bind_client(newcomer)
+            await newcomer_host.start()
+            found = await newcomer.create("late", "pw")
+            await newcomer_host.stop()
+        except ServiceUnavailable:
+            await newcomer_host.stop()
+            await asyncio.sleep(0.05)
+    recovered = time.monotonic() - back
+    await asyncio.sleep(0.3)
+    await traffic.stop()
+    await host.stop()
+    print(
+        f"\nregistry restart: {traffic.sent} requests ({during_outage} before it came back), "
+        f"failures {traffic.failures or 'none'}; services found again {recovered:.3f} s after restart"
+    )
+    assert traffic.failures == {}
+    assert recovered < 2.0
+    assert restarted.output().count("registered IdentityService") >= 1
+
+
+async def test_dependencies_pending_then_active_and_status_cli(
+    registry_process: int, start_process: Callable[..., ProcessRunner]
+) -> None:
+    registry = f"127.0.0.1:{registry_process}"
+    orders = start_process(str(HERE / "orders_service.py"), "--registry", registry)
+    await wait_output(orders, "pending: waiting for IdentityService v1")
+    status = await _status(registry)
+    (entry,) = status["instances"]
+    assert (entry["instance"]["service"], entry["state"], entry["waiting_for"]) == (
+        "OrdersService", "pending", ["IdentityService v1"]
+    )  # fmt: skip
+    identity = await start_identity(start_process, registry)
+    await wait_output(orders, "active: every dependency has a live instance")
+    states = {e["instance"]["service"]: e["state"] for e in (await _status(registry))["instances"]}
+    assert states == {"OrdersService": "active", "IdentityService": "active"}
+    table = await asyncio.to_thread(
+        subprocess.run, [sys.executable, "-m", "vyked.registry", "status", "--registry", registry],
+        capture_output=True, text=True, check=True,
+    )  # fmt: skip
+    assert "SERVICE" in table.stdout and "OrdersService" in table.stdout and "1.2" in table.stdout
+    identity.kill()
+    await wait_output(orders, "pending: waiting for IdentityService v1", timeout=5)
+    status = await _status(registry)
+    by_service = {e["instance"]["service"]: e for e in status["instances"]}
+    assert by_service["IdentityService"]["state"] == "down"
+    assert by_service["OrdersService"]["state"] == "pending"
+    assert by_service["OrdersService"]["uptime"] > 0 and by_service["OrdersService"]["last_heartbeat"] < 2.5
+
+
+async def _status(registry: str) -> dict[str, Any]:
+    result = await asyncio.to_thread(
+        subprocess.run,
+        [sys.executable, "-m", "vyked.registry", "status", "--registry", registry, "--json"],
+        capture_output=True, text=True, check=True,
+    )  # fmt: skip
+    report: dict[str, Any] = json.loads(result.stdout)
+    return report
+
+
+@pytest.fixture(scope="module")
+def redis() -> Any:
+    with RedisServer() as server:
+        yield server
+
+
+async def test_two_redis_backed_registries_one_killed(
+    redis: RedisServer, start_process: Callable[..., ProcessRunner]
+) -> None:
+    redis_url = f"redis://127.0.0.1:{redis.port}/1"
+    p1, p2 = free_port(), free_port()
+    r1 = start_registry(start_process, p1, "--redis", redis_url)
+    start_registry(start_process, p2, "--redis", redis_url)
+    # the service prefers r1, the client only knows r2
+    service = await start_identity(start_process, f"127.0.0.1:{p1},127.0.0.1:{p2}")
+    client = IdentityClient()
+    host = ServiceHost(f"127.0.0.1:{p2}")
+    host.bind_client(client)
+    await host.start()
+    assert (await client.create("ann", "pw"))["user_name"] == "ann"  # registered via r1, seen via r2
+    removals: list[str] = []
+    host.directory.add_listener(lambda event, inst: removals.append(event) if event == "removed" else None)
+    traffic = Traffic(client).start()
+    await asyncio.sleep(0.3)
+
+    r1.kill()
+    killed = time.monotonic()
+    await wait_output(service, f"connected to registry at 127.0.0.1:{p2}", timeout=5)
+    moved = time.monotonic() - killed
+    await asyncio.sleep(7)  # past r1's leases: the instance must survive them, held by r2
+    await traffic.stop()
+    status = await _status(f"127.0.0.1:{p2}")
+    holders = {e["registry"] for e in status["instances"] if e["state"] == "active"}
+    await host.stop()
+    print(
+        f"\nregistry killed: its service reconnected to the other in {moved:.3f} s; "
+        f"{traffic.sent} requests, failures {traffic.failures or 'none'}, removals seen {len(removals)}"
+    )
+    assert moved < 2.0
+    assert traffic.failures == {}
+    assert removals == []
+    assert len(holders) == 1  # one registry (the survivor) holds the instance now
+
+
+async def test_instances_of_a_dead_registry_expire(
+    redis: RedisServer, start_process: Callable[..., ProcessRunner]
+) -> None:
+    redis_url = f"redis://127.0.0.1:{redis.port}/2"
+    p1, p2 = free_port(), free_port()
+    r1 = start_registry(start_process, p1, "--redis", redis_url, "--lease-ttl", "1")
+    start_registry(start_process, p2, "--redis", redis_url, "--lease-ttl", "1")
+    await start_identity(start_process, f"127.0.0.1:{p1}")  # knows only r1: it cannot move
+    host = ServiceHost(f"127.0.0.1:{p2}")
+    client = IdentityClient()
+    host.bind_client(client)
+    await host.start()
+    assert len(host.directory.instances("IdentityService")) == 1
+    r1.kill()
+    killed = time.monotonic()
+    gone_after = await routed_out(host, "IdentityService", 0, deadline=10)
+    with pytest.raises(ServiceUnavailable):
+        await client.create("x", "pw")
+    await host.stop()
+    print(f"\nlease expiry: an instance of a dead registry left routing after {gone_after:.3f} s (lease 1 s)")
+    assert 0.5 < time.monotonic() - killed < 5
+
+
+@pytest.fixture(autouse=True)
+async def reset_host() -> Any:
+    yield
+    await Host.stop()
