@@ -17,9 +17,12 @@ from vyked.core.protocol.packets import Packet
 
 HEADER_SIZE = 4
 DEFAULT_MAX_FRAME_SIZE = 16 * 1024 * 1024
-_INITIAL_BUFFER_SIZE = 256 * 1024
+# Small, because a registry or service may hold thousands of mostly idle connections; the
+# buffer grows for large frames (or bursts) and shrinks back once they are parsed.
+_INITIAL_BUFFER_SIZE = 16 * 1024
 # Below this much free space a read would be needlessly small, so make room first.
-_MIN_READ_SIZE = 64 * 1024
+_MIN_READ_SIZE = 4 * 1024
+_SHRINK_ABOVE = 1024 * 1024
 
 _encoder = msgspec.json.Encoder()
 _decoder = msgspec.json.Decoder(Packet)
@@ -102,6 +105,9 @@ class FrameDecoder:
             start = end = 0
             self._end = 0
             self._needed = 0
+            if len(buffer) > _SHRINK_ABOVE:
+                self._buffer = bytearray(_INITIAL_BUFFER_SIZE)
+                self._view = memoryview(self._buffer)
         self._start = start
         return packets
 
