@@ -106,7 +106,7 @@ async def fan_out_vyked(port: int, rounds: int) -> list[float]:
         consumers.append((conn, host))
     timings = []
     for r in range(rounds):
-        for conn, host in consumers:
+        for _, host in consumers:
             host.added = asyncio.get_running_loop().create_future()
         producer_host = SimulatedHost()
         producer = await open_connection("127.0.0.1", port, producer_host, role="host")
