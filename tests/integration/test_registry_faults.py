@@ -277,3 +277,31 @@ async def test_instances_of_a_dead_registry_expire(
 async def reset_host() -> Any:
     yield
     await Host.stop()
+
+
+async def test_changes_cross_registries_and_survive_a_redis_restart(
+    redis: RedisServer, start_process: Callable[..., ProcessRunner]
+) -> None:
+    redis_url = f"redis://127.0.0.1:{redis.port}/3"
+    p1, p2 = free_port(), free_port()
+    start_registry(start_process, p1, "--redis", redis_url, "--lease-ttl", "1.5")
+    start_registry(start_process, p2, "--redis", redis_url, "--lease-ttl", "1.5")
+    host = ServiceHost(f"127.0.0.1:{p2}")  # a consumer on r2
+    client = IdentityClient()
+    host.bind_client(client)
+    await host.start()
+    await host.watch("IdentityService")
+
+    first = await start_identity(start_process, f"127.0.0.1:{p1}")  # registers through r1
+    await routed_out(host, "IdentityService", 1)
+    first.stop()  # a clean stop through r1 reaches the consumer on r2 as a removal
+    await routed_out(host, "IdentityService", 0, deadline=3)
+
+    redis.restart()  # Redis loses everything; the registries write their instances back
+    second = await start_identity(start_process, f"127.0.0.1:{p1}")
+    await routed_out(host, "IdentityService", 1, deadline=10)
+    assert (await client.create("ann", "pw"))["user_name"] == "ann"
+    await asyncio.sleep(3)  # longer than the lease: r1 keeps it alive after the restart
+    assert len(host.directory.instances("IdentityService")) == 1
+    assert second.process is not None and second.process.poll() is None
+    await host.stop()
