@@ -103,6 +103,19 @@ if TYPE_CHECKING:
     from vyked.core.exceptions import VykedError as VykedError
     from vyked.core.host import Host as Host
     from vyked.core.host import ServiceHost as ServiceHost
+    from vyked.http import HTTPService as HTTPService
+    from vyked.http import HTTPServiceClient as HTTPServiceClient
+    from vyked.http import Request as Request
+    from vyked.http import Response as Response
+    from vyked.http import delete as delete
+    from vyked.http import get as get
+    from vyked.http import head as head
+    from vyked.http import options as options
+    from vyked.http import patch as patch
+    from vyked.http import post as post
+    from vyked.http import put as put
+    from vyked.http import trace as trace
+    from vyked.http import websocket as websocket
     from vyked.registry import Registry as Registry
     from vyked.tcp import SubscriptionStrategy as SubscriptionStrategy
     from vyked.tcp import TCPService as TCPService

@@ -1,0 +1,159 @@
+"""The route decorators shared by HTTP services and HTTP clients.
+
+They stay thin: each attaches a :class:`RouteSpec` to the function and returns it unchanged.
+:class:`~vyked.http.service.HTTPService` turns the specs into aiohttp routes
+(:mod:`vyked.http.routing`); :class:`~vyked.http.client.HTTPServiceClient` turns them into
+methods that send requests (:mod:`vyked.http.client`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from typing import Any, TypeVar, overload
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+SPEC_ATTRIBUTE = "__vyked_http_routes__"
+
+PathSpec = str | Iterable[str] | None
+ParamSpec = str | Iterable[str] | None
+
+
+@dataclass(frozen=True, slots=True)
+class RouteSpec:
+    """What one decorator says about a method."""
+
+    method: str
+    """The HTTP method, upper case (``GET``...)."""
+    paths: tuple[str, ...]
+    """aiohttp path patterns (``/users/{name}``); empty on clients, whose methods return the path."""
+    required_params: tuple[str, ...] = ()
+    """Query parameters that must be present; a request without them gets a 400."""
+    timeout: float | None = None
+    """Service side: seconds before the handler is cancelled (504). Client side: seconds to wait."""
+    websocket: bool = False
+
+
+def routes_of(func: Any) -> tuple[RouteSpec, ...]:
+    """The specs the decorators attached to ``func`` (outermost decorator last)."""
+    specs: tuple[RouteSpec, ...] = getattr(func, SPEC_ATTRIBUTE, ())
+    return specs
+
+
+def _as_tuple(value: str | Iterable[str] | None, what: str) -> tuple[str, ...]:
+    if value is None:
+        return ()
+    items = (value,) if isinstance(value, str) else tuple(value)
+    for item in items:
+        if not isinstance(item, str):
+            raise TypeError(f"{what} must be strings, got {item!r}")
+    return items
+
+
+def _attach(func: F, spec: RouteSpec) -> F:
+    if not callable(func):
+        raise TypeError(f"@{spec.method.lower()} decorates a function, not {func!r}")
+    setattr(func, SPEC_ATTRIBUTE, (*routes_of(func), spec))
+    return func
+
+
+class RouteDecorator:
+    """One HTTP verb's decorator: ``@get``, ``@get()``, ``@get('/a')``, ``@get(path=['/a', '/b'],
+    required_params=['q'], timeout=5)``.
+
+    On an :class:`~vyked.http.HTTPService` method it declares a route: the method is called with
+    the aiohttp :class:`~aiohttp.web.Request` and returns a :class:`~aiohttp.web.Response`
+    (``async def``, plain ``def`` and generator-style ``yield from`` handlers all work).
+    Decorators may be stacked to serve one handler under several verbs.
+
+    On an :class:`~vyked.http.HTTPServiceClient` method (usually ``@get()``, no path) it makes
+    calling the method send a request of that verb; the method returns ``locals()`` holding
+    ``path`` and optionally ``params``, ``headers``, ``data``, ``json``, ``cookies``,
+    ``app_name`` and ``entity``.
+    """
+
+    __slots__ = ("method",)
+
+    def __init__(self, method: str) -> None:
+        self.method = method.upper()
+
+    @overload
+    def __call__(self, path: F, /) -> F: ...
+    @overload
+    def __call__(
+        self, path: PathSpec = None, *, required_params: ParamSpec = None, timeout: float | None = None
+    ) -> Callable[[F], F]: ...
+
+    def __call__(
+        self, path: PathSpec | F = None, *, required_params: ParamSpec = None, timeout: float | None = None
+    ) -> F | Callable[[F], F]:
+        if callable(path):  # bare ``@get``
+            return _attach(path, RouteSpec(self.method, ()))
+        if timeout is not None and timeout <= 0:
+            raise ValueError(f"timeout must be positive, got {timeout!r}")
+        spec = RouteSpec(
+            self.method,
+            _as_tuple(path, "paths"),
+            _as_tuple(required_params, "required_params"),
+            timeout,
+        )
+
+        def decorate(func: F) -> F:
+            return _attach(func, spec)
+
+        return decorate
+
+    def __repr__(self) -> str:
+        return f"<vyked.http.{self.method.lower()} route decorator>"
+
+
+get = RouteDecorator("GET")
+post = RouteDecorator("POST")
+put = RouteDecorator("PUT")
+patch = RouteDecorator("PATCH")
+delete = RouteDecorator("DELETE")
+head = RouteDecorator("HEAD")
+options = RouteDecorator("OPTIONS")
+trace = RouteDecorator("TRACE")
+
+
+def websocket(path: PathSpec = None) -> Callable[[F], F]:
+    """Declare a websocket endpoint on an :class:`~vyked.http.HTTPService`: ``@websocket(path='/ws')``.
+
+    The handler gets the aiohttp request, prepares an :class:`aiohttp.web.WebSocketResponse`
+    itself and returns it when the conversation ends, as in plain aiohttp. Open websockets are
+    closed (code 1001) when the service stops.
+    """
+    spec = RouteSpec("GET", _as_tuple(path, "paths"), websocket=True)
+
+    def decorate(func: F) -> F:
+        return _attach(func, spec)
+
+    return decorate
+
+
+def check_reserved(cls: type, base: type, instance_attributes: frozenset[str], attrs: Iterable[str]) -> None:
+    """Refuse route methods whose names ``base`` (vyked) uses itself, say a handler named ``stats``."""
+    reserved = instance_attributes | {n for n in dir(base) if not n.startswith("__")}
+    for attr in attrs:
+        if attr in reserved:
+            raise TypeError(
+                f"{cls.__qualname__}.{attr}: {base.__name__} uses the name {attr!r} itself; "
+                f"give the method another name (the route's path can stay)"
+            )
+
+
+def collect_routes(cls: type) -> dict[str, tuple[RouteSpec, ...]]:
+    """``{attribute name: specs}`` for the decorated methods of ``cls`` and its bases.
+
+    A subclass that overrides a route's method without decorating it keeps the route and
+    serves it with the override; decorating the override replaces the base's routes.
+    """
+    found: dict[str, tuple[RouteSpec, ...]] = {}
+    for klass in reversed(cls.__mro__):
+        for attr, value in vars(klass).items():
+            specs = routes_of(value)
+            if specs:
+                found[attr] = specs
+    return found

@@ -1,0 +1,149 @@
+"""What runs around every handler: errors, timeouts, statistics, CORS and websocket tracking.
+
+These are per-route wrappers rather than aiohttp middlewares: each route's wrapper is built
+once, knows its endpoint's name, timeout and statistics, and costs one coroutine frame per
+request; an aiohttp middleware would look all of that up on every request. Services that need
+a real middleware can still add one in :meth:`HTTPService.make_app
+<vyked.http.service.HTTPService.make_app>`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import inspect
+import logging
+from collections.abc import Awaitable, Callable, Iterable
+from time import perf_counter
+from typing import Any
+
+from aiohttp import WSCloseCode, web
+
+from vyked.core.handlers import as_coroutine_function, call_handler
+from vyked.http.response import handler_error_response, missing_params_response, timeout_response
+from vyked.http.stats import EndpointStats
+
+logger = logging.getLogger("vyked.http")
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+class WebsocketTracker:
+    """The service's open websockets, so that a failing handler or the shutdown can close them."""
+
+    def __init__(self) -> None:
+        self._open: dict[int, web.WebSocketResponse] = {}
+
+    async def on_response_prepare(self, request: web.Request, response: web.StreamResponse) -> None:
+        """``app.on_response_prepare`` hook: remember websockets as they are accepted."""
+        if isinstance(response, web.WebSocketResponse):
+            self._open[id(request)] = response
+
+    def pop(self, request: web.Request) -> web.WebSocketResponse | None:
+        return self._open.pop(id(request), None)
+
+    def __len__(self) -> int:
+        return len(self._open)
+
+    async def close_all(self, app: web.Application) -> None:
+        """``app.on_shutdown`` hook: tell every open websocket the server is going away."""
+        for ws in list(self._open.values()):
+            if not ws.closed:
+                await ws.close(code=WSCloseCode.GOING_AWAY, message=b"server shutdown")
+
+
+def wrap_endpoint(
+    name: str,
+    method: Callable[..., Any],
+    stats: EndpointStats,
+    *,
+    timeout: float | None = None,
+    required_params: tuple[str, ...] = (),
+    websockets: WebsocketTracker | None = None,
+) -> Handler:
+    """The aiohttp handler for one endpoint: calls ``method`` (any handler style) and turns its
+    failures into JSON answers, counted in ``stats`` and logged under ``name``."""
+    target = as_coroutine_function(method)
+    # plain def (called inline) and generator style (awaited) go through call_handler
+    invoke: Callable[[web.Request], Awaitable[Any]] = (
+        target if inspect.iscoroutinefunction(target) else functools.partial(call_handler, target)
+    )
+    record = stats.record
+
+    async def handle(request: web.Request) -> web.StreamResponse:
+        started = perf_counter()
+        if required_params:
+            query = request.query
+            missing = [p for p in required_params if p not in query]
+            if missing:
+                response: web.StreamResponse = missing_params_response(name, missing)
+                record(400, perf_counter() - started)
+                return response
+        scope: asyncio.Timeout | None = None
+        try:
+            if timeout is None:
+                response = await invoke(request)
+            else:
+                async with asyncio.timeout(timeout) as scope:
+                    response = await invoke(request)
+            if not isinstance(response, web.StreamResponse):
+                raise TypeError(f"{name} returned {type(response).__name__}, not an aiohttp Response")
+        except web.HTTPException as exc:
+            # aiohttp's own control flow (raise web.HTTPNotFound()): the handler's answer.
+            record(exc.status, perf_counter() - started)
+            raise
+        except Exception as exc:
+            timed_out = timeout is not None and scope is not None and scope.expired()
+            if timed_out:
+                stats.timeouts += 1
+            else:
+                stats.errors += 1
+            ws = websockets.pop(request) if websockets is not None else None
+            if ws is None and request.writer.output_size > 0:
+                # The handler had started streaming its response: no error answer can follow.
+                # aiohttp logs the traceback and closes the connection.
+                logger.error("%s failed with %s after its response had started", name, type(exc).__name__)
+                record(500, perf_counter() - started)
+                raise
+            if timed_out:
+                logger.warning("%s did not finish within its timeout of %s s", name, timeout)
+                response = timeout_response(name, timeout or 0.0)
+            else:
+                logger.error("%s raised %s: %s", name, type(exc).__name__, exc, exc_info=exc)
+                response = handler_error_response(name, exc)
+            if ws is not None:  # the handshake is done: close the socket rather than answer
+                await ws.close(code=WSCloseCode.INTERNAL_ERROR, message=b"internal error")
+                response = ws
+        finally:
+            if websockets is not None:
+                websockets.pop(request)
+        record(response.status, perf_counter() - started)
+        return response
+
+    handle.__name__ = getattr(method, "__name__", "handle")
+    handle.__qualname__ = name
+    return handle
+
+
+def preflight_handler(methods: Iterable[str]) -> Handler:
+    """Answers CORS preflight (and plain ``OPTIONS``) requests for a path serving ``methods``."""
+    allowed = ", ".join(sorted({*methods, "OPTIONS"}))
+
+    async def preflight(request: web.Request) -> web.StreamResponse:
+        headers = {
+            "Access-Control-Allow-Origin": "*",
+            "Access-Control-Allow-Methods": allowed,
+            "Access-Control-Max-Age": "86400",
+            "Allow": allowed,
+        }
+        requested = request.headers.get("Access-Control-Request-Headers")
+        if requested:
+            headers["Access-Control-Allow-Headers"] = requested
+        return web.Response(status=204, headers=headers)
+
+    return preflight
+
+
+async def add_cors_headers(request: web.Request, response: web.StreamResponse) -> None:
+    """``app.on_response_prepare`` hook of cross-domain services: let any origin read answers."""
+    response.headers.setdefault("Access-Control-Allow-Origin", "*")

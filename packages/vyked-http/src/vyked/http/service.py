@@ -1,0 +1,140 @@
+"""``HTTPService``: a service whose decorated methods are the routes of an aiohttp server."""
+
+from __future__ import annotations
+
+import ssl
+from collections.abc import Callable
+from typing import Any, ClassVar
+
+from aiohttp import web
+
+from vyked.core.host import ServiceHost
+from vyked.core.service import Service
+from vyked.http.decorators import RouteSpec, check_reserved, collect_routes
+from vyked.http.middleware import WebsocketTracker, add_cors_headers
+from vyked.http.routing import Route, add_routes, check_routes, plan_routes
+from vyked.http.stats import ServiceStats
+
+DEFAULT_SHUTDOWN_TIMEOUT = 10.0
+"""Seconds :meth:`HTTPService.stop` lets requests in flight finish before cancelling them."""
+
+_INSTANCE_ATTRIBUTES = frozenset(
+    {"name", "version", "host_ip", "host_port", "node_id", "host", "ssl_context", "allow_cross_domain"}
+    | {"shutdown_timeout", "stats", "app"}
+)
+
+
+class HTTPService(Service):
+    """Subclass it and decorate methods with ``@get``, ``@post``... (and ``@websocket``)::
+
+        class IdentityHTTPService(HTTPService):
+            def __init__(self, ip, port):
+                super().__init__("IdentityService", 1, ip, port)
+
+            @get(path='/users/{username}')
+            def get(self, request: Request):
+                username = request.match_info.get('username')
+                return Response(status=200, body=("Hello {}".format(username)).encode())
+
+    Attach it to a :class:`~vyked.core.host.Host` (or a :class:`~vyked.core.host.ServiceHost`):
+    starting it serves the routes on ``ip:port`` (port 0 picks a free one, stored back in
+    :attr:`host_port`) and registers the instance with the registry as kind ``http``.
+
+    Every service also answers ``GET /ping`` and ``GET /_stats``. With ``ssl_context`` it
+    serves HTTPS; with ``allow_cross_domain`` it answers CORS preflight requests and lets
+    any origin read its answers.
+    """
+
+    kind = "http"
+    _route_specs: ClassVar[dict[str, tuple[RouteSpec, ...]]] = {}
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        cls._route_specs = collect_routes(cls)
+        check_reserved(cls, HTTPService, _INSTANCE_ATTRIBUTES, cls._route_specs)
+        check_routes(cls.__qualname__, cls._route_specs)
+
+    def __init__(
+        self,
+        service_name: str,
+        service_version: object,
+        host_ip: str = "127.0.0.1",
+        host_port: int = 0,
+        ssl_context: ssl.SSLContext | None = None,
+        allow_cross_domain: bool = False,
+        *,
+        shutdown_timeout: float = DEFAULT_SHUTDOWN_TIMEOUT,
+    ) -> None:
+        super().__init__(service_name, service_version, host_ip, host_port)
+        self.ssl_context = ssl_context
+        self.allow_cross_domain = allow_cross_domain
+        self.shutdown_timeout = shutdown_timeout
+        self.stats = ServiceStats(self.name, self.version, self.node_id)
+        self.app: web.Application | None = None
+        """The aiohttp application, once the service has started."""
+        self._runner: web.AppRunner | None = None
+        self._websockets = WebsocketTracker()
+
+    @property
+    def scheme(self) -> str:
+        """``https`` with an ``ssl_context``, else ``http``."""
+        return "https" if self.ssl_context is not None else "http"
+
+    @property
+    def url(self) -> str:
+        """The base URL the service listens on, e.g. ``http://127.0.0.1:4501``."""
+        return f"{self.scheme}://{self.host_ip}:{self.host_port}"
+
+    def endpoints(self) -> dict[str, tuple[Callable[..., Any], tuple[RouteSpec, ...]]]:
+        """``{endpoint name: (bound method, route specs)}`` of this service."""
+        return {attr: (getattr(self, attr), specs) for attr, specs in self._route_specs.items()}
+
+    def routes(self) -> list[Route]:
+        """Every route the service serves, declared and built in."""
+        websockets = self._websockets if self._has_websockets() else None
+        return plan_routes(
+            self.name,
+            self.endpoints(),
+            self.stats,
+            websockets=websockets,
+            allow_cross_domain=self.allow_cross_domain,
+        )
+
+    def make_app(self) -> web.Application:
+        """Build the aiohttp application. Override to add middlewares or extra routes::
+
+        def make_app(self):
+            app = super().make_app()
+            app.middlewares.append(my_middleware)
+            return app
+        """
+        app = web.Application()
+        add_routes(app, self.routes())
+        if self._has_websockets():
+            app.on_response_prepare.append(self._websockets.on_response_prepare)
+            app.on_shutdown.append(self._websockets.close_all)
+        if self.allow_cross_domain:
+            app.on_response_prepare.append(add_cors_headers)
+        return app
+
+    def _has_websockets(self) -> bool:
+        return any(spec.websocket for specs in self._route_specs.values() for spec in specs)
+
+    async def start(self, host: ServiceHost) -> None:
+        """Serve the routes; :attr:`host_port` is the bound port afterwards."""
+        await super().start(host)
+        self.stats.reset_clock()
+        self.app = self.make_app()
+        runner = web.AppRunner(self.app, shutdown_timeout=self.shutdown_timeout)
+        await runner.setup()
+        self._runner = runner
+        site = web.TCPSite(runner, self.host_ip, self.host_port, ssl_context=self.ssl_context)
+        await site.start()
+        self.host_port = int(runner.addresses[0][1])
+
+    async def stop(self) -> None:
+        """Stop listening, close open websockets, let requests in flight finish (up to
+        ``shutdown_timeout`` seconds) and cancel the rest."""
+        runner, self._runner = self._runner, None
+        if runner is not None:
+            await runner.cleanup()
