@@ -1,8 +1,9 @@
 """A vyked cluster in a few processes, on loopback, with no Redis: ``nox -s demo``.
 
 Starts a registry (``python -m vyked.registry``), two instances of IdentityService (each
-``Host.run()`` in its own process), then calls them from this plain script through the
-registry: balanced requests, a remote error, a deprecated endpoint, an unknown service.
+``Host.run()`` in its own process, TCP and HTTP side by side), then calls them from this
+plain script through the registry: balanced requests, a remote error, a deprecated
+endpoint, an HTTP call, an unknown service.
 Stops everything and exits 0 if every step behaved as expected.
 """
 
@@ -14,7 +15,7 @@ import warnings
 from pathlib import Path
 from typing import Any
 
-from vyked import Host, RemoteError, ServiceUnavailable, TCPServiceClient, request
+from vyked import Host, HTTPServiceClient, RemoteError, ServiceUnavailable, TCPServiceClient, get, request
 from vyked.core.testing import ProcessRunner, free_port, wait_for_port
 
 HERE = Path(__file__).parent
@@ -30,6 +31,16 @@ class IdentityClient(TCPServiceClient):
 
     @request
     def has_user(self, user_name: str) -> dict[str, Any]:
+        return locals()
+
+
+class IdentityHTTPClient(HTTPServiceClient):
+    def __init__(self) -> None:
+        super().__init__("IdentityService", 1)
+
+    @get()
+    def user(self, username: str) -> dict[str, Any]:
+        path = f"/users/{username}"
         return locals()
 
 
@@ -69,6 +80,12 @@ async def call_services(registry_port: int) -> None:
     for warning in caught:
         print(f"{warning.category.__name__}: {warning.message}")
 
+    step("HTTP: the same service's HTTP side, found through the registry")
+    http = IdentityHTTPClient()
+    for name in ("ann", "bob"):
+        response = await http.user(name)
+        print(f"GET /users/{name} -> {response.status} {await response.text()!r}")
+
     step("a service nobody runs fails fast")
     try:
         await BillingClient().charge(10)
@@ -91,7 +108,7 @@ def main() -> int:
                 str(HERE / "identity_service.py"), "--registry", f"127.0.0.1:{registry_port}", "--port", str(port)
             )
             processes.append(service.start())
-            service.wait_for_output("serving on")
+            service.wait_for_output("http IdentityService")  # started after the TCP one
             print(f"IdentityService instance up on 127.0.0.1:{port}")
         asyncio.run(call_services(registry_port))
     finally:

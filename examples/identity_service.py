@@ -10,7 +10,7 @@ import asyncio
 import os
 from typing import Any
 
-from vyked import Host, TCPService, api, apideprecated
+from vyked import Host, HTTPService, Request, Response, TCPService, api, apideprecated, get
 
 
 class IdentityTCPService(TCPService):
@@ -35,13 +35,25 @@ class IdentityTCPService(TCPService):
         return user_name in self.users
 
 
+class IdentityHTTPService(HTTPService):
+    def __init__(self, ip: str, port: int) -> None:
+        super().__init__("IdentityService", 1, ip, port)
+
+    @get(path="/users/{username}")
+    async def user(self, request: Request) -> Response:
+        username = request.match_info["username"]
+        return Response(status=200, text=f"Hello {username} from pid {os.getpid()}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--registry", default="127.0.0.1:4500")
     parser.add_argument("--port", type=int, default=0)
+    parser.add_argument("--http-port", type=int, default=0)
     args = parser.parse_args()
     Host.registry_host = args.registry
     Host.name = "Identity"
+    Host.attach_service(IdentityHTTPService("127.0.0.1", args.http_port))
     Host.attach_service(IdentityTCPService("127.0.0.1", args.port))
     Host.run()
 

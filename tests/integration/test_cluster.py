@@ -34,6 +34,7 @@ def test_demo_runs_and_exits_zero() -> None:
     assert "raised RemoteError: type=ValueError" in result.stdout
     assert "DeprecationWarning: IdentityService.has_user is deprecated; use exists instead" in result.stdout
     assert "raised ServiceUnavailable" in result.stdout
+    assert "GET /users/ann -> 200 'Hello ann from pid" in result.stdout
     served_by = {line.split("'served_by': ")[1] for line in result.stdout.splitlines() if "served_by" in line}
     assert len(served_by) == 2  # both instances answered
 
@@ -42,7 +43,7 @@ async def test_client_process_calls_service_process_through_registry_process(
     registry_process: int, start_process: Callable[..., ProcessRunner]
 ) -> None:
     service = start_process(str(EXAMPLES / "identity_service.py"), "--registry", f"127.0.0.1:{registry_process}")
-    await wait_output(service, "serving on")
+    await wait_output(service, "http IdentityService")
     Host.registry_host = f"127.0.0.1:{registry_process}"
     client = IdentityClient()
     assert (await client.create("ann", "pw"))["user_name"] == "ann"
@@ -55,7 +56,7 @@ async def test_host_run_stops_cleanly_on_signal(
     registry_process: int, start_process: Callable[..., ProcessRunner], signum: int
 ) -> None:
     service = start_process(str(EXAMPLES / "identity_service.py"), "--registry", f"127.0.0.1:{registry_process}")
-    await wait_output(service, "serving on")
+    await wait_output(service, "http IdentityService")
     service.send_signal(signum)
     assert service.process is not None
     assert await asyncio.to_thread(service.process.wait, 10) == 0
@@ -68,8 +69,8 @@ async def test_killed_instance_leaves_routing_and_traffic_moves_on(
     registry = f"127.0.0.1:{registry_process}"
     victim = start_process(str(EXAMPLES / "identity_service.py"), "--registry", registry)
     survivor = start_process(str(EXAMPLES / "identity_service.py"), "--registry", registry)
-    await wait_output(victim, "serving on")
-    await wait_output(survivor, "serving on")
+    await wait_output(victim, "http IdentityService")
+    await wait_output(survivor, "http IdentityService")
     Host.registry_host = registry
     client = IdentityClient()
     served = {(await client.create(f"u{i}", "pw"))["served_by"] for i in range(4)}

@@ -42,7 +42,7 @@ def start_registry(start_process: Callable[..., ProcessRunner], port: int, *extr
 
 async def start_identity(start_process: Callable[..., ProcessRunner], registry: str) -> ProcessRunner:
     proc = start_process(str(EXAMPLES / "identity_service.py"), "--registry", registry)
-    await wait_output(proc, "serving on")
+    await wait_output(proc, "http IdentityService")  # started last
     return proc
 
 
@@ -80,10 +80,14 @@ class Traffic:
         return max(times) if times else None
 
 
+def tcp_instances(host: ServiceHost, service: str) -> list[Any]:
+    return [i for i in host.directory.instances(service) if i.kind == "tcp"]
+
+
 async def routed_out(host: ServiceHost, service: str, count: int, deadline: float = 10.0) -> float:
-    """Seconds until the client's routing holds ``count`` instances of ``service``."""
+    """Seconds until the client's routing holds ``count`` TCP instances of ``service``."""
     started = time.monotonic()
-    while len(host.directory.instances(service)) != count:
+    while len(tcp_instances(host, service)) != count:
         if time.monotonic() - started > deadline:
             raise AssertionError(f"routing still holds {host.directory.instances(service)}")
         await asyncio.sleep(0.01)
@@ -262,7 +266,7 @@ async def test_instances_of_a_dead_registry_expire(
     client = IdentityClient()
     host.bind_client(client)
     await host.start()
-    assert len(host.directory.instances("IdentityService")) == 1
+    assert len(tcp_instances(host, "IdentityService")) == 1
     r1.kill()
     killed = time.monotonic()
     gone_after = await routed_out(host, "IdentityService", 0, deadline=10)
@@ -302,6 +306,6 @@ async def test_changes_cross_registries_and_survive_a_redis_restart(
     await routed_out(host, "IdentityService", 1, deadline=10)
     assert (await client.create("ann", "pw"))["user_name"] == "ann"
     await asyncio.sleep(3)  # longer than the lease: r1 keeps it alive after the restart
-    assert len(host.directory.instances("IdentityService")) == 1
+    assert len(tcp_instances(host, "IdentityService")) == 1
     assert second.process is not None and second.process.poll() is None
     await host.stop()
