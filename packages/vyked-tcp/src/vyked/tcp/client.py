@@ -6,10 +6,12 @@ import asyncio
 from typing import Any, ClassVar
 
 from vyked.core.exceptions import ConnectionLost, RequestTimeout, ServiceUnavailable
+from vyked.core.host import ServiceHost
 from vyked.core.instances import Instance
 from vyked.core.service import ServiceClient
 from vyked.tcp.decorators import EndpointSpec, collect_specs
 from vyked.tcp.pool import ConnectionPool
+from vyked.tcp.pubsub.hub import attach_client
 
 
 class TCPServiceClient(ServiceClient):
@@ -34,6 +36,11 @@ class TCPServiceClient(ServiceClient):
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
         cls._subscriptions = {**collect_specs(cls, "subscribe"), **collect_specs(cls, "xsubscribe")}
+
+    def bind(self, host: ServiceHost) -> None:
+        super().bind(host)
+        if self._subscriptions:
+            attach_client(host, self)
 
     def _send_request(self, endpoint: str, params: Any, timeout: float) -> asyncio.Future[Any]:
         if not isinstance(params, dict):

@@ -3,24 +3,29 @@
 from __future__ import annotations
 
 from vyked.core.exceptions import ProtocolError
-from vyked.core.protocol.packets import Packet, Request
-from vyked.core.transport import Connection
+from vyked.core.protocol.packets import EventAck, Packet, Request, Subscribe
+from vyked.core.transport import Connection, PacketHandler
 from vyked.tcp.dispatch import Dispatcher
 
 
 class ServiceProtocolHandler:
     """Packet handler for every connection accepted by a TCP service."""
 
-    __slots__ = ("dispatcher",)
+    __slots__ = ("dispatcher", "events")
 
-    def __init__(self, dispatcher: Dispatcher) -> None:
+    def __init__(self, dispatcher: Dispatcher, events: PacketHandler | None = None) -> None:
         self.dispatcher = dispatcher
+        self.events = events
+        """Takes the publish-subscribe packets (``subscribe``, ``event_ack``) of subscribers."""
 
     def packet_received(self, conn: Connection, packet: Packet) -> None:
         if type(packet) is Request:
             self.dispatcher.dispatch(conn, packet)
+        elif self.events is not None and isinstance(packet, Subscribe | EventAck):
+            self.events.packet_received(conn, packet)
         else:
             conn.fail(ProtocolError(f"a TCP service does not accept {type(packet).__name__.lower()!r} packets"))
 
     def connection_lost(self, conn: Connection, exc: BaseException | None) -> None:
-        pass
+        if self.events is not None:
+            self.events.connection_lost(conn, exc)

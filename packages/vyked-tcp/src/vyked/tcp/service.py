@@ -10,18 +10,19 @@ from vyked.core.service import Service
 from vyked.core.transport import PacketServer
 from vyked.tcp.decorators import EndpointSpec, collect_specs
 from vyked.tcp.dispatch import Dispatcher, Endpoint
+from vyked.tcp.pubsub.hub import PubSub, publish_event
 from vyked.tcp.server import ServiceProtocolHandler
 
 
 class TCPService(Service):
     """Subclass it and decorate methods with ``@api`` (and ``@publish``)::
 
-        class IdentityTCPService(TCPService):
-            def __init__(self, ip, port):
-                super().__init__("IdentityService", 1, ip, port)
+    class IdentityTCPService(TCPService):
+        def __init__(self, ip, port):
+            super().__init__("IdentityService", 1, ip, port)
 
-            @api
-            async def create(self, user_name, password): ...
+        @api
+        async def create(self, user_name, password): ...
     """
 
     kind = "tcp"
@@ -48,17 +49,26 @@ class TCPService(Service):
     def endpoints(self) -> dict[str, Endpoint]:
         """The service's ``@api`` methods, bound and ready to call."""
         return {
-            name: Endpoint.bind(self.name, getattr(self, attr), spec)
-            for name, (attr, spec) in self._api_specs.items()
+            name: Endpoint.bind(self.name, getattr(self, attr), spec) for name, (attr, spec) in self._api_specs.items()
         }
 
     async def start(self, host: ServiceHost) -> None:
         await super().start(host)
         self._dispatcher = Dispatcher(self.name, self.endpoints())
         self._server = PacketServer(
-            ServiceProtocolHandler(self._dispatcher), node_id=self.node_id, max_frame_size=self.max_frame_size
+            ServiceProtocolHandler(self._dispatcher, PubSub.of(host)),
+            node_id=self.node_id,
+            max_frame_size=self.max_frame_size,
         )
         _, self.host_port = await self._server.start(self.host_ip, self.host_port)
+
+    def _publish(self, event: str, payload: object) -> None:
+        """Publish ``payload`` as this service's event ``event``: what ``@publish`` methods call.
+
+        Raises :class:`~vyked.core.exceptions.PublishError` at once if the payload is not a dict
+        of JSON-serialisable fields; sending never blocks (see ``docs/pubsub.md``).
+        """
+        publish_event(self, event, payload)
 
     async def stop(self) -> None:
         if self._server is not None:

@@ -1,0 +1,250 @@
+"""Embedded transport, publishing side: push events to the hosts that subscribed.
+
+Subscribing hosts connect to a publishing service's TCP port and send ``subscribe``. Broadcast
+events are framed once and written to every subscribed connection. An exclusive event goes to
+one member of each subscribing group, chosen by the group's strategy, and stays in flight
+until that member answers ``event_ack``. A failed handler (``ok`` false), a lost connection or
+an ack overdue by ``ack_timeout`` sends it to another live member (the ones that failed it are
+avoided while others exist), up to ``max_attempts`` deliveries. A group with no live member
+keeps its events (up to ``max_buffer``) until a member subscribes again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import logging
+import random
+from collections import deque
+from dataclasses import dataclass, field
+
+import msgspec
+
+from vyked.core.exceptions import ConnectionLost
+from vyked.core.protocol import encode_frame
+from vyked.core.protocol.packets import Event, EventAck, Packet, Subscribe, Subscribed
+from vyked.core.transport import Connection
+from vyked.tcp.pubsub.settings import PubSubSettings, PubSubStats
+
+logger = logging.getLogger(__name__)
+
+_Topic = tuple[str, str]
+"""(service, event) on this publishing host."""
+
+
+@dataclass(slots=True, eq=False)
+class _Member:
+    conn: Connection
+    node_id: str
+    since: float
+    leader: bool
+
+
+@dataclass(slots=True, eq=False)
+class _Group:
+    name: str
+    members: dict[Connection, _Member] = field(default_factory=dict)
+    backlog: deque[_Delivery] = field(default_factory=deque)
+
+
+@dataclass(slots=True, eq=False)
+class _Delivery:
+    topic: _Topic
+    group: str
+    payload: bytes
+    attempts: int = 0
+    failed: set[str] = field(default_factory=set)
+    conn: Connection | None = None
+    timer: asyncio.TimerHandle | None = None
+
+
+class EmbeddedPublisher:
+    """Subscribers and exclusive deliveries in flight, for every service of one host."""
+
+    def __init__(self, settings: PubSubSettings, stats: PubSubStats) -> None:
+        self.settings = settings
+        self.stats = stats
+        self._broadcast: dict[_Topic, dict[Connection, None]] = {}
+        self._groups: dict[_Topic, dict[str, _Group]] = {}
+        self._subscribed: dict[Connection, dict[str, Subscribe]] = {}
+        self._in_flight: dict[int, _Delivery] = {}
+        self._ids = itertools.count(1)
+        self._closed = False
+
+    @property
+    def pending(self) -> int:
+        """Exclusive events in flight or waiting for a member."""
+        waiting = sum(len(g.backlog) for groups in self._groups.values() for g in groups.values())
+        return len(self._in_flight) + waiting
+
+    # -- publishing ----------------------------------------------------------------------------
+
+    def publish(self, service: str, event: str, payload: bytes) -> None:
+        topic = (service, event)
+        sent = False
+        targets = self._broadcast.get(topic)
+        if targets:
+            frame = encode_frame(Event(service=service, event=event, payload=msgspec.Raw(payload)))
+            for conn in targets:
+                if not conn.closed:
+                    conn.send_frame(frame)
+                    sent = True
+        for group in self._groups.get(topic, {}).values():
+            self._dispatch(_Delivery(topic, group.name, payload), group)
+            sent = True
+        if sent:
+            self.stats.sent += 1
+
+    def _dispatch(self, delivery: _Delivery, group: _Group) -> None:
+        member = self._choose(group, delivery)
+        if member is None:
+            self._hold(delivery, group)
+            return
+        delivery_id = next(self._ids)
+        delivery.attempts += 1
+        delivery.conn = member.conn
+        delivery.timer = asyncio.get_running_loop().call_later(self.settings.ack_timeout, self._overdue, delivery_id)
+        self._in_flight[delivery_id] = delivery
+        service, event = delivery.topic
+        packet = Event(
+            service=service, event=event, payload=msgspec.Raw(delivery.payload), id=delivery_id, group=group.name
+        )
+        try:
+            member.conn.send(packet)
+        except ConnectionLost:
+            self._settle(delivery_id)
+            self._retry(delivery, member.node_id, 0.0)
+
+    def _choose(self, group: _Group, delivery: _Delivery) -> _Member | None:
+        live = [m for m in group.members.values() if not m.conn.closed]
+        if not live:
+            return None
+        fresh = [m for m in live if m.node_id not in delivery.failed] or live
+        if any(m.leader for m in fresh):
+            return min(fresh, key=lambda m: (m.since, m.node_id))
+        return random.choice(fresh)
+
+    def _hold(self, delivery: _Delivery, group: _Group) -> None:
+        if self._closed or len(group.backlog) >= self.settings.max_buffer:
+            self.stats.dropped += 1
+            if self.stats.dropped == 1 or self.stats.dropped % 1000 == 0:
+                logger.warning(
+                    "dropped an exclusive %s event for group %r: no live subscriber and %d events waiting "
+                    "already (%d dropped so far)",
+                    ".".join(delivery.topic),
+                    group.name,
+                    len(group.backlog),
+                    self.stats.dropped,
+                )
+            return
+        group.backlog.append(delivery)
+
+    # -- answers and failures ------------------------------------------------------------------
+
+    def _settle(self, delivery_id: int) -> _Delivery | None:
+        delivery = self._in_flight.pop(delivery_id, None)
+        if delivery is not None and delivery.timer is not None:
+            delivery.timer.cancel()
+            delivery.timer = None
+        return delivery
+
+    def _acked(self, conn: Connection, ack: EventAck) -> None:
+        delivery = self._in_flight.get(ack.id)
+        if delivery is None or delivery.conn is not conn:
+            return  # answered after it was given to someone else
+        self._settle(ack.id)
+        if not ack.ok:
+            self._retry(delivery, conn.peer_node_id, self.settings.retry_delay)
+
+    def _overdue(self, delivery_id: int) -> None:
+        delivery = self._settle(delivery_id)
+        if delivery is not None and delivery.conn is not None:
+            logger.warning(
+                "%s not acknowledged within %s s; redelivering", ".".join(delivery.topic), self.settings.ack_timeout
+            )
+            self._retry(delivery, delivery.conn.peer_node_id, 0.0)
+
+    def _retry(self, delivery: _Delivery, failed_node: str, delay: float) -> None:
+        delivery.failed.add(failed_node)
+        delivery.conn = None
+        if delivery.attempts >= self.settings.max_attempts:
+            self.stats.dead_lettered += 1
+            logger.error(
+                "giving up exclusive %s event for group %r after %d attempts: %s",
+                ".".join(delivery.topic),
+                delivery.group,
+                delivery.attempts,
+                delivery.payload[:200],
+            )
+            return
+        self.stats.redelivered += 1
+        if delay:
+            asyncio.get_running_loop().call_later(delay, self._redispatch, delivery)
+        else:
+            self._redispatch(delivery)
+
+    def _redispatch(self, delivery: _Delivery) -> None:
+        group = self._groups.get(delivery.topic, {}).get(delivery.group)
+        if group is None:
+            group = self._groups.setdefault(delivery.topic, {}).setdefault(delivery.group, _Group(delivery.group))
+        self._dispatch(delivery, group)
+
+    # -- subscriber connections ------------------------------------------------------------
+
+    def packet_received(self, conn: Connection, packet: Packet) -> None:
+        if isinstance(packet, EventAck):
+            self._acked(conn, packet)
+        elif isinstance(packet, Subscribe):
+            self._subscribe(conn, packet)
+
+    def _subscribe(self, conn: Connection, packet: Subscribe) -> None:
+        self._unsubscribe(conn, packet.service)
+        self._subscribed.setdefault(conn, {})[packet.service] = packet
+        joined: list[tuple[_Topic, _Group]] = []
+        for sub in packet.subscriptions:
+            topic = (packet.service, sub.event)
+            if not sub.group:
+                self._broadcast.setdefault(topic, {})[conn] = None
+                continue
+            group = self._groups.setdefault(topic, {}).setdefault(sub.group, _Group(sub.group))
+            group.members[conn] = _Member(conn, conn.peer_node_id, packet.since, sub.strategy == "leader")
+            joined.append((topic, group))
+        conn.send(Subscribed(service=packet.service))
+        for _, group in joined:
+            backlog, group.backlog = group.backlog, deque()
+            for delivery in backlog:
+                self._dispatch(delivery, group)
+
+    def _unsubscribe(self, conn: Connection, service: str) -> None:
+        old = self._subscribed.get(conn, {}).pop(service, None)
+        if old is None:
+            return
+        for sub in old.subscriptions:
+            topic = (service, sub.event)
+            if sub.group:
+                group = self._groups.get(topic, {}).get(sub.group)
+                if group is not None:
+                    group.members.pop(conn, None)
+            else:
+                self._broadcast.get(topic, {}).pop(conn, None)
+
+    def connection_lost(self, conn: Connection, exc: BaseException | None) -> None:
+        for service in list(self._subscribed.get(conn, {})):
+            self._unsubscribe(conn, service)
+        self._subscribed.pop(conn, None)
+        for delivery_id in [i for i, d in self._in_flight.items() if d.conn is conn]:
+            delivery = self._settle(delivery_id)
+            if delivery is not None:
+                self._retry(delivery, conn.peer_node_id, 0.0)
+
+    def close(self) -> None:
+        """Forget everything; exclusive events not yet acknowledged are lost (and counted)."""
+        self._closed = True
+        lost = self.pending
+        for delivery_id in list(self._in_flight):
+            self._settle(delivery_id)
+        self._groups.clear()
+        self._broadcast.clear()
+        if lost:
+            self.stats.dropped += lost
+            logger.warning("%d exclusive events were still unacknowledged when the publisher stopped", lost)

@@ -1,0 +1,200 @@
+"""The host's publish-subscribe hub: the one object services and clients talk to.
+
+:class:`PubSub` is a host extension (``ServiceHost.extension``): ``@publish`` methods of the
+host's services publish through it, and the ``@subscribe`` / ``@xsubscribe`` handlers of the
+host's clients are registered with it. It picks the transport: Redis when the host has a
+Redis URL (``ServiceHost(pubsub="redis://...")``, ``Host.pubsub_host``), vyked's own
+connections otherwise.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import TYPE_CHECKING
+
+from vyked.core.exceptions import ProtocolError
+from vyked.core.host import ServiceHost
+from vyked.core.protocol.packets import Packet
+from vyked.core.service import Service, ServiceClient
+from vyked.core.transport import Connection
+from vyked.tcp.pubsub.events import EventKey, encode_payload
+from vyked.tcp.pubsub.settings import PubSubSettings, PubSubStats
+from vyked.tcp.pubsub.subscriptions import SubscriptionTable, subscriptions_of
+from vyked.tcp.pubsub.transport import EventTransport
+
+if TYPE_CHECKING:
+    from vyked.tcp.pubsub.embedded_transport import EmbeddedTransport
+
+logger = logging.getLogger(__name__)
+
+
+class PubSub:
+    """Publish-subscribe for one :class:`~vyked.core.host.ServiceHost`.
+
+    Get it with :meth:`of`; give it non-default :class:`PubSubSettings` with :meth:`install`
+    before the host starts.
+    """
+
+    KEY = "vyked.tcp.pubsub"
+
+    def __init__(self, host: ServiceHost, settings: PubSubSettings | None = None) -> None:
+        self.host = host
+        self.settings = settings or PubSubSettings()
+        self.stats = PubSubStats()
+        self.table = SubscriptionTable(self.stats)
+        self._clients: list[ServiceClient] = []
+        self._transport: EventTransport | None = None
+        self._started = False
+        self._closed = False
+        self._updating: asyncio.Task[None] | None = None
+        self._keys: dict[tuple[str, str, str], EventKey] = {}
+
+    @classmethod
+    def of(cls, host: ServiceHost) -> PubSub:
+        """The host's hub, made on first use."""
+        return host.extension(cls.KEY, cls)
+
+    @classmethod
+    def install(cls, host: ServiceHost, settings: PubSubSettings) -> PubSub:
+        """Give ``host`` a hub with ``settings``; must come before anything uses the hub."""
+        hub = host.extension(cls.KEY, lambda h: cls(h, settings))
+        if hub.settings is not settings:
+            raise RuntimeError("the host's publish-subscribe hub exists already; install settings before attaching")
+        return hub
+
+    @property
+    def transport(self) -> EventTransport:
+        """The transport, made on first use (publishing may precede the host's start)."""
+        if self._transport is None:
+            if self.host.pubsub:
+                from vyked.tcp.pubsub.redis_transport import RedisTransport
+
+                self._transport = RedisTransport(
+                    self.host.pubsub, self.host.node_id, self.table, self.settings, self.stats
+                )
+            else:
+                from vyked.tcp.pubsub.embedded_transport import EmbeddedTransport
+
+                self._transport = EmbeddedTransport(self.host, self.table, self.settings, self.stats)
+        return self._transport
+
+    # -- subscribing -------------------------------------------------------------------------
+
+    def add_client(self, client: ServiceClient) -> None:
+        """Register a client's subscriptions (the host calls this when it binds the client)."""
+        if client in self._clients:
+            return
+        self._clients.append(client)
+        if self._closed:
+            return
+        if self._started:
+            self.table.add(subscriptions_of(client, self._group_of(client)))
+            self._updating = asyncio.ensure_future(self._update(client))
+        elif self.host.running:  # the hub was made after the host started
+            self._updating = asyncio.ensure_future(self._update(client, start=True))
+
+    async def _update(self, client: ServiceClient, start: bool = False) -> None:
+        try:
+            await self.host.watch(client.name)
+            if start:
+                await self.host_started()
+            else:
+                await self.transport.update()
+        except Exception:
+            logger.exception("could not subscribe the events of %r", client)
+
+    def _group_of(self, client: ServiceClient) -> str:
+        """The subscribing service an exclusive subscription belongs to: the service that holds
+        the client, else the host's first service, else the host's name, else the client class."""
+        for service in self.host.services:
+            if client in service.clients:
+                return service.name
+        if self.host.services:
+            return self.host.services[0].name
+        if self.host.name:
+            return self.host.name
+        cls = type(client)
+        return f"{cls.__module__}.{cls.__qualname__}"
+
+    async def host_started(self) -> None:
+        """Set up every subscription; the host calls this once it is registered and watching."""
+        if self._started:
+            return
+        self._started = True
+        for client in self._clients:
+            self.table.add(subscriptions_of(client, self._group_of(client)))
+        if self.table or self._transport is not None or self.host.pubsub:
+            await self.transport.start()
+
+    # -- publishing --------------------------------------------------------------------------
+
+    def publish(self, service: Service, event: str, payload: object) -> None:
+        """Publish one event of ``service``: checked and encoded here, sent without blocking.
+
+        Raises :class:`~vyked.core.exceptions.PublishError` if ``payload`` is not a dict of
+        JSON-serialisable fields.
+        """
+        data = encode_payload(service.name, event, payload)
+        if self._closed:
+            raise RuntimeError(f"cannot publish {service.name}.{event}: the host has stopped")
+        self.stats.published += 1
+        key = self._keys.get((service.name, service.version, event))
+        if key is None:
+            key = self._keys[(service.name, service.version, event)] = EventKey.of(service.name, service.version, event)
+        self.transport.publish(key, data)
+
+    async def flush(self, timeout: float = 5.0) -> bool:
+        """Wait until the events published so far have left this host (Redis: written;
+        embedded: exclusive ones acknowledged). False if not all within ``timeout``."""
+        if self._transport is None:
+            return True
+        return await self._transport.flush(timeout)
+
+    # -- packets on the host's TCP services (embedded transport) ---------------------------
+
+    def packet_received(self, conn: Connection, packet: Packet) -> None:
+        embedded = self._embedded()
+        if embedded is None:
+            conn.fail(ProtocolError("this host publishes through Redis; configure the same pubsub on subscribers"))
+            return
+        embedded.publisher.packet_received(conn, packet)
+
+    def connection_lost(self, conn: Connection, exc: BaseException | None) -> None:
+        embedded = self._embedded()
+        if embedded is not None:
+            embedded.publisher.connection_lost(conn, exc)
+
+    def _embedded(self) -> EmbeddedTransport | None:
+        from vyked.tcp.pubsub.embedded_transport import EmbeddedTransport
+
+        transport = self.transport if not self._closed else self._transport
+        return transport if isinstance(transport, EmbeddedTransport) else None
+
+    async def close(self) -> None:
+        self._closed = True
+        if self._updating is not None and not self._updating.done():
+            self._updating.cancel()
+            await asyncio.gather(self._updating, return_exceptions=True)
+        if self._transport is not None:
+            await self._transport.close()
+        await self.table.close()
+
+    def __repr__(self) -> str:
+        kind = "redis" if self.host.pubsub else "embedded"
+        return f"<PubSub {kind} {self.stats.as_dict()}>"
+
+
+def attach_client(host: ServiceHost, client: ServiceClient) -> None:
+    """Register ``client``'s subscriptions with ``host`` (what ``TCPServiceClient.bind`` does)."""
+    if getattr(client, "_subscriptions", None):
+        PubSub.of(host).add_client(client)
+
+
+def publish_event(service: Service, event: str, payload: object) -> None:
+    """Publish through the service's host (what ``@publish`` methods do)."""
+    host = service.host
+    if host is None or not host.running:
+        encode_payload(service.name, event, payload)  # a bad payload is reported first
+        raise RuntimeError(f"cannot publish {service.name}.{event}: the service's host is not running")
+    PubSub.of(host).publish(service, event, payload)

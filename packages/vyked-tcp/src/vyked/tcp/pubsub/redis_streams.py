@@ -1,0 +1,272 @@
+"""Redis transport, exclusive side: one consumer per (subscribing group, strategy) and host.
+
+Exclusive events are stream entries (``vyked:stream:<service>:<major>:<event>``); each
+subscribing service is a consumer group of that stream and each of its hosts a consumer,
+named by the host's node id, so Redis gives every entry to exactly one instance of the group.
+An entry is acknowledged (``XACK``) once the handler returns. Otherwise it moves on:
+
+- handler raised: the entry goes to the pseudo-consumer ``~retry``; after ``retry_delay``
+  another live instance claims it (this one only after three times that, so that others
+  get the first chance);
+- instance died (heartbeat expired, see :mod:`.redis_membership`, and silent towards the
+  stream for as long): live instances claim its pending entries on their next heartbeat;
+- still pending after ``ack_timeout``: any instance claims it.
+
+An entry delivered ``max_attempts`` times is acknowledged without handling, logged and
+counted (dead-lettered). With ``LEADER`` only the leader reads and claims.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import time
+from typing import Any
+
+from redis.asyncio import Redis
+from redis.exceptions import RedisError, ResponseError
+
+from vyked.tcp.decorators import SubscriptionStrategy
+from vyked.tcp.pubsub.events import RETRY_CONSUMER, EventKey, stream_name
+from vyked.tcp.pubsub.redis_client import command
+from vyked.tcp.pubsub.redis_membership import Membership
+from vyked.tcp.pubsub.settings import PubSubSettings, PubSubStats
+from vyked.tcp.pubsub.subscriptions import SubscriptionTable
+
+logger = logging.getLogger(__name__)
+
+RECONNECT_DELAY_MIN = 0.05
+
+_Entry = tuple[str, bytes]
+"""(stream, entry id)."""
+
+
+class StreamConsumer:
+    """Reads, handles, acknowledges and reclaims the exclusive events of one route."""
+
+    def __init__(
+        self,
+        client: Redis,
+        table: SubscriptionTable,
+        membership: Membership,
+        group: str,
+        strategy: SubscriptionStrategy,
+        settings: PubSubSettings,
+        stats: PubSubStats,
+    ) -> None:
+        self.client = client
+        self.table = table
+        self.membership = membership
+        self.group = group
+        self.strategy = strategy
+        self.settings = settings
+        self.stats = stats
+        self.consumer = membership.consumer
+        self.streams: dict[str, EventKey] = {}
+        self.ready = asyncio.Event()
+        self._created: set[str] = set()
+        self._running: set[_Entry] = set()
+        self._unacked: set[_Entry] = set()
+        self._failed_here: dict[_Entry, float] = {}
+        self._room = asyncio.Event()
+        self._room.set()
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._task: asyncio.Task[None] | None = None
+        self._next_claim = 0.0
+
+    async def update(self, keys: list[EventKey]) -> None:
+        """Consume these keys' streams; wait (up to ``start_timeout``) until the group exists."""
+        streams = {stream_name(k): k for k in keys}
+        if streams == self.streams and self._task is not None:
+            return
+        self.streams = streams
+        if self._task is not None:
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)
+        self.ready.clear()
+        self._task = asyncio.get_running_loop().create_task(self._run())
+        try:
+            async with asyncio.timeout(self.settings.start_timeout):
+                await self.ready.wait()
+        except TimeoutError:
+            logger.warning("cannot set up the exclusive subscriptions of group %r yet; still trying", self.group)
+
+    async def _run(self) -> None:
+        delay = RECONNECT_DELAY_MIN
+        while True:
+            try:
+                await self._ensure_groups()
+                await self._ack_leftovers()
+                self.ready.set()
+                delay = RECONNECT_DELAY_MIN
+                await self._consume()
+            except ResponseError as exc:
+                if "NOGROUP" in str(exc):
+                    continue  # Redis lost the group (restarted empty): create it again
+                logger.error("Redis refused a stream command for group %r: %s", self.group, exc)
+            except (RedisError, OSError) as exc:
+                if self.ready.is_set():
+                    self.stats.reconnects += 1
+                    logger.warning("lost Redis while consuming for group %r (%s); reconnecting", self.group, exc)
+                self.ready.clear()
+            except Exception:
+                logger.exception("unexpected error while consuming for group %r; starting over", self.group)
+                self.ready.clear()
+            await asyncio.sleep(delay * (0.5 + random.random()))
+            delay = min(delay * 2, self.settings.reconnect_delay_max)
+
+    async def _ensure_groups(self) -> None:
+        for stream in self.streams:
+            # A group made for the first time starts with new events; one made again after
+            # Redis lost it takes everything the stream holds (buffered events come first).
+            start = "0" if stream in self._created else "$"
+            try:
+                await command(self.client, "XGROUP", "CREATE", stream, self.group, start, "MKSTREAM")
+            except ResponseError as exc:
+                if "BUSYGROUP" not in str(exc):
+                    raise
+            self._created.add(stream)
+
+    async def _ack_leftovers(self) -> None:
+        for stream, entry_id in list(self._unacked):
+            await command(self.client, "XACK", stream, self.group, entry_id)
+            self._unacked.discard((stream, entry_id))
+
+    async def _consume(self) -> None:
+        block_ms = max(1, int(self.settings.heartbeat_interval * 1000))
+        streams = list(self.streams)
+        while True:
+            if self.strategy is SubscriptionStrategy.LEADER and not self.membership.is_leader(self.group):
+                await asyncio.sleep(self.settings.heartbeat_interval / 2)
+                continue
+            if time.monotonic() >= self._next_claim:
+                await self._claim_all()
+                self._next_claim = time.monotonic() + self.settings.heartbeat_interval
+            free = self.settings.max_in_flight - len(self._running)
+            if free <= 0:
+                self._room.clear()
+                await self._room.wait()
+                continue
+            reply = await command(self.client,
+                "XREADGROUP", "GROUP", self.group, self.consumer, "COUNT", min(free, self.settings.batch_size),
+                "BLOCK", block_ms, "STREAMS", *streams, *([">"] * len(streams)),
+            )  # fmt: skip
+            for stream, entries in reply or ():
+                name = stream.decode()
+                for entry_id, fields in entries:
+                    self._spawn(name, entry_id, fields)
+
+    # -- handling ------------------------------------------------------------------------------
+
+    def _spawn(self, stream: str, entry_id: bytes, fields: dict[bytes, bytes] | None) -> None:
+        entry = (stream, entry_id)
+        if entry in self._running:
+            return
+        self._running.add(entry)
+        task = asyncio.get_running_loop().create_task(self._handle(entry, (fields or {}).get(b"p")))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _handle(self, entry: _Entry, payload: bytes | None) -> None:
+        stream, entry_id = entry
+        try:
+            key = self.streams.get(stream)
+            if payload is not None and key is not None:
+                await self.table.handle(key, self.group, payload)
+        except Exception:
+            self._failed_here[entry] = time.monotonic()
+            await self._command_or_log("XCLAIM", stream, self.group, RETRY_CONSUMER, 0, entry_id, "JUSTID")
+        else:
+            if not await self._command_or_log("XACK", stream, self.group, entry_id):
+                self._unacked.add(entry)
+        finally:
+            self._running.discard(entry)
+            self._room.set()
+
+    async def _command_or_log(self, *args: Any) -> bool:
+        try:
+            await command(self.client, *args)
+        except (RedisError, OSError) as exc:
+            logger.warning("%s failed (%s); the event stays pending and will be reclaimed", args[0], exc)
+            return False
+        return True
+
+    # -- claiming what others could not finish -------------------------------------------------
+
+    async def _claim_all(self) -> None:
+        for stream in list(self.streams):
+            await self._claim(stream)
+        horizon = time.monotonic() - 10 * self.settings.retry_delay - self.settings.ack_timeout
+        self._failed_here = {e: t for e, t in self._failed_here.items() if t > horizon}
+
+    async def _claim(self, stream: str) -> None:
+        consumers = await command(self.client, "XINFO", "CONSUMERS", stream, self.group)
+        # A heartbeat key can be missing while its owner lives (Redis restarted empty a moment
+        # ago), so a consumer is dead only if it has also not read for a whole heartbeat TTL.
+        ttl_ms = self.settings.heartbeat_ttl * 1000
+        pending = {c[b"name"].decode(): int(c[b"pending"]) for c in consumers}
+        silent = {c[b"name"].decode() for c in consumers if int(c[b"idle"]) >= ttl_ms}
+        pending.pop(self.consumer, None)
+        retry = pending.pop(RETRY_CONSUMER, 0)
+        alive = await self.membership.alive(list(pending))
+        alive |= set(pending) - silent
+        candidates: dict[bytes, dict[str, Any]] = {}
+        for name, count in pending.items():
+            if name in alive:
+                continue
+            if count == 0:
+                await command(self.client, "XGROUP", "DELCONSUMER", stream, self.group, name)
+                continue
+            for p in await self._pending(stream, name):
+                candidates[p["message_id"]] = p
+        if retry:
+            now = time.monotonic()
+            for p in await self._pending(stream, RETRY_CONSUMER):
+                mine = now - self._failed_here.get((stream, p["message_id"]), -1e9) < self.settings.ack_timeout
+                wait = self.settings.retry_delay * (3 if mine else 1)
+                if p["time_since_delivered"] >= wait * 1000:
+                    candidates[p["message_id"]] = p
+        for p in await self._pending(stream, None, idle_ms=int(self.settings.ack_timeout * 1000)):
+            if (stream, p["message_id"]) not in self._running:
+                candidates.setdefault(p["message_id"], p)
+        if candidates:
+            await self._take_over(stream, list(candidates.values()))
+
+    async def _pending(self, stream: str, consumer: str | None, idle_ms: int | None = None) -> list[dict[str, Any]]:
+        args: list[Any] = ["XPENDING", stream, self.group]
+        if idle_ms is not None:
+            args += ["IDLE", idle_ms]
+        args += ["-", "+", self.settings.batch_size]
+        if consumer is not None:
+            args.append(consumer)
+        result: list[dict[str, Any]] = await command(self.client, *args, parse_detail=True)
+        return result
+
+    async def _take_over(self, stream: str, pending: list[dict[str, Any]]) -> None:
+        exhausted = [p["message_id"] for p in pending if p["times_delivered"] >= self.settings.max_attempts]
+        if exhausted:
+            await command(self.client, "XACK", stream, self.group, *exhausted)
+            self.stats.dead_lettered += len(exhausted)
+            logger.error(
+                "gave up %d exclusive events of %s for group %r after %d attempts: %s",
+                len(exhausted), stream, self.group, self.settings.max_attempts,
+                ", ".join(i.decode() for i in exhausted),
+            )  # fmt: skip
+        ids = [p["message_id"] for p in pending if p["times_delivered"] < self.settings.max_attempts]
+        if not ids:
+            return
+        min_idle = int(self.settings.retry_delay * 1000)
+        claimed = await command(self.client, "XCLAIM", stream, self.group, self.consumer, min_idle, *ids)
+        for entry_id, fields in claimed:
+            self.stats.redelivered += 1
+            self._spawn(stream, entry_id, fields)
+
+    async def close(self) -> None:
+        """Stop reading; handlers still running are cancelled and their events left pending,
+        to be claimed by other instances."""
+        if self._task is not None:
+            self._task.cancel()
+        for task in list(self._tasks):
+            task.cancel()
+        await asyncio.gather(*(t for t in (self._task, *self._tasks) if t is not None), return_exceptions=True)

@@ -1,0 +1,173 @@
+"""A host's subscriptions, and running their handlers.
+
+Handlers are ``@subscribe`` / ``@xsubscribe`` methods of the host's ``TCPServiceClient``\\ s,
+in any of the three styles (``async def``, plain ``def``, ``yield from`` generators). An event
+reaches every subscription of its key on this host. A handler that raises is logged and
+counted and never stops delivery; for exclusive subscriptions the failure is reported to the
+transport, which redelivers.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import logging
+from collections.abc import Awaitable, Callable, Iterable
+from dataclasses import dataclass
+from typing import Any
+
+import msgspec
+
+from vyked.core.handlers import as_coroutine_function
+from vyked.core.service import ServiceClient
+from vyked.tcp.decorators import EndpointSpec, SubscriptionStrategy
+from vyked.tcp.pubsub.events import EventKey, decode_payload
+from vyked.tcp.pubsub.settings import PubSubStats
+
+logger = logging.getLogger(__name__)
+
+Route = tuple[str, SubscriptionStrategy]
+"""An exclusive subscription route: (group, strategy)."""
+
+
+@dataclass(frozen=True, slots=True, eq=False)
+class Subscription:
+    """One handler for one event; exclusive within ``group`` when ``strategy`` is set."""
+
+    key: EventKey
+    handler: Callable[..., Any]
+    label: str
+    group: str = ""
+    strategy: SubscriptionStrategy | None = None
+
+    @property
+    def exclusive(self) -> bool:
+        return self.strategy is not None
+
+
+def subscriptions_of(client: ServiceClient, group: str) -> list[Subscription]:
+    """The subscriptions a ``TCPServiceClient`` declares, bound to it."""
+    specs: dict[str, tuple[str, EndpointSpec]] = getattr(client, "_subscriptions", {})
+    found = []
+    for event, (attr, spec) in specs.items():
+        method = getattr(client, attr)
+        found.append(
+            Subscription(
+                key=EventKey.of(client.name, client.version, event),
+                handler=as_coroutine_function(method),
+                label=f"{type(client).__name__}.{attr}",
+                group=group if spec.kind == "xsubscribe" else "",
+                strategy=(spec.strategy or SubscriptionStrategy.RANDOM) if spec.kind == "xsubscribe" else None,
+            )
+        )
+    return found
+
+
+class SubscriptionTable:
+    """Every subscription of one host, by event key."""
+
+    def __init__(self, stats: PubSubStats) -> None:
+        self.stats = stats
+        self._broadcast: dict[EventKey, list[Subscription]] = {}
+        self._exclusive: dict[tuple[EventKey, str], list[Subscription]] = {}
+        self._routes: dict[EventKey, dict[str, SubscriptionStrategy]] = {}
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    def add(self, subscriptions: Iterable[Subscription]) -> None:
+        for sub in subscriptions:
+            if sub.strategy is None:
+                self._broadcast.setdefault(sub.key, []).append(sub)
+            else:
+                self._exclusive.setdefault((sub.key, sub.group), []).append(sub)
+                self._routes.setdefault(sub.key, {})[sub.group] = sub.strategy
+
+    # -- queries -------------------------------------------------------------------------------
+
+    def broadcast_keys(self) -> list[EventKey]:
+        return list(self._broadcast)
+
+    def exclusive_routes(self) -> dict[Route, list[EventKey]]:
+        """Exclusive event keys by (group, strategy)."""
+        routes: dict[Route, list[EventKey]] = {}
+        for key, groups in self._routes.items():
+            for group, strategy in groups.items():
+                routes.setdefault((group, strategy), []).append(key)
+        return routes
+
+    def exclusive_of(self, key: EventKey) -> dict[str, SubscriptionStrategy]:
+        """Groups (with their strategy) that take ``key`` exclusively on this host."""
+        return self._routes.get(key, {})
+
+    def services(self) -> set[tuple[str, str]]:
+        """(service, major version) pairs this host subscribes to."""
+        keys = [*self._broadcast, *self._routes]
+        return {(k.service, k.major) for k in keys}
+
+    def keys_of(self, service: str, major: str) -> list[EventKey]:
+        keys = [*self._broadcast, *self._routes]
+        return [k for k in dict.fromkeys(keys) if k.service == service and k.major == major]
+
+    def __bool__(self) -> bool:
+        return bool(self._broadcast or self._routes)
+
+    # -- delivery ------------------------------------------------------------------------------
+
+    def deliver(self, key: EventKey, payload: bytes | msgspec.Raw) -> None:
+        """Hand a broadcast event to every broadcast handler of ``key``; never raises."""
+        subs = self._broadcast.get(key)
+        if not subs:
+            return
+        fields = self._decode(key, payload)
+        if fields is None:
+            return
+        self.stats.received += 1
+        for sub in subs:
+            try:
+                result = sub.handler(**fields)
+            except Exception as exc:
+                self._failed(sub, exc)
+                continue
+            if inspect.isawaitable(result):
+                task = asyncio.get_running_loop().create_task(self._finish(sub, result))
+                self._tasks.add(task)
+                task.add_done_callback(self._tasks.discard)
+
+    async def handle(self, key: EventKey, group: str, payload: bytes | msgspec.Raw | dict[str, Any]) -> None:
+        """Run the exclusive handlers of ``key`` in ``group``; raises if one of them raised."""
+        fields = payload if isinstance(payload, dict) else decode_payload(payload)
+        self.stats.received += 1
+        error: Exception | None = None
+        for sub in self._exclusive.get((key, group), ()):
+            try:
+                result = sub.handler(**fields)
+                if inspect.isawaitable(result):
+                    await result
+            except Exception as exc:
+                self._failed(sub, exc)
+                error = exc
+        if error is not None:
+            raise error
+
+    async def _finish(self, sub: Subscription, result: Awaitable[Any]) -> None:
+        try:
+            await result
+        except Exception as exc:
+            self._failed(sub, exc)
+
+    def _failed(self, sub: Subscription, exc: Exception) -> None:
+        self.stats.handler_errors += 1
+        logger.error("subscriber %s for %s raised %s: %s", sub.label, sub.key, type(exc).__name__, exc, exc_info=exc)
+
+    def _decode(self, key: EventKey, payload: bytes | msgspec.Raw) -> dict[str, Any] | None:
+        try:
+            return decode_payload(payload)
+        except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+            logger.error("dropping %s: its payload is not a JSON object (%s)", key, exc)
+            return None
+
+    async def close(self) -> None:
+        """Cancel broadcast handlers still running."""
+        for task in list(self._tasks):
+            task.cancel()
+        if self._tasks:
+            await asyncio.gather(*self._tasks, return_exceptions=True)
