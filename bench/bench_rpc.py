@@ -185,11 +185,10 @@ async def measure(raw_port: int, registry_port: int, n_seq: int, n_pipe: int, ro
     p50r = best["vyked"]["p50"] / best["raw"]["p50"]
     p99r = best["vyked"]["p99"] / best["raw"]["p99"]
     rpsr = best["vyked"]["rps"] / best["raw"]["rps"]
-    print(
-        f"{'sequential p50 (us)':28}{best['raw']['p50'] * 1e6:14.1f}{best['vyked']['p50'] * 1e6:14.1f}{p50r:9.2f}x   <= 2x"
-    )
-    print(f"{'sequential p99 (us)':28}{best['raw']['p99'] * 1e6:14.1f}{best['vyked']['p99'] * 1e6:14.1f}{p99r:9.2f}x")
-    print(f"{'pipelined x100 (req/s)':28}{best['raw']['rps']:14,.0f}{best['vyked']['rps']:14,.0f}{rpsr:9.0%}    >= 50%")
+    raw, vyk = best["raw"], best["vyked"]
+    print(f"{'sequential p50 (us)':28}{raw['p50'] * 1e6:14.1f}{vyk['p50'] * 1e6:14.1f}{p50r:9.2f}x   <= 2x")
+    print(f"{'sequential p99 (us)':28}{raw['p99'] * 1e6:14.1f}{vyk['p99'] * 1e6:14.1f}{p99r:9.2f}x")
+    print(f"{'pipelined x100 (req/s)':28}{raw['rps']:14,.0f}{vyk['rps']:14,.0f}{rpsr:9.0%}    >= 50%")
 
 
 def main() -> None:

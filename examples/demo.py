@@ -1,9 +1,10 @@
 """A vyked cluster in a few processes, on loopback, with no Redis: ``nox -s demo``.
 
 Starts a registry (``python -m vyked.registry``), two instances of IdentityService (each
-``Host.run()`` in its own process, TCP and HTTP side by side), then calls them from this
-plain script through the registry: balanced requests, a remote error, a deprecated
-endpoint, an HTTP call, an unknown service.
+``Host.run()`` in its own process, TCP and HTTP side by side) and an AuditService that
+subscribes to IdentityService's events, then calls them from this plain script through the
+registry: balanced requests, a remote error, a deprecated endpoint, an event published by
+one service and received by the other, an HTTP call, an unknown service.
 Stops everything and exits 0 if every step behaved as expected.
 """
 
@@ -33,6 +34,10 @@ class IdentityClient(TCPServiceClient):
     def has_user(self, user_name: str) -> dict[str, Any]:
         return locals()
 
+    @request
+    def change_password(self, user_name: str, password: str) -> dict[str, Any]:
+        return locals()
+
 
 class IdentityHTTPClient(HTTPServiceClient):
     def __init__(self) -> None:
@@ -57,7 +62,7 @@ def step(text: str) -> None:
     print(f"\n== {text}", flush=True)
 
 
-async def call_services(registry_port: int) -> None:
+async def call_services(registry_port: int, audit: ProcessRunner) -> None:
     Host.registry_host = "127.0.0.1"
     Host.registry_port = registry_port
     identity = IdentityClient()
@@ -79,6 +84,11 @@ async def call_services(registry_port: int) -> None:
         print(f"has_user('bob') -> {await identity.has_user('bob')}  (answered by whichever instance the call reached)")
     for warning in caught:
         print(f"{warning.category.__name__}: {warning.message}")
+
+    step("publish-subscribe: IdentityService publishes, AuditService receives (no Redis needed)")
+    await identity.change_password("ann", "new-secret")
+    await asyncio.to_thread(audit.wait_for_output, "received password_changed for 'ann'")
+    print(next(line for line in audit.output().splitlines() if "received password_changed" in line))
 
     step("HTTP: the same service's HTTP side, found through the registry")
     http = IdentityHTTPClient()
@@ -110,7 +120,11 @@ def main() -> int:
             processes.append(service.start())
             service.wait_for_output("http IdentityService")  # started after the TCP one
             print(f"IdentityService instance up on 127.0.0.1:{port}")
-        asyncio.run(call_services(registry_port))
+        audit = ProcessRunner(str(HERE / "audit_service.py"), "--registry", f"127.0.0.1:{registry_port}")
+        processes.append(audit.start())
+        audit.wait_for_output("tcp AuditService")
+        print("AuditService up, subscribed to IdentityService's events")
+        asyncio.run(call_services(registry_port, audit))
     finally:
         step("stopping the cluster")
         codes = []

@@ -10,7 +10,7 @@ import asyncio
 import os
 from typing import Any
 
-from vyked import Host, HTTPService, Request, Response, TCPService, api, apideprecated, get
+from vyked import Host, HTTPService, Request, Response, TCPService, api, apideprecated, get, publish
 
 
 class IdentityTCPService(TCPService):
@@ -25,6 +25,16 @@ class IdentityTCPService(TCPService):
             raise ValueError("username cannot be none")
         self.users[user_name] = password
         return {"user_name": user_name, "served_by": f"pid {os.getpid()}"}
+
+    @api
+    async def change_password(self, user_name: str, password: str) -> bool:
+        self.users[user_name] = password
+        self.password_changed(user_name)  # every subscribing service hears of it
+        return True
+
+    @publish
+    def password_changed(self, user_name: str) -> dict[str, Any]:
+        return locals()
 
     @api
     async def exists(self, user_name: str) -> bool:

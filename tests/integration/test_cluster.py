@@ -35,6 +35,7 @@ def test_demo_runs_and_exits_zero() -> None:
     assert "DeprecationWarning: IdentityService.has_user is deprecated; use exists instead" in result.stdout
     assert "raised ServiceUnavailable" in result.stdout
     assert "GET /users/ann -> 200 'Hello ann from pid" in result.stdout
+    assert "received password_changed for 'ann'" in result.stdout
     served_by = {line.split("'served_by': ")[1] for line in result.stdout.splitlines() if "served_by" in line}
     assert len(served_by) == 2  # both instances answered
 
