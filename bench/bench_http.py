@@ -19,7 +19,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import statistics
-import subprocess
 import sys
 import time
 from collections.abc import Awaitable, Callable
@@ -27,6 +26,7 @@ from typing import Any
 
 import aiohttp
 from aiohttp import web
+from server_process import server_process
 
 from vyked import HTTPService, HTTPServiceClient, Request, ServiceHost, post
 
@@ -224,17 +224,9 @@ def main() -> None:
     if args.serve:
         asyncio.run(serve())
         return
-    server = subprocess.Popen(
-        [sys.executable, __file__, "--serve"], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
-    )
-    try:
-        assert server.stdout is not None
-        bare_port, vyked_port, registry_port = map(int, server.stdout.readline().split())
+    with server_process(__file__) as ports:
+        bare_port, vyked_port, registry_port = ports
         asyncio.run(measure(bare_port, vyked_port, registry_port, args))
-    finally:
-        if server.stdin is not None:
-            server.stdin.close()
-        server.wait(10)
 
 
 if __name__ == "__main__":

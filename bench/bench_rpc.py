@@ -15,12 +15,12 @@ from __future__ import annotations
 import argparse
 import asyncio
 import statistics
-import subprocess
 import sys
 import time
 from typing import Any
 
 import msgspec
+from server_process import server_process
 
 from vyked import ServiceHost, TCPService, TCPServiceClient, api, request
 
@@ -201,17 +201,9 @@ def main() -> None:
     if args.serve:
         asyncio.run(serve())
         return
-    server = subprocess.Popen(
-        [sys.executable, __file__, "--serve"], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
-    )
-    try:
-        assert server.stdout is not None
-        raw_port, registry_port = map(int, server.stdout.readline().split())
+    with server_process(__file__) as ports:
+        raw_port, registry_port = ports
         asyncio.run(measure(raw_port, registry_port, args.sequential, args.pipelined, args.rounds))
-    finally:
-        if server.stdin is not None:
-            server.stdin.close()
-        server.wait(10)
 
 
 if __name__ == "__main__":

@@ -8,10 +8,9 @@ can ``yield from`` coroutines and be awaited.
 
 from __future__ import annotations
 
-import functools
 import inspect
 import types
-from collections.abc import Awaitable, Callable, Generator
+from collections.abc import Callable, Generator
 from typing import Any
 
 
@@ -50,13 +49,3 @@ async def call_handler(func: Callable[..., Any], *args: Any, **kwargs: Any) -> A
 def _drive(generator: Generator[Any, Any, Any]) -> Generator[Any, Any, Any]:
     """Await a generator-style handler's generator (it yields futures, as coroutines do)."""
     return (yield from generator)
-
-
-def awaitable_result(func: Callable[..., Any]) -> Callable[..., Awaitable[Any]]:
-    """Wrap any handler into a coroutine function."""
-
-    @functools.wraps(func)
-    async def wrapper(*args: Any, **kwargs: Any) -> Any:
-        return await call_handler(func, *args, **kwargs)
-
-    return wrapper
