@@ -8,6 +8,7 @@ import pytest
 
 from vyked.core.balancing import RoundRobin, rendezvous_pick
 from vyked.core.exceptions import ServiceUnavailable
+from vyked.core.host import parse_addresses
 from vyked.core.instances import Instance, InstanceDirectory
 from vyked.core.protocol.packets import InstanceInfo
 from vyked.core.versions import best_version, normalize
@@ -96,3 +97,19 @@ def test_directory_entity_routing_and_usable_filter() -> None:
 def test_instance_round_trips_to_info() -> None:
     i = info("n1")
     assert Instance.from_info(i).to_info() == i
+
+
+@pytest.mark.parametrize(
+    ("spec", "expected"),
+    [
+        ("10.0.0.1", [("10.0.0.1", 4500)]),
+        ("10.0.0.1:4600", [("10.0.0.1", 4600)]),
+        ("10.0.0.1:4500, 10.0.0.2:4501", [("10.0.0.1", 4500), ("10.0.0.2", 4501)]),
+        ([("10.0.0.1", 4500), ("10.0.0.2", "4501")], [("10.0.0.1", 4500), ("10.0.0.2", 4501)]),
+        (["a:1", "b"], [("a", 1), ("b", 4500)]),
+        ("[::1]:4500", [("::1", 4500)]),
+        (None, []),
+    ],
+)
+def test_registry_addresses(spec: object, expected: list[tuple[str, int]]) -> None:
+    assert parse_addresses(spec) == expected  # type: ignore[arg-type]
