@@ -32,7 +32,9 @@ IN_FLIGHT = 100
 # -- the raw baseline ------------------------------------------------------------------------
 
 
-class RawEchoServer(asyncio.Protocol):
+class RawFramedProtocol(asyncio.Protocol):
+    """What a hand-written service does: split length-prefixed frames, JSON each way."""
+
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         assert isinstance(transport, asyncio.Transport)
         self.transport = transport
@@ -47,37 +49,34 @@ class RawEchoServer(asyncio.Protocol):
                 break
             message = DECODE(buffer[4 : 4 + size])
             del buffer[: 4 + size]
-            body = ENCODE({"id": message["id"], "result": message["params"]})
-            self.transport.write(len(body).to_bytes(4, "big") + body)
+            self.message_received(message)
+
+    def send(self, message: dict[str, Any]) -> None:
+        body = ENCODE(message)
+        self.transport.write(len(body).to_bytes(4, "big") + body)
+
+    def message_received(self, message: dict[str, Any]) -> None:
+        raise NotImplementedError
 
 
-class RawEchoClient(asyncio.Protocol):
+class RawEchoServer(RawFramedProtocol):
+    def message_received(self, message: dict[str, Any]) -> None:
+        self.send({"id": message["id"], "result": message["params"]})
+
+
+class RawEchoClient(RawFramedProtocol):
     def __init__(self) -> None:
-        self.buffer = bytearray()
         self.pending: dict[int, asyncio.Future[Any]] = {}
         self.next_id = 0
 
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self.transport = transport
-
-    def data_received(self, data: bytes) -> None:
-        buffer = self.buffer
-        buffer += data
-        while len(buffer) >= 4:
-            size = int.from_bytes(buffer[:4], "big")
-            if len(buffer) < 4 + size:
-                break
-            message = DECODE(buffer[4 : 4 + size])
-            del buffer[: 4 + size]
-            self.pending.pop(message["id"]).set_result(message["result"])
+    def message_received(self, message: dict[str, Any]) -> None:
+        self.pending.pop(message["id"]).set_result(message["result"])
 
     def echo(self, params: dict[str, Any]) -> asyncio.Future[Any]:
         self.next_id += 1
         future = asyncio.get_running_loop().create_future()
         self.pending[self.next_id] = future
-        body = ENCODE({"id": self.next_id, "endpoint": "echo", "params": params})
-        self.transport.write(len(body).to_bytes(4, "big") + body)
+        self.send({"id": self.next_id, "endpoint": "echo", "params": params})
         return future
 
 
