@@ -14,6 +14,7 @@ import asyncio
 import logging
 import random
 
+from vyked.core.cancellation import raise_if_cancelling
 from vyked.core.exceptions import ConnectionLost, RegistryUnavailable
 from vyked.core.instances import InstanceDirectory
 from vyked.core.protocol.packets import (
@@ -165,6 +166,7 @@ class RegistryClient:
     async def _reconnect(self) -> None:
         delay = RECONNECT_DELAY_MIN
         while not self._closing:
+            raise_if_cancelling()
             try:
                 await self._connect_any()
                 return

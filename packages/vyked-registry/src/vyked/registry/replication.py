@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING, Any
 
 import msgspec
 
+from vyked.core.cancellation import cancel_and_wait, raise_if_cancelling
 from vyked.core.protocol.packets import Dependency, InstanceInfo
 from vyked.registry.state import Outbox, Registration, RegistryState
 
@@ -137,9 +138,7 @@ class RedisReplication:
     async def close(self) -> None:
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self._writes.join(), 2)  # removals of our instances go out
-        for task in self._tasks:
-            task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
+        await cancel_and_wait(*self._tasks)
         if self._redis is not None:
             await self._redis.aclose()
 
@@ -156,6 +155,7 @@ class RedisReplication:
 
     async def _write(self) -> None:
         while True:
+            raise_if_cancelling()
             op, arg = await self._writes.get()
             try:
                 await self._apply_write(op, arg)
@@ -189,6 +189,7 @@ class RedisReplication:
         assert self._redis is not None
         delay = 0.1
         while True:
+            raise_if_cancelling()
             pubsub = self._redis.pubsub(ignore_subscribe_messages=True)
             try:
                 await pubsub.subscribe(self.channel)
@@ -235,6 +236,7 @@ class RedisReplication:
 
     async def _every(self, interval: float, job: Callable[[], Any]) -> None:
         while True:
+            raise_if_cancelling()
             await asyncio.sleep(interval)
             try:
                 await job()

@@ -15,6 +15,7 @@ import random
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
+from vyked.core.cancellation import cancel_and_wait, raise_if_cancelling
 from vyked.tcp.pubsub.events import EventKey, channel_name
 from vyked.tcp.pubsub.settings import PubSubSettings, PubSubStats
 from vyked.tcp.pubsub.subscriptions import SubscriptionTable
@@ -44,8 +45,7 @@ class BroadcastSubscriber:
             return
         self._channels = channels
         if self._task is not None:
-            self._task.cancel()
-            await asyncio.gather(self._task, return_exceptions=True)
+            await cancel_and_wait(self._task)
         self.ready.clear()
         if not channels:
             return
@@ -62,6 +62,7 @@ class BroadcastSubscriber:
         deliver = self.table.deliver
         channels = self._channels
         while True:
+            raise_if_cancelling()
             pubsub = self.client.pubsub()
             try:
                 await pubsub.subscribe(*channels)
@@ -95,8 +96,7 @@ class BroadcastSubscriber:
 
     async def close(self) -> None:
         if self._task is not None:
-            self._task.cancel()
-            await asyncio.gather(self._task, return_exceptions=True)
+            await cancel_and_wait(self._task)
             self._task = None
 
 

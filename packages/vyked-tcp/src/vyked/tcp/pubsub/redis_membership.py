@@ -16,6 +16,7 @@ import time
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
+from vyked.core.cancellation import cancel_and_wait, raise_if_cancelling
 from vyked.tcp.pubsub.events import alive_key, members_key
 from vyked.tcp.pubsub.redis_client import command
 from vyked.tcp.pubsub.settings import PubSubSettings
@@ -50,6 +51,7 @@ class Membership:
 
     async def _run(self) -> None:
         while True:
+            raise_if_cancelling()
             try:
                 await self.beat()
                 self.beating.set()
@@ -104,8 +106,7 @@ class Membership:
     async def close(self) -> None:
         """Stop beating and leave at once, so that others take over without waiting for the TTL."""
         if self._task is not None:
-            self._task.cancel()
-            await asyncio.gather(self._task, return_exceptions=True)
+            await cancel_and_wait(self._task)
         try:
             async with asyncio.timeout(1.0):
                 pipe = self.client.pipeline(transaction=False)

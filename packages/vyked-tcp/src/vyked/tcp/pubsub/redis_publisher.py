@@ -22,6 +22,7 @@ from typing import Any
 from redis.asyncio import Redis
 from redis.exceptions import NoScriptError, RedisError
 
+from vyked.core.cancellation import cancel_and_wait, raise_if_cancelling
 from vyked.tcp.pubsub.events import EventKey, channel_name, stream_name
 from vyked.tcp.pubsub.redis_client import command
 from vyked.tcp.pubsub.settings import PubSubSettings, PubSubStats
@@ -104,8 +105,7 @@ class RedisPublisher:
         else:
             if self._outbox and self._connected:
                 await self.flush(timeout)
-            self._task.cancel()
-            await asyncio.gather(self._task, return_exceptions=True)
+            await cancel_and_wait(self._task)
             lost = len(self._outbox)
         if lost:
             self.stats.dropped += lost
@@ -116,6 +116,7 @@ class RedisPublisher:
 
     async def _run(self) -> None:
         while True:
+            raise_if_cancelling()
             while not self._outbox:
                 self._idle.set()
                 self._wake.clear()
@@ -139,6 +140,7 @@ class RedisPublisher:
         delay = RECONNECT_DELAY_MIN
         reconnecting = bool(self._sha[False])
         while True:
+            raise_if_cancelling()
             try:
                 await self._load_scripts()
                 break

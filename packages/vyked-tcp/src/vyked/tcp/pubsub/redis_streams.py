@@ -27,6 +27,7 @@ from typing import Any
 from redis.asyncio import Redis
 from redis.exceptions import RedisError, ResponseError
 
+from vyked.core.cancellation import cancel_and_wait, raise_if_cancelling
 from vyked.tcp.decorators import SubscriptionStrategy
 from vyked.tcp.pubsub.events import RETRY_CONSUMER, EventKey, stream_name
 from vyked.tcp.pubsub.redis_client import command
@@ -82,8 +83,7 @@ class StreamConsumer:
             return
         self.streams = streams
         if self._task is not None:
-            self._task.cancel()
-            await asyncio.gather(self._task, return_exceptions=True)
+            await cancel_and_wait(self._task)
         self.ready.clear()
         self._task = asyncio.get_running_loop().create_task(self._run())
         try:
@@ -95,6 +95,7 @@ class StreamConsumer:
     async def _run(self) -> None:
         delay = RECONNECT_DELAY_MIN
         while True:
+            raise_if_cancelling()
             try:
                 await self._ensure_groups()
                 await self._ack_leftovers()
@@ -176,7 +177,10 @@ class StreamConsumer:
                 await self.table.handle(key, self.group, payload)
         except Exception:
             self._failed_here[entry] = time.monotonic()
-            await self._command_or_log("XCLAIM", stream, self.group, RETRY_CONSUMER, 0, entry_id, "JUSTID")
+            # JUSTID replies are bare ids: redis-py must be told, or its XCLAIM parser fails
+            await self._command_or_log(
+                "XCLAIM", stream, self.group, RETRY_CONSUMER, 0, entry_id, "JUSTID", parse_justid=True
+            )
         else:
             if not await self._command_or_log("XACK", stream, self.group, entry_id):
                 self._unacked.add(entry)
@@ -184,9 +188,9 @@ class StreamConsumer:
             self._running.discard(entry)
             self._room.set()
 
-    async def _command_or_log(self, *args: Any) -> bool:
+    async def _command_or_log(self, *args: Any, **options: Any) -> bool:
         try:
-            await command(self.client, *args)
+            await command(self.client, *args, **options)
         except (RedisError, OSError) as exc:
             logger.warning("%s failed (%s); the event stays pending and will be reclaimed", args[0], exc)
             return False
@@ -265,8 +269,4 @@ class StreamConsumer:
     async def close(self) -> None:
         """Stop reading; handlers still running are cancelled and their events left pending,
         to be claimed by other instances."""
-        if self._task is not None:
-            self._task.cancel()
-        for task in list(self._tasks):
-            task.cancel()
-        await asyncio.gather(*(t for t in (self._task, *self._tasks) if t is not None), return_exceptions=True)
+        await cancel_and_wait(self._task, *self._tasks)
