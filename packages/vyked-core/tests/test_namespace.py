@@ -14,7 +14,7 @@ def test_core_names_import() -> None:
 
     assert Host.registry_port == 4500
     assert issubclass(vyked.ServiceUnavailable, VykedError)
-    assert ServiceHost.__module__ == "vyked.core.host"
+    assert ServiceHost.__module__ == "vyked.core.service_host"
 
 
 @pytest.mark.parametrize(

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import collections
+import time
 
 import pytest
 
+from vyked.core.addresses import parse_addresses
 from vyked.core.balancing import RoundRobin, rendezvous_pick
 from vyked.core.exceptions import ServiceUnavailable
-from vyked.core.host import parse_addresses
-from vyked.core.instances import Instance, InstanceDirectory
+from vyked.core.instances import UNREACHABLE_FOR, Instance, InstanceDirectory
 from vyked.core.protocol.packets import InstanceInfo
 from vyked.core.versions import best_version, normalize
 
@@ -88,15 +89,29 @@ def test_directory_entity_routing_and_usable_filter() -> None:
     d.replace("S", [info("n1"), info("n2"), info("n3")])
     owner = d.select("S", "1", entity="order-42")
     assert all(d.select("S", "1", entity="order-42") == owner for _ in range(10))
-    other = d.select("S", "1", entity="order-42", usable=lambda i: i.node_id != owner.node_id)
+    other = d.select("S", "1", entity="order-42", tried={owner.node_id})
     assert other != owner
-    with pytest.raises(ServiceUnavailable):
-        d.select("S", "1", usable=lambda i: False)
+    with pytest.raises(ServiceUnavailable, match="none could be reached"):
+        d.select("S", "1", tried={i.node_id for i in d.instances("S")})
 
 
-def test_instance_round_trips_to_info() -> None:
-    i = info("n1")
-    assert Instance.from_info(i).to_info() == i
+def test_unreachable_instances_are_skipped_for_a_while(monkeypatch: pytest.MonkeyPatch) -> None:
+    d = InstanceDirectory()
+    d.replace("S", [info("n1"), info("n2")])
+    first = d.instances("S")[0]
+    d.mark_unreachable(first)
+    assert all(d.select("S", "1") != first for _ in range(4))
+    d.mark_unreachable(d.instances("S")[1])
+    with pytest.raises(ServiceUnavailable, match="2 registered, none could be reached"):
+        d.select("S", "1")
+    later = time.monotonic() + UNREACHABLE_FOR + 0.1
+    monkeypatch.setattr(time, "monotonic", lambda: later)
+    assert {d.select("S", "1").node_id for _ in range(4)} == {"n1", "n2"}
+
+
+def test_instance_is_the_registry_struct() -> None:
+    assert Instance is InstanceInfo
+    assert info("n1").address == ("127.0.0.1", 1001)
 
 
 @pytest.mark.parametrize(

@@ -15,6 +15,7 @@ from aiohttp import web
 
 from vyked import (
     ConnectionLost,
+    HostNotRunning,
     HTTPService,
     HTTPServiceClient,
     InvalidParams,
@@ -31,9 +32,12 @@ from vyked import (
     put,
     trace,
 )
-from vyked.core.host import ServiceHost
+from vyked.core.client import InstanceUnreachable
+from vyked.core.service import Service
+from vyked.core.service_host import ServiceHost
+from vyked.core.testing import free_port
 from vyked.http.client import APP_HEADER
-from vyked.http.pool import HTTPClientPool
+from vyked.http.pool import POOL
 
 
 class Mirror(HTTPService):
@@ -319,9 +323,48 @@ async def test_a_dead_instance_is_skipped_then_reported(vyked_host: Any) -> None
     nodes = {(await client.fetch(str(i))).headers["X-Node"] for i in range(6)}
     assert nodes == {alive.node_id}
     await alive.stop()
-    with pytest.raises(ServiceUnavailable, match="2 registered, all refused connections") as failure:
+    with pytest.raises(ServiceUnavailable, match="2 registered, none could be reached") as failure:
         await client.fetch("x")
-    assert isinstance(failure.value.__cause__, aiohttp.ClientConnectorError)
+    assert isinstance(failure.value.__cause__, InstanceUnreachable)
+    assert isinstance(failure.value.__cause__.__cause__, aiohttp.ClientConnectorError)
+
+
+class Unreachable(Mirror):
+    """Registers as an instance of Mirror on a port where nothing listens."""
+
+    async def start(self, host: ServiceHost) -> None:
+        await Service.start(self, host)
+        self.host_port = free_port()
+
+
+async def test_a_refused_connection_fails_over_to_another_instance(vyked_host: Any) -> None:
+    alive, refusing = Mirror(), Unreachable()
+    client = await client_for(vyked_host, alive, refusing)
+    assert client.host is not None
+    directory = client.host.directory
+    # an entity that rendezvous hashing assigns to the instance that refuses connections
+    target = next(i for i in directory.instances("Mirror") if i.node_id == refusing.node_id)
+    entity = next(
+        e for e in map(str, itertools.count()) if directory.select("Mirror", client.version, "http", e) == target
+    )
+    async with asyncio.timeout(3):
+        response = await client.fetch("over", entity=entity)
+    assert response.status == 200
+    assert response.headers["X-Node"] == alive.node_id
+    assert directory.select("Mirror", client.version, "http", entity) != target  # marked unreachable
+    # the refusing instance is skipped by the next requests, round-robin or not
+    nodes = {(await client.fetch(str(i))).headers["X-Node"] for i in range(4)}
+    assert nodes == {alive.node_id}
+
+
+async def test_a_client_bound_to_a_host_never_started_refuses_to_call() -> None:
+    host = ServiceHost("127.0.0.1:1", name="never-started")
+    client = MirrorClient()
+    host.bind_client(client)
+    with pytest.raises(HostNotRunning, match="'never-started'.* has not been started"):
+        await client.fetch("x")
+    with pytest.raises(HostNotRunning, match="'never-started'"):
+        await client.request("GET", "/echo")
 
 
 async def test_a_slow_answer_is_a_request_timeout(vyked_host: Any) -> None:
@@ -360,7 +403,7 @@ async def test_one_session_per_host_closed_when_the_host_stops(vyked_registry: A
     try:
         await one.fetch("a")
         await two.create({"b": 2})
-        pool = client_host.extension(HTTPClientPool.KEY, HTTPClientPool)
+        pool = client_host.extension(POOL)
         connector = pool.session.connector
         assert connector is not None
         assert sum(len(c) for c in connector._conns.values()) == 1  # both reused one keep-alive connection

@@ -1,4 +1,4 @@
-"""The decorators only attach specs; services check them when the class is created."""
+"""The decorators only attach specs; services and clients check them when the class is created."""
 
 from __future__ import annotations
 
@@ -6,8 +6,23 @@ from typing import Any
 
 import pytest
 
-from vyked.http import HTTPService, RouteSpec, delete, get, head, options, patch, post, put, trace, websocket
-from vyked.http.decorators import collect_routes, routes_of
+from vyked.core.endpoints import collect
+from vyked.core.exceptions import DefinitionError
+from vyked.http import (
+    HTTPService,
+    HTTPServiceClient,
+    RouteSpec,
+    delete,
+    get,
+    head,
+    options,
+    patch,
+    post,
+    put,
+    trace,
+    websocket,
+)
+from vyked.http.decorators import routes_of
 
 
 @pytest.mark.parametrize(
@@ -113,39 +128,75 @@ def test_subclasses_inherit_and_replace_routes() -> None:
         @post(path="/b2")
         def b(self, request: object) -> None: ...  # decorated override: replaces GET /b
 
-    routes = collect_routes(Child)
+    routes = collect(Child, RouteSpec)
     assert routes["a"] == (RouteSpec("GET", ("/a",)),)
     assert routes["b"] == (RouteSpec("POST", ("/b2",)),)
 
 
 def test_a_route_method_may_not_take_a_name_vyked_uses() -> None:
-    with pytest.raises(TypeError, match=r"HTTPService uses the name 'stats' itself"):
+    with pytest.raises(DefinitionError, match=r"HTTPService uses the name 'stats' itself"):
 
         class StatsClash(HTTPService):
             @get(path="/stats")
             def stats(self, request: object) -> None: ...
 
-    with pytest.raises(TypeError, match=r"HTTPService uses the name 'start' itself"):
+    with pytest.raises(DefinitionError, match=r"HTTPService uses the name 'start' itself"):
 
         class StartClash(HTTPService):
             @post(path="/start")
             def start(self, request: object) -> None: ...
 
 
-def test_a_client_method_may_not_take_a_name_vyked_uses() -> None:
-    from vyked.http import HTTPServiceClient
+@pytest.mark.parametrize("name", ["timeout", "host", "call", "bind", "resolve_host"])
+def test_a_client_method_may_not_take_a_name_vyked_uses(name: str) -> None:
+    def method(self: object) -> dict[str, Any]:
+        path = "/x"
+        return locals()
 
-    with pytest.raises(TypeError, match=r"HTTPServiceClient uses the name 'timeout' itself"):
+    method.__name__ = name
+    with pytest.raises(DefinitionError, match=rf"Clash\.{name}: HTTPServiceClient uses the name '{name}' itself"):
+        type("Clash", (HTTPServiceClient,), {name: get()(method)})
 
-        class TimeoutClash(HTTPServiceClient):
-            @get()
-            def timeout(self) -> dict[str, Any]:
-                return locals()
 
-    class OwnRequest(HTTPServiceClient):  # replacing the generic request() is allowed
+def test_a_client_may_replace_the_generic_request() -> None:
+    class OwnRequest(HTTPServiceClient):
         @post()
         def request(self, body: str) -> dict[str, Any]:
             path = "/requests"
             return locals()
 
     assert routes_of(OwnRequest.request)[0].method == "POST"
+
+
+def test_a_client_method_takes_one_verb_and_no_websocket() -> None:
+    with pytest.raises(DefinitionError, match="a client method takes exactly one verb decorator"):
+
+        class TwoVerbs(HTTPServiceClient):
+            @put()
+            @post()
+            def save(self) -> dict[str, Any]:
+                return locals()
+
+    with pytest.raises(DefinitionError, match=r"Chat\.chat: @websocket declares a service endpoint"):
+
+        class Chat(HTTPServiceClient):
+            @websocket(path="/chat")
+            def chat(self) -> dict[str, Any]:
+                return locals()
+
+
+def test_client_methods_become_senders_once() -> None:
+    class Base(HTTPServiceClient):
+        @get()
+        def fetch(self) -> dict[str, Any]:
+            """Fetch something."""
+            path = "/x"
+            return locals()
+
+    class Child(Base):
+        pass
+
+    assert Child.fetch is Base.fetch  # not wrapped again
+    assert Base.fetch.__name__ == "fetch"
+    assert Base.fetch.__doc__ == "Fetch something."
+    assert routes_of(Base.fetch) == (RouteSpec("GET", ()),)

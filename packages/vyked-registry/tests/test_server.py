@@ -82,7 +82,9 @@ async def test_bad_input_closes_only_the_offender(registry: Registry) -> None:
 
 
 async def test_answers_pings(registry: Registry) -> None:
-    client = await RawClient.connect(registry.port)
+    client = await RawClient.connect(registry.port, hello=False)  # raw: the test sees the pong
+    client.send({"type": "hello", "protocol": 1, "node_id": "raw"})
+    assert (await client.receive())["type"] == "welcome"
     client.send({"type": "ping", "nonce": 3})
     assert await client.receive() == {"type": "pong", "nonce": 3}
     await client.close()

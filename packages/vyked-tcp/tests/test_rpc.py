@@ -57,7 +57,7 @@ async def test_api_timeout_and_request_timeout(vyked_host: HostFactory) -> None:
     started = time.monotonic()
     with pytest.raises(RequestTimeout, match=r"stuck did not finish within its timeout of 0.2 s"):
         await client.stuck()
-    with pytest.raises(RequestTimeout, match=r"Calculator.sleep got no answer .* within 0.3 s"):
+    with pytest.raises(RequestTimeout, match=r"Calculator.sleep got no answer.* within 0.3 s"):
         await client.sleep(5)
     assert time.monotonic() - started < 2
     assert isinstance(RequestTimeout("x"), TimeoutError)

@@ -24,7 +24,7 @@ __path__ = extend_path(__path__, __name__)
 _EXPORTS: dict[str, tuple[str, str]] = {
     # vyked-core
     "Host": ("vyked.core.host", "vyked-core"),
-    "ServiceHost": ("vyked.core.host", "vyked-core"),
+    "ServiceHost": ("vyked.core.service_host", "vyked-core"),
     "VykedError": ("vyked.core.exceptions", "vyked-core"),
     "RemoteError": ("vyked.core.exceptions", "vyked-core"),
     "RequestTimeout": ("vyked.core.exceptions", "vyked-core"),
@@ -34,6 +34,8 @@ _EXPORTS: dict[str, tuple[str, str]] = {
     "ConnectionLost": ("vyked.core.exceptions", "vyked-core"),
     "ProtocolError": ("vyked.core.exceptions", "vyked-core"),
     "RegistryUnavailable": ("vyked.core.exceptions", "vyked-core"),
+    "HostNotRunning": ("vyked.core.exceptions", "vyked-core"),
+    "DefinitionError": ("vyked.core.exceptions", "vyked-core"),
     # vyked-tcp
     "TCPService": ("vyked.tcp", "vyked-tcp"),
     "TCPServiceClient": ("vyked.tcp", "vyked-tcp"),
@@ -93,6 +95,8 @@ def __dir__() -> list[str]:
 
 if TYPE_CHECKING:
     from vyked.core.exceptions import ConnectionLost as ConnectionLost
+    from vyked.core.exceptions import DefinitionError as DefinitionError
+    from vyked.core.exceptions import HostNotRunning as HostNotRunning
     from vyked.core.exceptions import InvalidParams as InvalidParams
     from vyked.core.exceptions import ProtocolError as ProtocolError
     from vyked.core.exceptions import RegistryUnavailable as RegistryUnavailable
@@ -102,7 +106,7 @@ if TYPE_CHECKING:
     from vyked.core.exceptions import UnknownEndpoint as UnknownEndpoint
     from vyked.core.exceptions import VykedError as VykedError
     from vyked.core.host import Host as Host
-    from vyked.core.host import ServiceHost as ServiceHost
+    from vyked.core.service_host import ServiceHost as ServiceHost
     from vyked.http import HTTPService as HTTPService
     from vyked.http import HTTPServiceClient as HTTPServiceClient
     from vyked.http import Request as Request

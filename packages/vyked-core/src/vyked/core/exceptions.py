@@ -6,14 +6,21 @@
     ├── ProtocolError                 a peer broke the wire protocol
     │   ├── FrameTooLarge             a frame over the size limit
     │   └── ProtocolVersionMismatch   the peer speaks another protocol version
-    ├── RegistryUnavailable           (ConnectionError) no registry could be reached
+    ├── RegistryUnavailable           (ConnectionError) no registry could be reached or answered
     ├── ServiceUnavailable            (ConnectionError) no live instance of a service
     ├── ConnectionLost                (ConnectionError) the connection died mid-request
+    ├── HostNotRunning                (RuntimeError) the host a call needs is not started, or stopped
+    ├── DefinitionError               (TypeError) a service or client class is declared wrongly
+    ├── MissingExtra                  (ImportError) an optional dependency is not installed
     ├── RequestTimeout                (TimeoutError) no answer within the timeout
     ├── UnknownEndpoint               (LookupError) the service has no such endpoint
     ├── InvalidParams                 (TypeError) the params do not fit the endpoint
     ├── PublishError                  (TypeError) an event payload cannot be sent
     └── RemoteError                   the remote handler raised; carries its type and message
+
+Foreign exceptions (``OSError``, ``TimeoutError``, a library's own errors) are translated
+where vyked calls into I/O, with :func:`map_exceptions`; no other exception type reaches a
+caller of vyked.
 
 Errors that cross the wire travel as ``error`` packets whose ``code`` names one of these
 classes (see ``docs/protocol.md``); :func:`error_from_code` rebuilds them on the caller's side.
@@ -21,6 +28,8 @@ classes (see ``docs/protocol.md``); :func:`error_from_code` rebuilds them on the
 
 from __future__ import annotations
 
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from typing import Any
 
 
@@ -84,6 +93,25 @@ class InvalidParams(VykedError, TypeError):
     code = "invalid_params"
 
 
+class HostNotRunning(VykedError, RuntimeError):
+    """The host a call needs has not been started yet, or has stopped."""
+
+    code = "host_not_running"
+
+
+class DefinitionError(VykedError, TypeError):
+    """A service or client class declares something vyked cannot serve (a reserved name...)."""
+
+    code = "definition_error"
+
+
+class MissingExtra(VykedError, ImportError):
+    """A feature needs an optional dependency that is not installed; the message says which
+    extra to install."""
+
+    code = "missing_extra"
+
+
 class PublishError(VykedError, TypeError):
     """An event payload could not be serialised for publishing."""
 
@@ -129,3 +157,26 @@ def error_from_code(code: str, message: str, error_type: str = "", args: list[An
     if cls is None:
         return RemoteError(error_type or code, message, args)
     return cls(message)
+
+
+ExceptionMap = Mapping[type[BaseException], type[VykedError]]
+
+
+@contextmanager
+def map_exceptions(mapping: ExceptionMap, context: str) -> Iterator[None]:
+    """Translate foreign exceptions raised in the block into vyked errors.
+
+    ``mapping`` is ordered, most specific first (``{TimeoutError: RegistryUnavailable, OSError:
+    ConnectionLost}``); the new error's message is ``"{context}: {original}"`` and its cause the
+    original. vyked errors and exceptions not in ``mapping`` pass through unchanged.
+    """
+    try:
+        yield
+    except VykedError:
+        raise
+    except Exception as exc:
+        for foreign, ours in mapping.items():
+            if isinstance(exc, foreign):
+                detail = str(exc) or type(exc).__name__
+                raise ours(f"{context}: {detail}") from exc
+        raise

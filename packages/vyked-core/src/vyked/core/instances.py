@@ -9,36 +9,20 @@ the per-request cost is a dict look-up and a round-robin step.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+import time
+from collections.abc import Callable, Collection, Iterable
 
 from vyked.core.balancing import RoundRobin, rendezvous_pick
 from vyked.core.exceptions import ServiceUnavailable
 from vyked.core.protocol.packets import InstanceInfo
 from vyked.core.versions import best_version
 
+Instance = InstanceInfo
+"""One live instance of a service: the registry's ``InstanceInfo`` packet struct itself."""
 
-@dataclass(slots=True, frozen=True)
-class Instance:
-    """One live instance of a service."""
-
-    service: str
-    version: str
-    host: str
-    port: int
-    node_id: str
-    kind: str = "tcp"
-
-    @classmethod
-    def from_info(cls, info: InstanceInfo) -> Instance:
-        return cls(info.service, info.version, info.host, info.port, info.node_id, info.kind)
-
-    def to_info(self) -> InstanceInfo:
-        return InstanceInfo(self.service, self.version, self.host, self.port, self.node_id, self.kind)
-
-    @property
-    def address(self) -> tuple[str, int]:
-        return self.host, self.port
+UNREACHABLE_FOR = 1.0
+"""Seconds an instance that could not be reached is skipped by balancing: the registry only
+forgets an instance when its host's registry connection drops, which lags a crash."""
 
 
 InstanceListener = Callable[[str, Instance], None]
@@ -56,6 +40,7 @@ class InstanceDirectory:
         self._round_robin: dict[_RouteKey, RoundRobin] = {}
         self._listeners: list[InstanceListener] = []
         self._stale: set[tuple[str, str]] = set()
+        self._unreachable: dict[str, float] = {}
         self.known: set[str] = set()
         """Services whose full instance list has arrived at least once."""
 
@@ -75,7 +60,7 @@ class InstanceDirectory:
         only if no ``add`` brings them back: after a registry restart the snapshot may come
         before the instances have re-registered, and they still answer meanwhile.
         """
-        new = {info.node_id: Instance.from_info(info) for info in infos}
+        new = {info.node_id: info for info in infos}
         old = self._instances.get(service, {})
         self.known.add(service)
         missing = [node_id for node_id in old if node_id not in new]
@@ -100,7 +85,7 @@ class InstanceDirectory:
 
     def add(self, info: InstanceInfo) -> None:
         self._stale.discard((info.service, info.node_id))
-        instance = Instance.from_info(info)
+        instance = info
         self._instances.setdefault(info.service, {})[info.node_id] = instance
         self._invalidate(info.service)
         self._notify("added", instance)
@@ -133,17 +118,24 @@ class InstanceDirectory:
         service: str,
         version: str,
         kind: str = "tcp",
-        entity: str | None = None,
-        usable: Callable[[Instance], bool] | None = None,
+        entity: object = None,
+        tried: Collection[str] = (),
     ) -> Instance:
         """Pick the instance for one request, or raise :class:`ServiceUnavailable`.
 
         With ``entity``, rendezvous hashing picks the same instance in every process; without,
-        round-robin. ``usable`` filters out instances the caller knows it cannot reach now.
+        round-robin. Instances marked unreachable lately, and the node ids in ``tried`` (those
+        this request could not reach already), are skipped.
         """
         route = self.candidates(service, version, kind)
-        if usable is not None and route:
-            route = [i for i in route if usable(i)]
+        if (self._unreachable or tried) and route:
+            usable = self._usable(route, tried)
+            if not usable:
+                raise ServiceUnavailable(
+                    f"no reachable {kind} instance of {service!r} (version {version!r}): {len(route)} registered, "
+                    f"none could be reached within the last {UNREACHABLE_FOR} s"
+                )
+            route = usable
         if not route:
             raise ServiceUnavailable(self._unavailable_reason(service, version, kind))
         if entity is not None:
@@ -153,6 +145,19 @@ class InstanceDirectory:
         if balancer is None:
             balancer = self._round_robin[key] = RoundRobin()
         return balancer.pick(route)
+
+    def mark_unreachable(self, instance: Instance) -> None:
+        """Skip ``instance`` in :meth:`select` for :data:`UNREACHABLE_FOR` seconds."""
+        self._unreachable[instance.node_id] = time.monotonic() + UNREACHABLE_FOR
+
+    def _usable(self, route: list[Instance], tried: Collection[str]) -> list[Instance]:
+        unreachable = self._unreachable
+        if unreachable:
+            now = time.monotonic()
+            for node_id, until in list(unreachable.items()):
+                if until <= now:
+                    del unreachable[node_id]
+        return [i for i in route if i.node_id not in unreachable and i.node_id not in tried]
 
     def _unavailable_reason(self, service: str, version: str, kind: str) -> str:
         present = sorted({f"{i.version} ({i.kind})" for i in self._instances.get(service, {}).values()})

@@ -14,8 +14,9 @@ from typing import Any
 
 import pytest
 
-from vyked.core.host import ServiceHost
-from vyked.core.service import Service, ServiceClient
+from vyked.core.client import ServiceClient
+from vyked.core.service import Service
+from vyked.core.service_host import ServiceHost
 from vyked.core.testing import RedisServer
 
 HostFactory = Callable[..., Awaitable[ServiceHost]]

@@ -4,17 +4,18 @@ One :class:`RegistryClient` per host process keeps one connection to a registry.
 registers the host's service instances, asks for the instances of the services the host
 calls (``watch``), and feeds the registry's pushes into an
 :class:`~vyked.core.instances.InstanceDirectory`. When the connection drops it reconnects on
-its own, trying each configured registry address in turn, and replays its registrations and
-watches; meanwhile the directory keeps the instances it knew, so calls carry on.
+its own (with the backoff of :mod:`vyked.core.backoff`), trying each configured registry
+address in turn, and replays its registrations and watches; meanwhile the directory keeps
+the instances it knew, so calls carry on.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-import random
 
-from vyked.core.cancellation import raise_if_cancelling
+from vyked.core.addresses import Address
+from vyked.core.backoff import DEFAULT_BACKOFF, Attempts, reconnect_forever
 from vyked.core.exceptions import ConnectionLost, RegistryUnavailable
 from vyked.core.instances import InstanceDirectory
 from vyked.core.protocol.packets import (
@@ -28,6 +29,7 @@ from vyked.core.protocol.packets import (
     ServiceState,
     Watch,
 )
+from vyked.core.tasks import cancel_and_wait
 from vyked.core.transport.connection import (
     DEFAULT_HEARTBEAT_INTERVAL,
     DEFAULT_HEARTBEAT_TIMEOUT,
@@ -37,10 +39,6 @@ from vyked.core.transport.connection import (
 
 logger = logging.getLogger(__name__)
 
-Address = tuple[str, int]
-
-RECONNECT_DELAY_MIN = 0.05
-RECONNECT_DELAY_MAX = 0.5
 RESYNC_GRACE = 3.0
 """Seconds an instance missing from the registry's first snapshot after a reconnect stays
 usable, waiting for it to re-register."""
@@ -72,21 +70,38 @@ class RegistryClient:
         self._watched: set[str] = set()
         self._snapshots: dict[str, asyncio.Future[None]] = {}
         self._acks: dict[str, asyncio.Future[None]] = {}
-        self._connected = asyncio.Event()
-        self._reconnect_task: asyncio.Task[None] | None = None
+        self._keeper: asyncio.Task[None] | None = None
         self._address_index = 0
         self._closing = False
 
     # -- lifecycle ----------------------------------------------------------------------------
 
     async def start(self) -> None:
-        """Connect to the first reachable registry; raises :class:`RegistryUnavailable`."""
+        """Connect to the first reachable registry; raises :class:`RegistryUnavailable`.
+        Afterwards the connection is kept up (reconnecting with backoff) until :meth:`close`."""
         await self._connect_any()
+        self._keeper = asyncio.get_running_loop().create_task(
+            reconnect_forever(
+                self._stay_connected,
+                retry_on=RegistryUnavailable,
+                backoff=DEFAULT_BACKOFF,
+                logger=logger,
+                what="registry connection",
+            )
+        )
+
+    async def _stay_connected(self, attempts: Attempts) -> None:
+        """One session with a registry: connect unless connected, wait until it closes."""
+        if self.connection is None:
+            await self._connect_any()
+        attempts.succeeded()
+        if self.connection is not None:
+            # Shielded: cancelling the keeper must not cancel the connection's own future.
+            await asyncio.shield(self.connection.wait_closed())
 
     async def close(self) -> None:
         self._closing = True
-        if self._reconnect_task is not None:
-            self._reconnect_task.cancel()
+        await cancel_and_wait(self._keeper)
         if self.connection is not None:
             self.connection.close()
             await self.connection.wait_closed()
@@ -109,7 +124,13 @@ class RegistryClient:
         self._registrations[node_id] = registration
         ack = self._acks[node_id] = asyncio.get_running_loop().create_future()
         self._send(registration)
-        await asyncio.wait_for(asyncio.shield(ack), self.connect_timeout)
+        try:
+            await asyncio.wait_for(asyncio.shield(ack), self.connect_timeout)
+        except TimeoutError:
+            raise RegistryUnavailable(
+                f"the registry did not acknowledge the registration of {registration.instance.service} "
+                f"within {self.connect_timeout} s"
+            ) from None
 
     def unregister(self, node_id: str) -> None:
         """Forget a registration; the registry drops it when this connection closes."""
@@ -126,7 +147,12 @@ class RegistryClient:
             self._send(Watch(services=new))
         waiting = [self._snapshots[s] for s in services if not self._snapshots[s].done()]
         if waiting:
-            await asyncio.wait_for(asyncio.shield(asyncio.gather(*waiting)), self.connect_timeout)
+            try:
+                await asyncio.wait_for(asyncio.shield(asyncio.gather(*waiting)), self.connect_timeout)
+            except TimeoutError:
+                raise RegistryUnavailable(
+                    f"the registry sent no instance list for {', '.join(services)} within {self.connect_timeout} s"
+                ) from None
 
     def _send(self, packet: Packet) -> None:
         if self.connection is not None and self.connection.ready:
@@ -152,7 +178,6 @@ class RegistryClient:
             self.connection = conn
             conn.start_heartbeat(*self.heartbeat)  # a frozen registry is left for another
             self._replay(conn)
-            self._connected.set()
             logger.info("connected to registry at %s:%s", host, port)
             return
         raise RegistryUnavailable("no registry reachable: " + "; ".join(errors))
@@ -162,18 +187,6 @@ class RegistryClient:
             conn.send(registration)
         if self._watched:
             conn.send(Watch(services=sorted(self._watched)))
-
-    async def _reconnect(self) -> None:
-        delay = RECONNECT_DELAY_MIN
-        while not self._closing:
-            raise_if_cancelling()
-            try:
-                await self._connect_any()
-                return
-            except RegistryUnavailable as exc:
-                logger.debug("registry still unreachable: %s", exc)
-            await asyncio.sleep(delay * (0.5 + random.random()))
-            delay = min(delay * 2, RECONNECT_DELAY_MAX)
 
     # -- PacketHandler ------------------------------------------------------------------------
 
@@ -208,10 +221,8 @@ class RegistryClient:
         if conn is not self.connection:
             return
         self.connection = None
-        self._connected.clear()
         if self._closing:
             return
         logger.warning("lost the registry connection; reconnecting (known instances stay in use)")
         # The next attempt starts with the registry after the one that failed.
         self._address_index = (self._address_index + 1) % len(self.addresses)
-        self._reconnect_task = asyncio.get_running_loop().create_task(self._reconnect())

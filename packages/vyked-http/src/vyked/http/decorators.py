@@ -1,6 +1,7 @@
 """The route decorators shared by HTTP services and HTTP clients.
 
-They stay thin: each attaches a :class:`RouteSpec` to the function and returns it unchanged.
+They stay thin: each attaches a :class:`RouteSpec` to the function with
+:func:`vyked.core.endpoints.mark` and returns it unchanged.
 :class:`~vyked.http.service.HTTPService` turns the specs into aiohttp routes
 (:mod:`vyked.http.routing`); :class:`~vyked.http.client.HTTPServiceClient` turns them into
 methods that send requests (:mod:`vyked.http.client`).
@@ -12,9 +13,9 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any, TypeVar, overload
 
-F = TypeVar("F", bound=Callable[..., Any])
+from vyked.core.endpoints import mark, specs_of
 
-SPEC_ATTRIBUTE = "__vyked_http_routes__"
+F = TypeVar("F", bound=Callable[..., Any])
 
 PathSpec = str | Iterable[str] | None
 ParamSpec = str | Iterable[str] | None
@@ -35,10 +36,9 @@ class RouteSpec:
     websocket: bool = False
 
 
-def routes_of(func: Any) -> tuple[RouteSpec, ...]:
-    """The specs the decorators attached to ``func`` (outermost decorator last)."""
-    specs: tuple[RouteSpec, ...] = getattr(func, SPEC_ATTRIBUTE, ())
-    return specs
+def routes_of(func: object) -> tuple[RouteSpec, ...]:
+    """The route specs the decorators attached to ``func`` (outermost decorator last)."""
+    return specs_of(func, RouteSpec)
 
 
 def _as_tuple(value: str | Iterable[str] | None, what: str) -> tuple[str, ...]:
@@ -49,13 +49,6 @@ def _as_tuple(value: str | Iterable[str] | None, what: str) -> tuple[str, ...]:
         if not isinstance(item, str):
             raise TypeError(f"{what} must be strings, got {item!r}")
     return items
-
-
-def _attach(func: F, spec: RouteSpec) -> F:
-    if not callable(func):
-        raise TypeError(f"@{spec.method.lower()} decorates a function, not {func!r}")
-    setattr(func, SPEC_ATTRIBUTE, (*routes_of(func), spec))
-    return func
 
 
 class RouteDecorator:
@@ -89,7 +82,7 @@ class RouteDecorator:
         self, path: PathSpec | F = None, *, required_params: ParamSpec = None, timeout: float | None = None
     ) -> F | Callable[[F], F]:
         if callable(path):  # bare ``@get``
-            return _attach(path, RouteSpec(self.method, ()))
+            return mark(path, RouteSpec(self.method, ()))
         if timeout is not None and timeout <= 0:
             raise ValueError(f"timeout must be positive, got {timeout!r}")
         spec = RouteSpec(
@@ -100,7 +93,7 @@ class RouteDecorator:
         )
 
         def decorate(func: F) -> F:
-            return _attach(func, spec)
+            return mark(func, spec)
 
         return decorate
 
@@ -128,32 +121,6 @@ def websocket(path: PathSpec = None) -> Callable[[F], F]:
     spec = RouteSpec("GET", _as_tuple(path, "paths"), websocket=True)
 
     def decorate(func: F) -> F:
-        return _attach(func, spec)
+        return mark(func, spec)
 
     return decorate
-
-
-def check_reserved(cls: type, base: type, instance_attributes: frozenset[str], attrs: Iterable[str]) -> None:
-    """Refuse route methods whose names ``base`` (vyked) uses itself, say a handler named ``stats``."""
-    reserved = instance_attributes | {n for n in dir(base) if not n.startswith("__")}
-    for attr in attrs:
-        if attr in reserved:
-            raise TypeError(
-                f"{cls.__qualname__}.{attr}: {base.__name__} uses the name {attr!r} itself; "
-                f"give the method another name (the route's path can stay)"
-            )
-
-
-def collect_routes(cls: type) -> dict[str, tuple[RouteSpec, ...]]:
-    """``{attribute name: specs}`` for the decorated methods of ``cls`` and its bases.
-
-    A subclass that overrides a route's method without decorating it keeps the route and
-    serves it with the override; decorating the override replaces the base's routes.
-    """
-    found: dict[str, tuple[RouteSpec, ...]] = {}
-    for klass in reversed(cls.__mro__):
-        for attr, value in vars(klass).items():
-            specs = routes_of(value)
-            if specs:
-                found[attr] = specs
-    return found

@@ -18,10 +18,12 @@ from typing import Any
 
 from aiohttp import web
 
+from vyked.http.cors import preflight_handler
 from vyked.http.decorators import RouteSpec
-from vyked.http.middleware import Handler, WebsocketTracker, preflight_handler, wrap_endpoint
+from vyked.http.endpoint_wrapper import Handler, wrap_endpoint
 from vyked.http.response import json_response
 from vyked.http.stats import ServiceStats
+from vyked.http.websockets import WebsocketTracker
 
 PING_PATH = "/ping"
 STATS_PATH = "/_stats"

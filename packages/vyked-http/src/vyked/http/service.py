@@ -8,12 +8,14 @@ from typing import Any, ClassVar
 
 from aiohttp import web
 
-from vyked.core.host import ServiceHost
+from vyked.core.endpoints import check_reserved, collect
 from vyked.core.service import Service
-from vyked.http.decorators import RouteSpec, check_reserved, collect_routes
-from vyked.http.middleware import WebsocketTracker, add_cors_headers
+from vyked.core.service_host import ServiceHost
+from vyked.http.cors import add_cors_headers
+from vyked.http.decorators import RouteSpec
 from vyked.http.routing import Route, add_routes, check_routes, plan_routes
 from vyked.http.stats import ServiceStats
+from vyked.http.websockets import WebsocketTracker
 
 DEFAULT_SHUTDOWN_TIMEOUT = 10.0
 """Seconds :meth:`HTTPService.stop` lets requests in flight finish before cancelling them."""
@@ -36,7 +38,7 @@ class HTTPService(Service):
                 username = request.match_info.get('username')
                 return Response(status=200, body=("Hello {}".format(username)).encode())
 
-    Attach it to a :class:`~vyked.core.host.Host` (or a :class:`~vyked.core.host.ServiceHost`):
+    Attach it to a :class:`~vyked.core.host.Host` (or a :class:`~vyked.core.service_host.ServiceHost`):
     starting it serves the routes on ``ip:port`` (port 0 picks a free one, stored back in
     :attr:`host_port`) and registers the instance with the registry as kind ``http``.
 
@@ -50,8 +52,8 @@ class HTTPService(Service):
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
-        cls._route_specs = collect_routes(cls)
-        check_reserved(cls, HTTPService, _INSTANCE_ATTRIBUTES, cls._route_specs)
+        cls._route_specs = collect(cls, RouteSpec)
+        check_reserved(cls, HTTPService, cls._route_specs, _INSTANCE_ATTRIBUTES)
         check_routes(cls.__qualname__, cls._route_specs)
 
     def __init__(

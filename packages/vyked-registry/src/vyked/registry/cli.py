@@ -18,7 +18,7 @@ from collections.abc import Sequence
 
 import msgspec
 
-from vyked.core.exceptions import ConnectionLost
+from vyked.core.exceptions import ConnectionLost, MissingExtra
 from vyked.core.host import parse_addresses
 from vyked.core.protocol.packets import InstanceStatus, Packet, StatusQuery, StatusReport
 from vyked.core.transport import Connection, open_connection
@@ -82,14 +82,18 @@ def main(argv: Sequence[str] | None = None) -> int:
         return status_main(args_list[1:])
     args = build_parser().parse_args(args_list)
     logging.basicConfig(level=args.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    Registry(
-        args.host,
-        args.port,
-        redis_url=args.redis,
-        heartbeat_interval=args.heartbeat_interval,
-        heartbeat_timeout=args.heartbeat_timeout,
-        lease_ttl=args.lease_ttl,
-    ).start()
+    try:
+        Registry(
+            args.host,
+            args.port,
+            redis_url=args.redis,
+            heartbeat_interval=args.heartbeat_interval,
+            heartbeat_timeout=args.heartbeat_timeout,
+            lease_ttl=args.lease_ttl,
+        ).start()
+    except MissingExtra as exc:  # --redis without the redis extra installed
+        print(f"vyked-registry: --redis: {exc}", file=sys.stderr)
+        return 2
     return 0
 
 

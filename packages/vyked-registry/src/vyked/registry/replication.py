@@ -22,14 +22,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import random
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 import msgspec
 
-from vyked.core.cancellation import cancel_and_wait, raise_if_cancelling
+from vyked.core.backoff import Attempts, reconnect_forever
 from vyked.core.protocol.packets import Dependency, InstanceInfo
+from vyked.core.tasks import cancel_and_wait, raise_if_cancelling
 from vyked.registry.state import Outbox, Registration, RegistryState
 
 if TYPE_CHECKING:
@@ -119,7 +119,9 @@ class RedisReplication:
     # -- lifecycle ----------------------------------------------------------------------------
 
     async def start(self) -> None:
-        import redis.asyncio as aioredis
+        from vyked.core.optional import require
+
+        aioredis = require("redis.asyncio", "vyked-registry[redis]")
 
         self._redis = aioredis.Redis.from_url(self.url, socket_connect_timeout=2, socket_timeout=5)
         self._remove_if_held = self._redis.register_script(_REMOVE_IF_HELD)
@@ -186,29 +188,27 @@ class RedisReplication:
     # -- changes from the other registries ----------------------------------------------------
 
     async def _listen(self) -> None:
+        await reconnect_forever(self._follow_changes, retry_on=Exception, logger=logger, what="the Redis change feed")
+
+    async def _follow_changes(self, attempts: Attempts) -> None:
+        """Subscribe to the change feed, catch up with Redis, then apply changes as they come."""
         assert self._redis is not None
-        delay = 0.1
-        while True:
-            raise_if_cancelling()
-            pubsub = self._redis.pubsub(ignore_subscribe_messages=True)
-            try:
-                await pubsub.subscribe(self.channel)
-                await self._resync()  # after subscribing, so no change falls in between
-                self._subscribed.set()
-                delay = 0.1
-                while True:
-                    message = await pubsub.get_message(timeout=1.0)
-                    if message is not None:
-                        self._apply_change(_decode_change(message["data"]))
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:
-                logger.warning("lost the Redis change feed (%s); resubscribing", exc)
-                await asyncio.sleep(delay * (0.5 + random.random()))
-                delay = min(delay * 2, 2.0)
-            finally:
-                with contextlib.suppress(Exception):
-                    await pubsub.aclose()  # type: ignore[no-untyped-call]
+        pubsub = self._redis.pubsub(ignore_subscribe_messages=True)
+        try:
+            await pubsub.subscribe(self.channel)
+            await self._resync()  # after subscribing, so no change falls in between
+            self._subscribed.set()
+            attempts.succeeded()
+            while True:
+                message = await pubsub.get_message(timeout=1.0)
+                if message is not None:
+                    self._apply_change(_decode_change(message["data"]))
+        except Exception as exc:
+            logger.warning("lost the Redis change feed (%s); resubscribing", exc)
+            raise
+        finally:
+            with contextlib.suppress(Exception):
+                await pubsub.aclose()  # type: ignore[no-untyped-call]
 
     def _apply_change(self, change: Change) -> None:
         if change.registry == self.registry_id and change.op != "expire":

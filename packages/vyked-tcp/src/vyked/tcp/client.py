@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from typing import Any, ClassVar
 
-from vyked.core.exceptions import ConnectionLost, RequestTimeout, ServiceUnavailable
-from vyked.core.host import ServiceHost
+from vyked.core.client import ServiceClient
+from vyked.core.endpoints import check_reserved, collect, install_senders
+from vyked.core.exceptions import InvalidParams, ServiceUnavailable
 from vyked.core.instances import Instance
-from vyked.core.service import ServiceClient
-from vyked.tcp.decorators import EndpointSpec, collect_specs
-from vyked.tcp.pool import ConnectionPool
+from vyked.core.service_host import ServiceHost
+from vyked.tcp.decorators import DEFAULT_REQUEST_TIMEOUT, EndpointSpec, of_kind
+from vyked.tcp.pool import POOL
 from vyked.tcp.pubsub.hub import attach_client
 
 
@@ -35,7 +37,15 @@ class TCPServiceClient(ServiceClient):
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
-        cls._subscriptions = {**collect_specs(cls, "subscribe"), **collect_specs(cls, "xsubscribe")}
+        declared = collect(cls, EndpointSpec, of_kind("request", "subscribe", "xsubscribe"))
+        check_reserved(cls, TCPServiceClient, declared, {"name", "version", "host"})
+        cls._subscriptions = {
+            spec.name: (attr, spec)
+            for attr, specs in declared.items()
+            for spec in specs
+            if spec.kind in ("subscribe", "xsubscribe")
+        }
+        install_senders(cls, EndpointSpec, _requester, where=of_kind("request"), what="@request")
 
     def bind(self, host: ServiceHost) -> None:
         super().bind(host)
@@ -44,50 +54,38 @@ class TCPServiceClient(ServiceClient):
 
     def _send_request(self, endpoint: str, params: Any, timeout: float) -> asyncio.Future[Any]:
         if not isinstance(params, dict):
-            raise TypeError(
+            raise InvalidParams(
                 f"@request method {endpoint}() must return a dict of parameters (return locals()), "
                 f"got {type(params).__name__}"
             )
         params.pop("self", None)
         entity = params.pop("entity", None)
-        host = self.host
         instance: Instance | None = None
-        if host is not None and host.running and self.name in host.directory.known:
-            pool = host.extension(ConnectionPool.KEY, ConnectionPool)
+        host = self.ready_host()
+        if host is not None:  # the fast path: no task, no coroutine
             try:
-                instance = host.directory.select(self.name, self.version, "tcp", entity, pool.usable_filter())
+                instance = host.directory.select(self.name, self.version, "tcp", entity)
             except ServiceUnavailable as exc:
                 failed: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
                 failed.set_exception(exc)
                 return failed
-            ic = pool.ready(instance)
+            ic = host.extension(POOL).ready(instance)
             if ic is not None:
                 return ic.request(self.name, endpoint, params, timeout)
-        return asyncio.ensure_future(self._send_after_setup(endpoint, params, entity, timeout, instance))
 
-    async def _send_after_setup(
-        self, endpoint: str, params: dict[str, Any], entity: Any, timeout: float, instance: Instance | None
-    ) -> Any:
-        """The slow path: start the host, learn the instances, or connect first."""
-        try:
-            async with asyncio.timeout(timeout) as scope:
-                return await self._connect_and_send(endpoint, params, entity, timeout, instance)
-        except TimeoutError:
-            if scope.expired():
-                raise RequestTimeout(f"{self.name}.{endpoint} got no answer within {timeout} s") from None
-            raise
-
-    async def _connect_and_send(
-        self, endpoint: str, params: dict[str, Any], entity: Any, timeout: float, instance: Instance | None
-    ) -> Any:
-        host = await self.resolve_host()
-        pool = host.extension(ConnectionPool.KEY, ConnectionPool)
-        while True:
-            if instance is None:
-                instance = host.directory.select(self.name, self.version, "tcp", entity, pool.usable_filter())
-            try:
-                ic = await pool.connect(instance)
-            except ConnectionLost:
-                instance = None  # now marked unreachable: pick another, or fail with ServiceUnavailable
-                continue
+        async def attempt(host: ServiceHost, instance: Instance) -> Any:
+            ic = await host.extension(POOL).connect(instance)
             return await ic.request(self.name, endpoint, params, timeout)
+
+        return asyncio.ensure_future(self.call(f"{self.name}.{endpoint}", entity, timeout, attempt, instance))
+
+
+def _requester(method: Callable[..., Any], spec: EndpointSpec) -> Callable[..., asyncio.Future[Any]]:
+    """What a ``@request`` method becomes: it sends the parameters the method returns."""
+    endpoint = spec.name
+    timeout = DEFAULT_REQUEST_TIMEOUT if spec.timeout is None else spec.timeout
+
+    def requester(self: TCPServiceClient, *args: Any, **kwargs: Any) -> asyncio.Future[Any]:
+        return self._send_request(endpoint, method(self, *args, **kwargs), timeout)
+
+    return requester

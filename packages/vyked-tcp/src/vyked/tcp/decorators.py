@@ -1,22 +1,23 @@
 """The user-facing decorators of TCP services and clients.
 
-They stay thin: each attaches an :class:`EndpointSpec` to the function (and, for client-side
-``@request``, wraps it so that calling it sends the request). Services and clients read
-the specs when their class is created; the work happens in :mod:`vyked.tcp.dispatch`,
+They only attach an :class:`EndpointSpec` to the function (:func:`vyked.core.endpoints.mark`)
+and return it unchanged. :class:`~vyked.tcp.service.TCPService` and
+:class:`~vyked.tcp.client.TCPServiceClient` read the specs when a subclass is created: ``@api``
+methods become endpoints, and ``@request`` and ``@publish`` methods are replaced by senders
+that send what the method returns. The work happens in :mod:`vyked.tcp.dispatch`,
 :mod:`vyked.tcp.client` and the publish-subscribe modules.
 """
 
 from __future__ import annotations
 
 import enum
-import functools
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, TypeVar, overload
 
-F = TypeVar("F", bound=Callable[..., Any])
+from vyked.core.endpoints import mark, specs_of
 
-SPEC_ATTRIBUTE = "__vyked_endpoint__"
+F = TypeVar("F", bound=Callable[..., Any])
 
 DEFAULT_REQUEST_TIMEOUT = 30.0
 """Seconds a ``@request`` waits for its answer unless given ``timeout=``."""
@@ -45,12 +46,18 @@ class EndpointSpec:
 
 
 def spec_of(func: Any) -> EndpointSpec | None:
-    return getattr(func, SPEC_ATTRIBUTE, None)
+    """The TCP spec a decorator attached to ``func``, if any."""
+    specs = specs_of(func, EndpointSpec)
+    return specs[-1] if specs else None
 
 
 def _mark(func: F, spec: EndpointSpec) -> F:
-    setattr(func, SPEC_ATTRIBUTE, spec)
-    return func
+    return mark(func, spec)
+
+
+def of_kind(*kinds: str) -> Callable[[EndpointSpec], bool]:
+    """A filter for :func:`vyked.core.endpoints.collect`: specs of these kinds."""
+    return lambda spec: spec.kind in kinds
 
 
 # -- service side ----------------------------------------------------------------------------
@@ -97,13 +104,7 @@ def apideprecated(
 
 def publish(func: F) -> F:
     """Calling the decorated ``TCPService`` method publishes the dict it returns as an event."""
-
-    @functools.wraps(func)
-    def wrapper(self: Any, *args: Any, **kwargs: Any) -> Any:
-        payload = func(self, *args, **kwargs)
-        return self._publish(func.__name__, payload)
-
-    return _mark(wrapper, EndpointSpec("publish", func.__name__))  # type: ignore[return-value]
+    return _mark(func, EndpointSpec("publish", func.__name__))
 
 
 # -- client side -----------------------------------------------------------------------------
@@ -125,13 +126,7 @@ def request(func: F | None = None, *, timeout: float | None = None) -> F | Calla
 
     def decorate(f: F) -> F:
         limit = DEFAULT_REQUEST_TIMEOUT if timeout is None else timeout
-
-        @functools.wraps(f)
-        def wrapper(self: Any, *args: Any, **kwargs: Any) -> Any:
-            params = f(self, *args, **kwargs)
-            return self._send_request(f.__name__, params, limit)
-
-        return _mark(wrapper, EndpointSpec("request", f.__name__, timeout=limit))  # type: ignore[return-value]
+        return _mark(f, EndpointSpec("request", f.__name__, timeout=limit))
 
     return decorate(func) if func is not None else decorate
 
@@ -158,14 +153,3 @@ def xsubscribe(
         return _mark(f, EndpointSpec("xsubscribe", f.__name__, strategy=strategy))
 
     return decorate(func) if func is not None else decorate
-
-
-def collect_specs(cls: type, kind: str) -> dict[str, tuple[str, EndpointSpec]]:
-    """``{endpoint name: (attribute name, spec)}`` for every ``kind`` method of ``cls`` and its bases."""
-    found: dict[str, tuple[str, EndpointSpec]] = {}
-    for klass in reversed(cls.__mro__):
-        for attr, value in vars(klass).items():
-            spec = spec_of(value)
-            if spec is not None and spec.kind == kind:
-                found[spec.name] = (attr, spec)
-    return found

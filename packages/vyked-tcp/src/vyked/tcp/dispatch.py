@@ -22,9 +22,10 @@ from vyked.core.exceptions import (
     UnknownEndpoint,
     VykedError,
 )
-from vyked.core.handlers import as_coroutine_function, is_async
+from vyked.core.handler_styles import as_coroutine_function, is_async
 from vyked.core.protocol import encode_frame, encode_payload
 from vyked.core.protocol.packets import Error, Request, Response
+from vyked.core.tasks import TaskSet
 from vyked.core.transport import Connection
 from vyked.tcp.decorators import EndpointSpec
 
@@ -65,7 +66,7 @@ class Dispatcher:
     def __init__(self, service_name: str, endpoints: dict[str, Endpoint]) -> None:
         self.service_name = service_name
         self.endpoints = endpoints
-        self._tasks: set[asyncio.Task[None]] = set()
+        self._tasks = TaskSet()
 
     def dispatch(self, conn: Connection, request: Request) -> None:
         endpoint = self.endpoints.get(request.endpoint)
@@ -80,9 +81,7 @@ class Dispatcher:
             else:
                 self._send_result(conn, request.id, endpoint, result)
             return
-        task = asyncio.get_running_loop().create_task(self._run(conn, request, endpoint))
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+        self._tasks.spawn(self._run(conn, request, endpoint))
 
     async def _run(self, conn: Connection, request: Request, endpoint: Endpoint) -> None:
         scope: asyncio.Timeout | None = None
@@ -105,10 +104,7 @@ class Dispatcher:
 
     async def close(self) -> None:
         """Cancel handlers still running (their callers' connections are closing)."""
-        for task in list(self._tasks):
-            task.cancel()
-        if self._tasks:
-            await asyncio.gather(*self._tasks, return_exceptions=True)
+        await self._tasks.close()
 
     # -- answers ---------------------------------------------------------------------------
 

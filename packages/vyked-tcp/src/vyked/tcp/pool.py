@@ -3,30 +3,29 @@
 :class:`InstanceConnection` keeps the requests in flight on one connection, matches answers to
 them by id, enforces each request's timeout with a timer, and fails everything in flight at
 once with :class:`~vyked.core.exceptions.ConnectionLost` when the connection dies.
-:class:`ConnectionPool` (a host extension) opens them on demand and remembers briefly which
-instances could not be reached, so that balancing skips them.
+:class:`ConnectionPool` (a host extension) opens them on demand; an instance it cannot reach,
+or whose connection dies, is marked unreachable in the host's instance directory, so that
+balancing skips it for a second.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-import time
 import warnings
 from collections.abc import Callable
 from typing import Any
 
+from vyked.core.client import InstanceUnreachable
 from vyked.core.exceptions import ConnectionLost, InvalidParams, RequestTimeout, error_from_code
-from vyked.core.host import ServiceHost
+from vyked.core.extensions import ExtensionKey, HostExtension
 from vyked.core.instances import Instance
 from vyked.core.protocol import encode_frame
 from vyked.core.protocol.packets import Error, Packet, Request, Response
+from vyked.core.service_host import ServiceHost
 from vyked.core.transport import Connection, open_connection
 
 logger = logging.getLogger(__name__)
-
-UNREACHABLE_BACKOFF = 1.0
-"""Seconds an instance that refused a connection is skipped by balancing."""
 
 _Pending = tuple["asyncio.Future[Any]", "asyncio.TimerHandle"]
 
@@ -54,7 +53,7 @@ class InstanceConnection:
         """Send one request; the future resolves to the result or raises a vyked error."""
         conn = self.connection
         if conn is None or not conn.ready:
-            raise ConnectionLost(f"connection to {self._describe()} is closed")
+            raise ConnectionLost(f"connection to {self.instance.describe()} is closed")
         self._next_id += 1
         request_id = self._next_id
         try:
@@ -74,7 +73,8 @@ class InstanceConnection:
         if entry is not None and not entry[0].done():
             entry[0].set_exception(
                 RequestTimeout(
-                    f"{self.instance.service}.{endpoint} got no answer from {self._describe()} within {timeout} s"
+                    f"{self.instance.service}.{endpoint} got no answer "
+                    f"from {self.instance.describe()} within {timeout} s"
                 )
             )
 
@@ -93,7 +93,7 @@ class InstanceConnection:
                 future.set_result(packet.result)
         elif isinstance(packet, Error):
             if packet.id is None:
-                logger.error("%s reported a connection error: %s", self._describe(), packet.message)
+                logger.error("%s reported a connection error: %s", self.instance.describe(), packet.message)
                 return
             entry = self.pending.pop(packet.id, None)
             if entry is None:
@@ -114,7 +114,9 @@ class InstanceConnection:
             timer.cancel()
             if not future.done():
                 future.set_exception(
-                    ConnectionLost(f"connection to {self._describe()} closed with the request in flight{reason}")
+                    ConnectionLost(
+                        f"connection to {self.instance.describe()} closed with the request in flight{reason}"
+                    )
                 )
 
     def close_when_idle(self) -> None:
@@ -122,41 +124,25 @@ class InstanceConnection:
         if not self.pending and self.connection is not None:
             self.connection.close()
 
-    def _describe(self) -> str:
-        i = self.instance
-        return f"{i.service} at {i.host}:{i.port}"
 
-
-class ConnectionPool:
+class ConnectionPool(HostExtension):
     """The host's connections to remote TCP instances, keyed by node id."""
-
-    KEY = "vyked.tcp.pool"
 
     def __init__(self, host: ServiceHost) -> None:
         self.host = host
         self.connections: dict[str, InstanceConnection] = {}
         self._connecting: dict[str, asyncio.Future[InstanceConnection]] = {}
-        self._unreachable: dict[str, float] = {}
         host.directory.add_listener(self._instance_changed)
 
     def ready(self, instance: Instance) -> InstanceConnection | None:
         ic = self.connections.get(instance.node_id)
         return ic if ic is not None and ic.usable else None
 
-    def usable_filter(self) -> Any:
-        """A predicate for :meth:`InstanceDirectory.select`, or None when nothing is excluded."""
-        if not self._unreachable:
-            return None
-        now = time.monotonic()
-        for node_id, until in list(self._unreachable.items()):
-            if until <= now:
-                del self._unreachable[node_id]
-        if not self._unreachable:
-            return None
-        return lambda instance: instance.node_id not in self._unreachable
-
     async def connect(self, instance: Instance) -> InstanceConnection:
-        """The ready connection to ``instance``, opening it if needed (once, however many ask)."""
+        """The ready connection to ``instance``, opening it if needed (once, however many ask).
+
+        Raises :class:`~vyked.core.client.InstanceUnreachable` if it cannot be opened.
+        """
         ready = self.ready(instance)
         if ready is not None:
             return ready
@@ -173,11 +159,9 @@ class ConnectionPool:
             ic.connection = await open_connection(
                 instance.host, instance.port, ic, node_id=self.host.node_id, role="client"
             )
-            ic.connection.start_heartbeat(*self.host.heartbeat)
-        except ConnectionLost:
-            self._unreachable[instance.node_id] = time.monotonic() + UNREACHABLE_BACKOFF
-            raise
-        self._unreachable.pop(instance.node_id, None)
+        except ConnectionLost as exc:
+            raise InstanceUnreachable(str(exc)) from exc
+        ic.connection.start_heartbeat(*self.host.heartbeat)
         self.connections[instance.node_id] = ic
         return ic
 
@@ -185,7 +169,7 @@ class ConnectionPool:
         """A connection died under us: skip its instance until the registry has its say."""
         if self.connections.get(ic.instance.node_id) is ic:
             del self.connections[ic.instance.node_id]
-            self._unreachable[ic.instance.node_id] = time.monotonic() + UNREACHABLE_BACKOFF
+            self.host.directory.mark_unreachable(ic.instance)
 
     def _instance_changed(self, event: str, instance: Instance) -> None:
         if event == "removed":
@@ -204,3 +188,7 @@ class ConnectionPool:
         for ic in connections:
             if ic.connection is not None:
                 await ic.connection.wait_closed()
+
+
+POOL = ExtensionKey("vyked.tcp.pool", ConnectionPool)
+"""``host.extension(POOL)``: the host's :class:`ConnectionPool`."""

@@ -2,16 +2,20 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any, ClassVar
 
-from vyked.core.host import ServiceHost
+from vyked.core.endpoints import check_reserved, collect, install_senders
 from vyked.core.protocol import DEFAULT_MAX_FRAME_SIZE
 from vyked.core.service import Service
+from vyked.core.service_host import ServiceHost
 from vyked.core.transport import PacketServer
-from vyked.tcp.decorators import EndpointSpec, collect_specs
+from vyked.tcp.decorators import EndpointSpec, of_kind
 from vyked.tcp.dispatch import Dispatcher, Endpoint
 from vyked.tcp.pubsub.hub import PubSub, publish_event
 from vyked.tcp.server import ServiceProtocolHandler
+
+_INSTANCE_ATTRIBUTES = frozenset({"name", "version", "host_ip", "host_port", "node_id", "host", "max_frame_size"})
 
 
 class TCPService(Service):
@@ -30,7 +34,12 @@ class TCPService(Service):
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
-        cls._api_specs = collect_specs(cls, "api")
+        declared = collect(cls, EndpointSpec, of_kind("api", "publish"))
+        check_reserved(cls, TCPService, declared, _INSTANCE_ATTRIBUTES)
+        cls._api_specs = {
+            spec.name: (attr, spec) for attr, specs in declared.items() for spec in specs if spec.kind == "api"
+        }
+        install_senders(cls, EndpointSpec, _publisher, where=of_kind("publish"), what="@publish")
 
     def __init__(
         self,
@@ -62,14 +71,6 @@ class TCPService(Service):
         )
         _, self.host_port = await self._server.start(self.host_ip, self.host_port)
 
-    def _publish(self, event: str, payload: object) -> None:
-        """Publish ``payload`` as this service's event ``event``: what ``@publish`` methods call.
-
-        Raises :class:`~vyked.core.exceptions.PublishError` at once if the payload is not a dict
-        of JSON-serialisable fields; sending never blocks (see ``docs/pubsub.md``).
-        """
-        publish_event(self, event, payload)
-
     async def stop(self) -> None:
         if self._server is not None:
             await self._server.close()
@@ -77,3 +78,17 @@ class TCPService(Service):
         if self._dispatcher is not None:
             await self._dispatcher.close()
             self._dispatcher = None
+
+
+def _publisher(method: Callable[..., Any], spec: EndpointSpec) -> Callable[..., None]:
+    """What a ``@publish`` method becomes: it publishes the dict the method returns.
+
+    Raises :class:`~vyked.core.exceptions.PublishError` at once if the payload is not a dict of
+    JSON-serialisable fields; sending never blocks (see ``docs/pubsub.md``).
+    """
+    event = spec.name
+
+    def publisher(self: TCPService, *args: Any, **kwargs: Any) -> None:
+        publish_event(self, event, method(self, *args, **kwargs))
+
+    return publisher

@@ -80,8 +80,9 @@ class Dependency(msgspec.Struct, omit_defaults=True):
     version: str
 
 
-class InstanceInfo(msgspec.Struct):
-    """One running service instance, as the registry knows it."""
+class InstanceInfo(msgspec.Struct, frozen=True):
+    """One running service instance, as the registry knows it (and as clients pick it:
+    :data:`vyked.core.instances.Instance` is this struct)."""
 
     service: str
     version: str
@@ -89,6 +90,14 @@ class InstanceInfo(msgspec.Struct):
     port: int
     node_id: str
     kind: str = "tcp"
+
+    @property
+    def address(self) -> tuple[str, int]:
+        return self.host, self.port
+
+    def describe(self) -> str:
+        """``Service at host:port``, for messages."""
+        return f"{self.service} at {self.host}:{self.port}"
 
 
 class Register(_Packet, tag="register"):

@@ -1,18 +1,17 @@
-"""Packet connections over asyncio TCP transports.
+"""Packet connections over asyncio TCP transports: a thin adapter around the sans-IO session.
 
 :class:`Connection` is an ``asyncio.BufferedProtocol``: the event loop reads straight into the
-:class:`~vyked.core.protocol.FrameDecoder`'s preallocated buffer, which avoids the fresh
-``bytes`` object ``Protocol.data_received`` costs on every read (cpython issue 85451).
+session's preallocated receive buffer, which avoids the fresh ``bytes`` object
+``Protocol.data_received`` costs on every read (cpython issue 85451). What the connection
+*means* (handshake, ping/pong, "error then close") is decided by the
+:class:`~vyked.core.protocol.session.Session`; this module only moves bytes between it and the
+transport, runs the heartbeat timer, and tells its :class:`PacketHandler` about packets and
+the end of the connection.
 
-Every connection starts with a handshake: the connecting side sends ``hello`` with its
-protocol version, the accepting side answers ``welcome`` or an ``error`` and closes. Only then
-do packets reach the :class:`PacketHandler`. A frame that fails to decode gets an ``error``
-packet and closes that one connection.
-
-Liveness is the connection's own business: it answers ``ping`` itself, and with
-:meth:`Connection.start_heartbeat` it pings an idle peer and aborts the connection when
-nothing at all has arrived for the heartbeat timeout, which is how a frozen peer (SIGSTOP,
-or a network cut that never closes the socket) is told apart from a quiet one.
+Liveness is the connection's own business: the session answers ``ping`` itself, and with
+:meth:`Connection.start_heartbeat` the connection pings an idle peer and aborts when nothing
+at all has arrived for the heartbeat timeout, which is how a frozen peer (SIGSTOP, or a
+network cut that never closes the socket) is told apart from a quiet one.
 """
 
 from __future__ import annotations
@@ -20,17 +19,12 @@ from __future__ import annotations
 import asyncio
 import logging
 import socket
-from typing import Protocol
+from typing import Protocol, cast
 
-from vyked.core.exceptions import (
-    ConnectionLost,
-    ProtocolError,
-    ProtocolVersionMismatch,
-    VykedError,
-    error_from_code,
-)
-from vyked.core.protocol.framing import DEFAULT_MAX_FRAME_SIZE, FrameDecoder, encode_frame
-from vyked.core.protocol.packets import PROTOCOL_VERSION, Error, Hello, Packet, Ping, Pong, Welcome
+from vyked.core.exceptions import ConnectionLost, VykedError, map_exceptions
+from vyked.core.protocol.framing import DEFAULT_MAX_FRAME_SIZE
+from vyked.core.protocol.packets import Packet
+from vyked.core.protocol.session import Session
 
 logger = logging.getLogger(__name__)
 
@@ -60,16 +54,12 @@ class Connection(asyncio.BufferedProtocol):
         max_frame_size: int = DEFAULT_MAX_FRAME_SIZE,
     ) -> None:
         self.handler = handler
-        self.node_id = node_id
-        self.role = role
-        self.peer_node_id = ""
-        self.peer_role = ""
+        self.session = Session(accepting=accepting, node_id=node_id, role=role, max_frame_size=max_frame_size)
         self.peername: tuple[str, int] = ("", 0)
         self.sockname: tuple[str, int] = ("", 0)
         self.closed = False
         self.ready = False
-        self._accepting = accepting
-        self._decoder = FrameDecoder(max_frame_size)
+        # uvloop's transports are not asyncio.Transport subclasses; only write/close/abort are used
         self._transport: asyncio.Transport | None = None
         loop = self._loop = asyncio.get_running_loop()
         self.last_received = loop.time()
@@ -80,40 +70,52 @@ class Connection(asyncio.BufferedProtocol):
         self._handshake: asyncio.Future[None] = loop.create_future()
         self._closed_future: asyncio.Future[None] = loop.create_future()
 
+    @property
+    def node_id(self) -> str:
+        return self.session.node_id
+
+    @property
+    def peer_node_id(self) -> str:
+        return self.session.peer_node_id
+
+    @property
+    def peer_role(self) -> str:
+        return self.session.peer_role
+
     # -- asyncio protocol callbacks -------------------------------------------------------
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self._transport = transport
+        self._transport = cast(asyncio.Transport, transport)
         sock = transport.get_extra_info("socket")
         if sock is not None and sock.family in (socket.AF_INET, socket.AF_INET6):
             # Small request and response frames must not wait for Nagle's algorithm.
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         self.peername = tuple(transport.get_extra_info("peername") or ("", 0))[:2]
         self.sockname = tuple(transport.get_extra_info("sockname") or ("", 0))[:2]
-        if not self._accepting:
-            self.send(Hello(protocol=PROTOCOL_VERSION, node_id=self.node_id, role=self.role))
+        hello = self.session.start()
+        if hello:
+            self._transport.write(hello)
 
     def get_buffer(self, sizehint: int) -> memoryview:
-        return self._decoder.get_buffer()
+        return self.session.get_buffer()
 
     def buffer_updated(self, nbytes: int) -> None:
         self.last_received = self._loop.time()
-        decoder = self._decoder
-        for packet in decoder.buffer_updated(nbytes):
+        session = self.session
+        packets = session.buffer_updated(nbytes)
+        answers = session.data_to_send()
+        if answers and self._transport is not None:
+            self._transport.write(answers)
+        if session.ready and not self.ready:
+            self.ready = True
+            if not self._handshake.done():
+                self._handshake.set_result(None)
+        for packet in packets:
             if self.closed:
                 return
-            kind = type(packet)
-            if kind is Ping:
-                self.send(Pong(nonce=packet.nonce))  # type: ignore[union-attr]
-            elif kind is Pong:
-                pass
-            elif self.ready:
-                self.handler.packet_received(self, packet)
-            else:
-                self._handshake_packet(packet)
-        if decoder.error is not None and not self.closed:
-            self.fail(decoder.error)
+            self.handler.packet_received(self, packet)
+        if session.failure is not None and not self.closed:
+            self.fail(session.failure)
 
     def eof_received(self) -> bool:
         return False  # close the transport; the peer has gone
@@ -121,9 +123,10 @@ class Connection(asyncio.BufferedProtocol):
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True
         self.ready = False
+        self.session.close()
         if self._heartbeat is not None:
             self._heartbeat.cancel()
-        exc = self._failure or exc  # type: ignore[assignment]
+        failure = self._failure or exc
         if not self._handshake.done():
             self._handshake.set_exception(
                 ConnectionLost(f"connection to {self._peer_text()} closed during the handshake")
@@ -131,37 +134,7 @@ class Connection(asyncio.BufferedProtocol):
             self._handshake.exception()  # retrieved here so an unawaited handshake logs nothing
         if not self._closed_future.done():
             self._closed_future.set_result(None)
-        self.handler.connection_lost(self, exc)
-
-    # -- handshake ---------------------------------------------------------------------------
-
-    def _handshake_packet(self, packet: Packet) -> None:
-        if self._accepting:
-            if not isinstance(packet, Hello):
-                self.fail(ProtocolError(f"expected a 'hello' packet first, got {_type_name(packet)!r}"))
-                return
-            if packet.protocol != PROTOCOL_VERSION:
-                self.fail(
-                    ProtocolVersionMismatch(
-                        f"protocol version {packet.protocol} is not supported; this peer speaks {PROTOCOL_VERSION}"
-                    )
-                )
-                return
-            self.peer_node_id, self.peer_role = packet.node_id, packet.role
-            self.send(Welcome(protocol=PROTOCOL_VERSION, node_id=self.node_id))
-        elif isinstance(packet, Welcome):
-            self.peer_node_id = packet.node_id
-        elif isinstance(packet, Error):
-            exc = error_from_code(packet.code, packet.message, packet.error_type)
-            self._handshake.set_exception(exc)
-            self.close()
-            return
-        else:
-            self.fail(ProtocolError(f"expected a 'welcome' packet first, got {_type_name(packet)!r}"))
-            return
-        self.ready = True
-        if not self._handshake.done():
-            self._handshake.set_result(None)
+        self.handler.connection_lost(self, failure)
 
     async def wait_ready(self, timeout: float | None = DEFAULT_CONNECT_TIMEOUT) -> None:
         """Wait until the handshake has completed."""
@@ -178,7 +151,7 @@ class Connection(asyncio.BufferedProtocol):
         """Frame and write ``packet``; raises :class:`ConnectionLost` once closed."""
         if self.closed or self._transport is None:
             raise ConnectionLost(f"connection to {self._peer_text()} is closed")
-        self._transport.write(encode_frame(packet))
+        self._transport.write(self.session.send(packet))
 
     def send_frame(self, frame: bytes | bytearray) -> None:
         """Write an already framed packet (see :func:`~vyked.core.protocol.encode_frame`)."""
@@ -189,8 +162,9 @@ class Connection(asyncio.BufferedProtocol):
     def fail(self, error: VykedError) -> None:
         """Tell the peer why, then close: the reaction to any protocol violation."""
         logger.warning("closing connection with %s: %s", self._peer_text(), error)
-        if not self.closed and self._transport is not None:
-            self._transport.write(encode_frame(Error(code=error.code, message=str(error))))
+        frame = self.session.fail(error)
+        if frame and not self.closed and self._transport is not None:
+            self._transport.write(frame)
         if not self._handshake.done():
             self._handshake.set_exception(error)
             self._handshake.exception()
@@ -234,8 +208,8 @@ class Connection(asyncio.BufferedProtocol):
             logger.warning("%s", self._failure)
             self.abort()
             return
-        if quiet >= self._heartbeat_interval * 0.5:
-            self.send(Ping())
+        if quiet >= self._heartbeat_interval * 0.5 and self._transport is not None:
+            self._transport.write(self.session.ping())
         self._heartbeat = self._loop.call_later(self._heartbeat_interval, self._beat)
 
     def _peer_text(self) -> str:
@@ -245,10 +219,6 @@ class Connection(asyncio.BufferedProtocol):
     def __repr__(self) -> str:
         state = "closed" if self.closed else "ready" if self.ready else "handshaking"
         return f"<Connection {self._peer_text()} {state}>"
-
-
-def _type_name(packet: Packet) -> str:
-    return type(packet).__name__.lower()
 
 
 async def open_connection(
@@ -267,15 +237,13 @@ async def open_connection(
     does not complete the handshake within ``timeout``.
     """
     loop = asyncio.get_running_loop()
-    try:
+    with map_exceptions({TimeoutError: ConnectionLost, OSError: ConnectionLost}, f"cannot connect to {host}:{port}"):
         async with asyncio.timeout(timeout):
             _, conn = await loop.create_connection(
                 lambda: Connection(handler, accepting=False, node_id=node_id, role=role, max_frame_size=max_frame_size),
                 host,
                 port,
             )
-    except (OSError, TimeoutError) as exc:
-        raise ConnectionLost(f"cannot connect to {host}:{port}: {exc or 'timed out'}") from exc
     await conn.wait_ready(timeout)
     return conn
 

@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 import msgspec
 
 from vyked.core.exceptions import ConnectionLost
+from vyked.core.logs import log_count
 from vyked.core.protocol import encode_frame
 from vyked.core.protocol.packets import Event, EventAck, Packet, Subscribe, Subscribed
 from vyked.core.transport import Connection
@@ -127,15 +128,16 @@ class EmbeddedPublisher:
     def _hold(self, delivery: _Delivery, group: _Group) -> None:
         if self._closed or len(group.backlog) >= self.settings.max_buffer:
             self.stats.dropped += 1
-            if self.stats.dropped == 1 or self.stats.dropped % 1000 == 0:
-                logger.warning(
-                    "dropped an exclusive %s event for group %r: no live subscriber and %d events waiting "
-                    "already (%d dropped so far)",
-                    ".".join(delivery.topic),
-                    group.name,
-                    len(group.backlog),
-                    self.stats.dropped,
-                )
+            log_count(
+                logger,
+                self.stats.dropped,
+                "dropped an exclusive %s event for group %r: no live subscriber and %d events waiting "
+                "already (%d dropped so far)",
+                ".".join(delivery.topic),
+                group.name,
+                len(group.backlog),
+                self.stats.dropped,
+            )
             return
         group.backlog.append(delivery)
 

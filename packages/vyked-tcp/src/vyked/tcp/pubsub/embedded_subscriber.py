@@ -11,13 +11,11 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import random
 import time
-from collections.abc import Coroutine
 from typing import Any
 
+from vyked.core.backoff import Attempts, Backoff, reconnect_forever
 from vyked.core.exceptions import ConnectionLost
-from vyked.core.host import ServiceHost
 from vyked.core.instances import Instance
 from vyked.core.protocol.packets import (
     Error,
@@ -28,6 +26,8 @@ from vyked.core.protocol.packets import (
     Subscribe,
     Subscribed,
 )
+from vyked.core.service_host import ServiceHost
+from vyked.core.tasks import TaskSet, cancel_and_wait
 from vyked.core.transport import Connection, open_connection
 from vyked.core.versions import major
 from vyked.tcp.pubsub.events import EventKey, decode_payload
@@ -35,8 +35,6 @@ from vyked.tcp.pubsub.settings import PubSubSettings, PubSubStats
 from vyked.tcp.pubsub.subscriptions import SubscriptionTable
 
 logger = logging.getLogger(__name__)
-
-RECONNECT_DELAY_MIN = 0.05
 
 
 class PublisherLink:
@@ -49,35 +47,40 @@ class PublisherLink:
         self.connection: Connection | None = None
         self.subscribed = asyncio.Event()
         self._closing = False
+        self._connected_once = False
         self._task = asyncio.get_running_loop().create_task(self._run())
 
     async def _run(self) -> None:
-        delay = RECONNECT_DELAY_MIN
-        owner, instance = self.owner, self.instance
-        first = True
-        while not self._closing:
-            try:
-                conn = await open_connection(
-                    instance.host, instance.port, self, node_id=owner.host.node_id, role="subscriber"
-                )
-            except ConnectionLost as exc:
-                logger.debug("cannot reach publisher %s: %s", self._describe(), exc)
-            else:
-                if not first:
-                    owner.stats.reconnects += 1
-                first = False
-                self.connection = conn
-                # A frozen publisher is noticed and left, like any other vyked peer.
-                conn.start_heartbeat(*owner.host.heartbeat)
-                delay = RECONNECT_DELAY_MIN
-                self.send_subscribe()
-                # Shielded: cancelling this task must not cancel the connection's own future.
-                await asyncio.shield(conn.wait_closed())
-                self.connection = None
-                self.subscribed.clear()
-                logger.info("lost the event link to %s; reconnecting", self._describe())
-            await asyncio.sleep(delay * (0.5 + random.random()))
-            delay = min(delay * 2, owner.settings.reconnect_delay_max)
+        await reconnect_forever(
+            self._session,
+            retry_on=ConnectionLost,
+            backoff=Backoff(cap=self.owner.settings.reconnect_delay_max),
+            logger=logger,
+            what=f"event link to {self.instance.describe()}",
+        )
+
+    async def _session(self, attempts: Attempts) -> None:
+        """Connect, subscribe, and wait until the connection closes."""
+        owner = self.owner
+        conn = await open_connection(
+            self.instance.host, self.instance.port, self, node_id=owner.host.node_id, role="subscriber"
+        )
+        if self._connected_once:
+            owner.stats.reconnects += 1
+        self._connected_once = True
+        attempts.succeeded()
+        self.connection = conn
+        # A frozen publisher is noticed and left, like any other vyked peer.
+        conn.start_heartbeat(*owner.host.heartbeat)
+        self.send_subscribe()
+        try:
+            # Shielded: cancelling this task must not cancel the connection's own future.
+            await asyncio.shield(conn.wait_closed())
+        finally:
+            self.connection = None
+            self.subscribed.clear()
+        if not self._closing:
+            logger.info("lost the event link to %s; reconnecting", self.instance.describe())
 
     def send_subscribe(self) -> None:
         conn = self.connection
@@ -105,11 +108,11 @@ class PublisherLink:
                 return
             # The payload views the receive buffer: decode it before the next read.
             fields = decode_payload(packet.payload)
-            self.owner.spawn(self._handle(conn, key, packet.group, packet.id, fields))
+            self.owner.tasks.spawn(self._handle(conn, key, packet.group, packet.id, fields))
         elif isinstance(packet, Subscribed):
             self.subscribed.set()
         elif isinstance(packet, Error):
-            logger.error("publisher %s refused the subscription: %s", self._describe(), packet.message)
+            logger.error("publisher %s refused the subscription: %s", self.instance.describe(), packet.message)
 
     async def _handle(
         self, conn: Connection, key: EventKey, group: str, delivery_id: int, fields: dict[str, Any]
@@ -131,16 +134,12 @@ class PublisherLink:
     async def close(self) -> None:
         """Close the link; handlers already running finish (their acks go nowhere)."""
         self._closing = True
-        if self.connection is not None:
-            self.connection.close()
-        self._task.cancel()
-        await asyncio.gather(self._task, return_exceptions=True)
-        if self.connection is not None:
-            await self.connection.wait_closed()
-
-    def _describe(self) -> str:
-        i = self.instance
-        return f"{i.service} at {i.host}:{i.port}"
+        connection = self.connection
+        if connection is not None:
+            connection.close()
+        await cancel_and_wait(self._task)
+        if connection is not None:
+            await connection.wait_closed()
 
 
 class EmbeddedSubscriber:
@@ -157,13 +156,8 @@ class EmbeddedSubscriber:
         self.links: dict[str, PublisherLink] = {}
         self._listening = False
         self._closing = False
-        self._tasks: set[asyncio.Task[None]] = set()
-
-    def spawn(self, coro: Coroutine[Any, Any, None]) -> None:
-        """Run ``coro`` as a task that :meth:`close` cancels if it is still running."""
-        task = asyncio.get_running_loop().create_task(coro)
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+        self.tasks = TaskSet()
+        """Exclusive handlers and links closing; :meth:`close` cancels what is left."""
 
     async def start(self) -> None:
         """Open links to every known publisher instance; wait (up to ``start_timeout``) until
@@ -188,7 +182,7 @@ class EmbeddedSubscriber:
                 async with asyncio.timeout(self.settings.start_timeout):
                     await asyncio.gather(*waiting)
             except TimeoutError:
-                late = [link._describe() for link in self.links.values() if not link.subscribed.is_set()]
+                late = [link.instance.describe() for link in self.links.values() if not link.subscribed.is_set()]
                 logger.warning("subscriptions not yet acknowledged by %s; still trying", ", ".join(late))
 
     def _wanted(self, instance: Instance) -> bool:
@@ -202,7 +196,7 @@ class EmbeddedSubscriber:
         elif event == "removed":
             link = self.links.pop(instance.node_id, None)
             if link is not None:
-                self.spawn(link.close())
+                self.tasks.spawn(link.close())
 
     async def close(self) -> None:
         self._closing = True
@@ -210,6 +204,4 @@ class EmbeddedSubscriber:
             self.host.directory.remove_listener(self._instance_changed)
         links, self.links = list(self.links.values()), {}
         await asyncio.gather(*(link.close() for link in links))
-        for task in list(self._tasks):
-            task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
+        await self.tasks.close()

@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import time
 
-from vyked.core.host import ServiceHost
+from vyked.core.service_host import ServiceHost
 from vyked.tcp.pubsub.embedded_publisher import EmbeddedPublisher
 from vyked.tcp.pubsub.embedded_subscriber import EmbeddedSubscriber
 from vyked.tcp.pubsub.events import EventKey

@@ -13,10 +13,12 @@ import asyncio
 import logging
 from typing import TYPE_CHECKING
 
-from vyked.core.exceptions import ProtocolError
-from vyked.core.host import ServiceHost
+from vyked.core.client import ServiceClient
+from vyked.core.exceptions import DefinitionError, HostNotRunning, ProtocolError
+from vyked.core.extensions import ExtensionKey, HostExtension
 from vyked.core.protocol.packets import Packet
-from vyked.core.service import Service, ServiceClient
+from vyked.core.service import Service
+from vyked.core.service_host import ServiceHost
 from vyked.core.transport import Connection
 from vyked.tcp.pubsub.events import EventKey, encode_payload
 from vyked.tcp.pubsub.settings import PubSubSettings, PubSubStats
@@ -29,14 +31,12 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 
-class PubSub:
+class PubSub(HostExtension):
     """Publish-subscribe for one :class:`~vyked.core.host.ServiceHost`.
 
     Get it with :meth:`of`; give it non-default :class:`PubSubSettings` with :meth:`install`
     before the host starts.
     """
-
-    KEY = "vyked.tcp.pubsub"
 
     def __init__(self, host: ServiceHost, settings: PubSubSettings | None = None) -> None:
         self.host = host
@@ -53,14 +53,16 @@ class PubSub:
     @classmethod
     def of(cls, host: ServiceHost) -> PubSub:
         """The host's hub, made on first use."""
-        return host.extension(cls.KEY, cls)
+        return host.extension(PUBSUB)
 
     @classmethod
     def install(cls, host: ServiceHost, settings: PubSubSettings) -> PubSub:
         """Give ``host`` a hub with ``settings``; must come before anything uses the hub."""
-        hub = host.extension(cls.KEY, lambda h: cls(h, settings))
+        hub = host.extension(PUBSUB, lambda h: cls(h, settings))
         if hub.settings is not settings:
-            raise RuntimeError("the host's publish-subscribe hub exists already; install settings before attaching")
+            raise DefinitionError(
+                "the host's publish-subscribe hub exists already; install settings before attaching services"
+            )
         return hub
 
     @property
@@ -68,9 +70,10 @@ class PubSub:
         """The transport, made on first use (publishing may precede the host's start)."""
         if self._transport is None:
             if self.host.pubsub:
-                from vyked.tcp.pubsub.redis_transport import RedisTransport
+                from vyked.core.optional import require
 
-                self._transport = RedisTransport(
+                redis_transport = require("vyked.tcp.pubsub.redis_transport", "vyked-tcp[redis]", dependency="redis")
+                self._transport = redis_transport.RedisTransport(
                     self.host.pubsub, self.host.node_id, self.table, self.settings, self.stats
                 )
             else:
@@ -137,7 +140,7 @@ class PubSub:
         """
         data = encode_payload(service.name, event, payload)
         if self._closed:
-            raise RuntimeError(f"cannot publish {service.name}.{event}: the host has stopped")
+            raise HostNotRunning(f"cannot publish {service.name}.{event}: the host has stopped")
         self.stats.published += 1
         key = self._keys.get((service.name, service.version, event))
         if key is None:
@@ -196,5 +199,9 @@ def publish_event(service: Service, event: str, payload: object) -> None:
     host = service.host
     if host is None or not host.running:
         encode_payload(service.name, event, payload)  # a bad payload is reported first
-        raise RuntimeError(f"cannot publish {service.name}.{event}: the service's host is not running")
+        raise HostNotRunning(f"cannot publish {service.name}.{event}: the service's host is not running")
     PubSub.of(host).publish(service, event, payload)
+
+
+PUBSUB = ExtensionKey("vyked.tcp.pubsub", PubSub)
+"""``host.extension(PUBSUB)``: the host's :class:`PubSub` (or use :meth:`PubSub.of`)."""

@@ -10,19 +10,17 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import random
 
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
-from vyked.core.cancellation import cancel_and_wait, raise_if_cancelling
+from vyked.core.backoff import Attempts
 from vyked.tcp.pubsub.events import EventKey, channel_name
+from vyked.tcp.pubsub.redis_client import reconnecting
 from vyked.tcp.pubsub.settings import PubSubSettings, PubSubStats
 from vyked.tcp.pubsub.subscriptions import SubscriptionTable
 
 logger = logging.getLogger(__name__)
-
-RECONNECT_DELAY_MIN = 0.05
 
 
 class BroadcastSubscriber:
@@ -33,71 +31,56 @@ class BroadcastSubscriber:
         self.table = table
         self.settings = settings
         self.stats = stats
-        self.ready = asyncio.Event()
         self._channels: dict[bytes, EventKey] = {}
-        self._task: asyncio.Task[None] | None = None
+        self._loop = reconnecting(self._session, settings, logger, "Redis pub-sub subscription")
+        self.ready = self._loop.up
+        """Set while every broadcast channel is subscribed."""
+        self._connected_once = False
 
     async def update(self) -> None:
         """Subscribe to the table's broadcast keys; wait (up to ``start_timeout``) until Redis
         has confirmed."""
         channels = {channel_name(k).encode(): k for k in self.table.broadcast_keys()}
-        if channels == self._channels and self._task is not None:
+        if channels == self._channels and self._loop.running:
             return
         self._channels = channels
-        if self._task is not None:
-            await cancel_and_wait(self._task)
-        self.ready.clear()
+        self._connected_once = False
         if not channels:
-            return
-        self._task = asyncio.get_running_loop().create_task(self._run())
-        try:
-            async with asyncio.timeout(self.settings.start_timeout):
-                await self.ready.wait()
-        except TimeoutError:
+            await self._loop.stop()
+        elif not await self._loop.restart(self.settings.start_timeout):
             logger.warning("Redis has not confirmed the broadcast subscriptions yet; still trying")
 
-    async def _run(self) -> None:
-        delay = RECONNECT_DELAY_MIN
-        connected_once = False
+    async def _session(self, attempts: Attempts) -> None:
+        """Subscribe on a fresh pub-sub connection and deliver what arrives until it fails."""
         deliver = self.table.deliver
         channels = self._channels
-        while True:
-            raise_if_cancelling()
-            pubsub = self.client.pubsub()
-            try:
-                await pubsub.subscribe(*channels)
-                confirmed = 0
-                async for message in pubsub.listen():
-                    kind = message["type"]
-                    if kind == "message":
-                        key = channels.get(message["channel"])
-                        if key is not None:
-                            deliver(key, message["data"])
-                    elif kind == "subscribe":
-                        confirmed += 1
-                        if confirmed == len(channels):
-                            if connected_once:
-                                self.stats.reconnects += 1
-                                logger.info("broadcast subscriptions restored")
-                            connected_once = True
-                            delay = RECONNECT_DELAY_MIN
-                            self.ready.set()
-            except (RedisError, OSError) as exc:
-                if self.ready.is_set():
-                    logger.warning("lost the Redis pub-sub connection (%s); resubscribing", exc)
-                self.ready.clear()
-            except Exception:
-                logger.exception("unexpected error in the Redis pub-sub loop; resubscribing")
-                self.ready.clear()
-            finally:
-                await asyncio.shield(_close_quietly(pubsub))
-            await asyncio.sleep(delay * (0.5 + random.random()))
-            delay = min(delay * 2, self.settings.reconnect_delay_max)
+        pubsub = self.client.pubsub()
+        try:
+            await pubsub.subscribe(*channels)
+            confirmed = 0
+            async for message in pubsub.listen():
+                kind = message["type"]
+                if kind == "message":
+                    key = channels.get(message["channel"])
+                    if key is not None:
+                        deliver(key, message["data"])
+                elif kind == "subscribe":
+                    confirmed += 1
+                    if confirmed == len(channels):
+                        if self._connected_once:
+                            self.stats.reconnects += 1
+                            logger.info("broadcast subscriptions restored")
+                        self._connected_once = True
+                        attempts.succeeded()
+        except (RedisError, OSError) as exc:
+            if self.ready.is_set():
+                logger.warning("lost the Redis pub-sub connection (%s); resubscribing", exc)
+            raise
+        finally:
+            await asyncio.shield(_close_quietly(pubsub))
 
     async def close(self) -> None:
-        if self._task is not None:
-            await cancel_and_wait(self._task)
-            self._task = None
+        await self._loop.stop()
 
 
 async def _close_quietly(pubsub: object) -> None:

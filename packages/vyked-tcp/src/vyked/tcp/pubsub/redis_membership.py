@@ -16,7 +16,7 @@ import time
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
-from vyked.core.cancellation import cancel_and_wait, raise_if_cancelling
+from vyked.core.tasks import cancel_and_wait, raise_if_cancelling, wait_until
 from vyked.tcp.pubsub.events import alive_key, members_key
 from vyked.tcp.pubsub.redis_client import command
 from vyked.tcp.pubsub.settings import PubSubSettings
@@ -43,10 +43,7 @@ class Membership:
     async def start(self) -> None:
         if self._task is None:
             self._task = asyncio.get_running_loop().create_task(self._run())
-        try:
-            async with asyncio.timeout(self.settings.start_timeout):
-                await self.beating.wait()
-        except TimeoutError:
+        if not await wait_until(self.beating, self.settings.start_timeout):
             logger.warning("cannot reach Redis to announce this subscriber yet; still trying")
 
     async def _run(self) -> None:

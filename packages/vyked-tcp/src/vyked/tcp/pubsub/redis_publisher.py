@@ -14,7 +14,6 @@ from __future__ import annotations
 import asyncio
 import itertools
 import logging
-import random
 import time
 from collections import deque
 from typing import Any
@@ -22,7 +21,9 @@ from typing import Any
 from redis.asyncio import Redis
 from redis.exceptions import NoScriptError, RedisError
 
-from vyked.core.cancellation import cancel_and_wait, raise_if_cancelling
+from vyked.core.backoff import Backoff, retry
+from vyked.core.logs import log_count
+from vyked.core.tasks import cancel_and_wait, raise_if_cancelling, wait_until
 from vyked.tcp.pubsub.events import EventKey, channel_name, stream_name
 from vyked.tcp.pubsub.redis_client import command
 from vyked.tcp.pubsub.settings import PubSubSettings, PubSubStats
@@ -38,8 +39,6 @@ end
 return receivers * 2
 """
 """KEYS: channel, stream; ARGV: payload. ``force`` writes the stream even if Redis lost it."""
-
-RECONNECT_DELAY_MIN = 0.05
 
 
 class RedisPublisher:
@@ -73,13 +72,14 @@ class RedisPublisher:
     def publish(self, key: EventKey, payload: bytes) -> None:
         if len(self._outbox) >= self.settings.max_buffer:
             self.stats.dropped += 1
-            if self.stats.dropped == 1 or self.stats.dropped % 1000 == 0:
-                logger.warning(
-                    "publish buffer full (%d events waiting for Redis): dropped %s (%d dropped so far)",
-                    len(self._outbox),
-                    key,
-                    self.stats.dropped,
-                )
+            log_count(
+                logger,
+                self.stats.dropped,
+                "publish buffer full (%d events waiting for Redis): dropped %s (%d dropped so far)",
+                len(self._outbox),
+                key,
+                self.stats.dropped,
+            )
             return
         self._outbox.append((key, payload))
         if not self._wake.is_set():
@@ -91,12 +91,7 @@ class RedisPublisher:
             self._task = asyncio.get_running_loop().create_task(self._run())
 
     async def flush(self, timeout: float) -> bool:
-        try:
-            async with asyncio.timeout(timeout):
-                await self._idle.wait()
-        except TimeoutError:
-            return False
-        return True
+        return await wait_until(self._idle, timeout)
 
     async def close(self, timeout: float) -> None:
         """Send what is queued (for up to ``timeout`` seconds), then stop."""
@@ -137,17 +132,14 @@ class RedisPublisher:
 
     async def _connect(self) -> None:
         """Retry until Redis answers; then load the script and let subscribers come back."""
-        delay = RECONNECT_DELAY_MIN
         reconnecting = bool(self._sha[False])
-        while True:
-            raise_if_cancelling()
-            try:
-                await self._load_scripts()
-                break
-            except (RedisError, OSError) as exc:
-                logger.debug("Redis still unreachable: %s", exc)
-            await asyncio.sleep(delay * (0.5 + random.random()))
-            delay = min(delay * 2, self.settings.reconnect_delay_max)
+        await retry(
+            self._load_scripts,
+            retry_on=(RedisError, OSError),
+            backoff=Backoff(cap=self.settings.reconnect_delay_max),
+            logger=logger,
+            what="connecting to Redis to publish",
+        )
         self._connected = True
         if reconnecting:
             self.stats.reconnects += 1

@@ -20,24 +20,22 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import random
 import time
 from typing import Any
 
 from redis.asyncio import Redis
 from redis.exceptions import RedisError, ResponseError
 
-from vyked.core.cancellation import cancel_and_wait, raise_if_cancelling
+from vyked.core.backoff import Attempts
+from vyked.core.tasks import TaskSet
 from vyked.tcp.decorators import SubscriptionStrategy
 from vyked.tcp.pubsub.events import RETRY_CONSUMER, EventKey, stream_name
-from vyked.tcp.pubsub.redis_client import command
+from vyked.tcp.pubsub.redis_client import command, reconnecting
 from vyked.tcp.pubsub.redis_membership import Membership
 from vyked.tcp.pubsub.settings import PubSubSettings, PubSubStats
 from vyked.tcp.pubsub.subscriptions import SubscriptionTable
 
 logger = logging.getLogger(__name__)
-
-RECONNECT_DELAY_MIN = 0.05
 
 _Entry = tuple[str, bytes]
 """(stream, entry id)."""
@@ -65,57 +63,42 @@ class StreamConsumer:
         self.stats = stats
         self.consumer = membership.consumer
         self.streams: dict[str, EventKey] = {}
-        self.ready = asyncio.Event()
+        self._loop = reconnecting(self._session, settings, logger, f"exclusive consumer of group {group!r}")
+        self.ready = self._loop.up
+        """Set while the consumer groups exist and this consumer reads."""
         self._created: set[str] = set()
         self._running: set[_Entry] = set()
         self._unacked: set[_Entry] = set()
         self._failed_here: dict[_Entry, float] = {}
         self._room = asyncio.Event()
         self._room.set()
-        self._tasks: set[asyncio.Task[None]] = set()
-        self._task: asyncio.Task[None] | None = None
+        self._tasks = TaskSet()
         self._next_claim = 0.0
 
     async def update(self, keys: list[EventKey]) -> None:
         """Consume these keys' streams; wait (up to ``start_timeout``) until the group exists."""
         streams = {stream_name(k): k for k in keys}
-        if streams == self.streams and self._task is not None:
+        if streams == self.streams and self._loop.running:
             return
         self.streams = streams
-        if self._task is not None:
-            await cancel_and_wait(self._task)
-        self.ready.clear()
-        self._task = asyncio.get_running_loop().create_task(self._run())
-        try:
-            async with asyncio.timeout(self.settings.start_timeout):
-                await self.ready.wait()
-        except TimeoutError:
+        if not await self._loop.restart(self.settings.start_timeout):
             logger.warning("cannot set up the exclusive subscriptions of group %r yet; still trying", self.group)
 
-    async def _run(self) -> None:
-        delay = RECONNECT_DELAY_MIN
-        while True:
-            raise_if_cancelling()
-            try:
-                await self._ensure_groups()
-                await self._ack_leftovers()
-                self.ready.set()
-                delay = RECONNECT_DELAY_MIN
-                await self._consume()
-            except ResponseError as exc:
-                if "NOGROUP" in str(exc):
-                    continue  # Redis lost the group (restarted empty): create it again
+    async def _session(self, attempts: Attempts) -> None:
+        """Make sure the consumer groups exist, then read and handle until Redis fails."""
+        try:
+            await self._ensure_groups()
+            await self._ack_leftovers()
+            attempts.succeeded()
+            await self._consume()
+        except ResponseError as exc:
+            if "NOGROUP" not in str(exc):  # else Redis lost the group (restarted empty): make it again
                 logger.error("Redis refused a stream command for group %r: %s", self.group, exc)
-            except (RedisError, OSError) as exc:
-                if self.ready.is_set():
-                    self.stats.reconnects += 1
-                    logger.warning("lost Redis while consuming for group %r (%s); reconnecting", self.group, exc)
-                self.ready.clear()
-            except Exception:
-                logger.exception("unexpected error while consuming for group %r; starting over", self.group)
-                self.ready.clear()
-            await asyncio.sleep(delay * (0.5 + random.random()))
-            delay = min(delay * 2, self.settings.reconnect_delay_max)
+        except (RedisError, OSError) as exc:
+            if self.ready.is_set():
+                self.stats.reconnects += 1
+                logger.warning("lost Redis while consuming for group %r (%s); reconnecting", self.group, exc)
+            raise
 
     async def _ensure_groups(self) -> None:
         for stream in self.streams:
@@ -165,9 +148,7 @@ class StreamConsumer:
         if entry in self._running:
             return
         self._running.add(entry)
-        task = asyncio.get_running_loop().create_task(self._handle(entry, (fields or {}).get(b"p")))
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+        self._tasks.spawn(self._handle(entry, (fields or {}).get(b"p")))
 
     async def _handle(self, entry: _Entry, payload: bytes | None) -> None:
         stream, entry_id = entry
@@ -269,4 +250,5 @@ class StreamConsumer:
     async def close(self) -> None:
         """Stop reading; handlers still running are cancelled and their events left pending,
         to be claimed by other instances."""
-        await cancel_and_wait(self._task, *self._tasks)
+        await self._loop.stop()
+        await self._tasks.close()

@@ -9,7 +9,6 @@ transport, which redelivers.
 
 from __future__ import annotations
 
-import asyncio
 import inspect
 import logging
 from collections.abc import Awaitable, Callable, Iterable
@@ -18,8 +17,9 @@ from typing import Any
 
 import msgspec
 
-from vyked.core.handlers import as_coroutine_function
-from vyked.core.service import ServiceClient
+from vyked.core.client import ServiceClient
+from vyked.core.handler_styles import as_coroutine_function
+from vyked.core.tasks import TaskSet
 from vyked.tcp.decorators import EndpointSpec, SubscriptionStrategy
 from vyked.tcp.pubsub.events import EventKey, decode_payload
 from vyked.tcp.pubsub.settings import PubSubStats
@@ -71,7 +71,7 @@ class SubscriptionTable:
         self._broadcast: dict[EventKey, list[Subscription]] = {}
         self._exclusive: dict[tuple[EventKey, str], list[Subscription]] = {}
         self._routes: dict[EventKey, dict[str, SubscriptionStrategy]] = {}
-        self._tasks: set[asyncio.Task[None]] = set()
+        self._tasks = TaskSet()
 
     def add(self, subscriptions: Iterable[Subscription]) -> None:
         for sub in subscriptions:
@@ -128,9 +128,7 @@ class SubscriptionTable:
                 self._failed(sub, exc)
                 continue
             if inspect.isawaitable(result):
-                task = asyncio.get_running_loop().create_task(self._finish(sub, result))
-                self._tasks.add(task)
-                task.add_done_callback(self._tasks.discard)
+                self._tasks.spawn(self._finish(sub, result))
 
     async def handle(self, key: EventKey, group: str, payload: bytes | msgspec.Raw | dict[str, Any]) -> None:
         """Run the exclusive handlers of ``key`` in ``group``; raises if one of them raised."""
@@ -167,7 +165,4 @@ class SubscriptionTable:
 
     async def close(self) -> None:
         """Cancel broadcast handlers still running."""
-        for task in list(self._tasks):
-            task.cancel()
-        if self._tasks:
-            await asyncio.gather(*self._tasks, return_exceptions=True)
+        await self._tasks.close()

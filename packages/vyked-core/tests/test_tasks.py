@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from vyked.core.cancellation import cancel_and_wait, raise_if_cancelling
+from vyked.core.tasks import cancel_and_wait, raise_if_cancelling
 
 
 class LibraryError(Exception):

@@ -1,9 +1,9 @@
-"""What runs around every handler: errors, timeouts, statistics, CORS and websocket tracking.
+"""What runs around every handler: required parameters, timeouts, errors and statistics.
 
-These are per-route wrappers rather than aiohttp middlewares: each route's wrapper is built
-once, knows its endpoint's name, timeout and statistics, and costs one coroutine frame per
-request; an aiohttp middleware would look all of that up on every request. Services that need
-a real middleware can still add one in :meth:`HTTPService.make_app
+:func:`wrap_endpoint` builds one aiohttp handler per route rather than an aiohttp middleware:
+the wrapper is built once, knows its endpoint's name, timeout and statistics, and costs one
+coroutine frame per request; a middleware would look all of that up on every request.
+Services that need a real middleware can still add one in :meth:`HTTPService.make_app
 <vyked.http.service.HTTPService.make_app>`.
 """
 
@@ -13,43 +13,21 @@ import asyncio
 import functools
 import inspect
 import logging
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable
 from time import perf_counter
 from typing import Any
 
 from aiohttp import WSCloseCode, web
 
-from vyked.core.handlers import as_coroutine_function, call_handler
+from vyked.core.handler_styles import as_coroutine_function, call_handler
 from vyked.http.response import handler_error_response, missing_params_response, timeout_response
 from vyked.http.stats import EndpointStats
+from vyked.http.websockets import WebsocketTracker
 
 logger = logging.getLogger("vyked.http")
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
-
-
-class WebsocketTracker:
-    """The service's open websockets, so that a failing handler or the shutdown can close them."""
-
-    def __init__(self) -> None:
-        self._open: dict[int, web.WebSocketResponse] = {}
-
-    async def on_response_prepare(self, request: web.Request, response: web.StreamResponse) -> None:
-        """``app.on_response_prepare`` hook: remember websockets as they are accepted."""
-        if isinstance(response, web.WebSocketResponse):
-            self._open[id(request)] = response
-
-    def pop(self, request: web.Request) -> web.WebSocketResponse | None:
-        return self._open.pop(id(request), None)
-
-    def __len__(self) -> int:
-        return len(self._open)
-
-    async def close_all(self, app: web.Application) -> None:
-        """``app.on_shutdown`` hook: tell every open websocket the server is going away."""
-        for ws in list(self._open.values()):
-            if not ws.closed:
-                await ws.close(code=WSCloseCode.GOING_AWAY, message=b"server shutdown")
+"""An aiohttp request handler."""
 
 
 def wrap_endpoint(
@@ -123,27 +101,3 @@ def wrap_endpoint(
     handle.__name__ = getattr(method, "__name__", "handle")
     handle.__qualname__ = name
     return handle
-
-
-def preflight_handler(methods: Iterable[str]) -> Handler:
-    """Answers CORS preflight (and plain ``OPTIONS``) requests for a path serving ``methods``."""
-    allowed = ", ".join(sorted({*methods, "OPTIONS"}))
-
-    async def preflight(request: web.Request) -> web.StreamResponse:
-        headers = {
-            "Access-Control-Allow-Origin": "*",
-            "Access-Control-Allow-Methods": allowed,
-            "Access-Control-Max-Age": "86400",
-            "Allow": allowed,
-        }
-        requested = request.headers.get("Access-Control-Request-Headers")
-        if requested:
-            headers["Access-Control-Allow-Headers"] = requested
-        return web.Response(status=204, headers=headers)
-
-    return preflight
-
-
-async def add_cors_headers(request: web.Request, response: web.StreamResponse) -> None:
-    """``app.on_response_prepare`` hook of cross-domain services: let any origin read answers."""
-    response.headers.setdefault("Access-Control-Allow-Origin", "*")

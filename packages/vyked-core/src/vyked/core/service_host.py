@@ -1,0 +1,214 @@
+"""Running services in an event loop: :class:`ServiceHost`.
+
+A :class:`ServiceHost` is awaitable: ``await host.start()``, ``await host.stop()``, any number
+of them in one event loop, which is what tests and embedding applications use. The class-level
+:class:`~vyked.core.host.Host` of the original API drives one of them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import enum
+import logging
+import uuid
+from collections.abc import Callable
+from typing import Any, cast
+
+from vyked.core.addresses import DEFAULT_REGISTRY_PORT, RegistrySpec, parse_addresses
+from vyked.core.client import ServiceClient
+from vyked.core.exceptions import HostNotRunning, RegistryUnavailable
+from vyked.core.extensions import E, ExtensionKey, HostExtension
+from vyked.core.instances import InstanceDirectory
+from vyked.core.registry_client import RegistryClient
+from vyked.core.service import Service
+from vyked.core.transport.connection import DEFAULT_HEARTBEAT_INTERVAL, DEFAULT_HEARTBEAT_TIMEOUT
+
+logger = logging.getLogger(__name__)
+
+
+class HostState(enum.Enum):
+    NEW = "new"
+    STARTING = "starting"
+    RUNNING = "running"
+    STOPPED = "stopped"
+
+
+class ServiceHost:
+    """Runs services in the current event loop and holds what they share.
+
+    Shared per host: the registry connection, the directory of known instances, and
+    *extensions* such as the TCP connection pool or the HTTP session (:meth:`extension`).
+    """
+
+    def __init__(
+        self,
+        registry: RegistrySpec = None,
+        *,
+        registry_port: int = DEFAULT_REGISTRY_PORT,
+        pubsub: str | None = None,
+        name: str = "",
+        heartbeat_interval: float = DEFAULT_HEARTBEAT_INTERVAL,
+        heartbeat_timeout: float = DEFAULT_HEARTBEAT_TIMEOUT,
+    ) -> None:
+        self.name = name
+        self.heartbeat = (heartbeat_interval, heartbeat_timeout)
+        """``(interval, timeout)`` for the connections this host opens: to the registry and to
+        the instances it calls. A peer silent for ``timeout`` seconds is taken for dead."""
+        self.node_id = uuid.uuid4().hex
+        self.registry_addresses = parse_addresses(registry, registry_port)
+        self.pubsub = pubsub
+        """Redis URL for publish-subscribe, or None for the embedded transport."""
+        self.directory = InstanceDirectory()
+        self.services: list[Service] = []
+        self.clients: list[ServiceClient] = []
+        self.loop: asyncio.AbstractEventLoop | None = None
+        self.state = HostState.NEW
+        self._registry: RegistryClient | None = None
+        self._extensions: dict[ExtensionKey[Any], HostExtension] = {}
+        self._started: asyncio.Future[None] | None = None
+
+    # -- composition ---------------------------------------------------------------------------
+
+    def attach(self, service: Service) -> None:
+        """Add a service, to be started by :meth:`start`."""
+        self.services.append(service)
+        service.host = self
+        for client in service.clients:
+            self.bind_client(client)
+
+    def bind_client(self, client: ServiceClient) -> None:
+        """Make ``client`` send through this host (for good: see :class:`ServiceClient`)."""
+        client.bind(self)
+        if client not in self.clients:
+            self.clients.append(client)
+
+    def extension(self, key: ExtensionKey[E], factory: Callable[[ServiceHost], E] | None = None) -> E:
+        """The host's shared object for ``key``, made on first use (by ``factory(host)`` if
+        given, else by the key's factory) and closed when the host stops."""
+        ext = self._extensions.get(key)
+        if ext is None:
+            ext = self._extensions[key] = (factory or key.factory)(self)
+        return cast(E, ext)
+
+    def existing_extension(self, key: ExtensionKey[E]) -> E | None:
+        """The extension for ``key`` if something made it already."""
+        return cast(E | None, self._extensions.get(key))
+
+    @property
+    def registry(self) -> RegistryClient:
+        if self._registry is None:
+            raise HostNotRunning(f"{self!r} has not been started")
+        return self._registry
+
+    # -- lifecycle -----------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Connect to the registry, start every service and register it, watch dependencies.
+
+        Raises :class:`~vyked.core.exceptions.RegistryUnavailable` when no registry answers,
+        and :class:`~vyked.core.exceptions.HostNotRunning` on a host that has stopped.
+        """
+        if self.state is HostState.STOPPED:
+            raise HostNotRunning(f"{self!r} has stopped; a stopped host cannot start again: make a new one")
+        if self._started is not None:
+            await self._started
+            return
+        self.loop = asyncio.get_running_loop()
+        self._started = self.loop.create_future()
+        self.state = HostState.STARTING
+        try:
+            await self._start()
+        except BaseException as exc:
+            self._started.set_exception(exc)
+            self._started.exception()
+            await self.stop()
+            raise
+        self.state = HostState.RUNNING
+        self._started.set_result(None)
+
+    async def _start(self) -> None:
+        if not self.registry_addresses:
+            raise RegistryUnavailable(
+                "no registry configured: set Host.registry_host / Host.registry_port (or pass registry= to ServiceHost)"
+            )
+        self._registry = RegistryClient(
+            self.registry_addresses, self.directory, node_id=self.node_id, heartbeat=self.heartbeat
+        )
+        await self._registry.start()
+        for service in self.services:
+            await self._start_service(service)
+        dependencies = sorted({c.name for c in self.clients})
+        if dependencies:
+            await self._registry.watch(dependencies)
+        for ext in list(self._extensions.values()):
+            await ext.host_started()
+
+    async def _start_service(self, service: Service) -> None:
+        await service.start(self)
+        advertised = service.host_ip
+        if advertised in ("", "0.0.0.0", "::"):
+            advertised = self.registry.local_host
+        await self.registry.register(service.registration(advertised))
+        logger.info(
+            "%s %s v%s serving on %s:%s", service.kind, service.name, service.version, advertised, service.host_port
+        )
+
+    async def ensure_started(self) -> None:
+        """Start the host unless it is started (or starting) already; raises
+        :class:`~vyked.core.exceptions.HostNotRunning` once it has stopped."""
+        if self.state is HostState.STOPPED:
+            raise HostNotRunning(f"{self!r} has stopped")
+        if self._started is None or not self._started.done():
+            await self.start()
+        else:
+            await self._started
+
+    async def watch(self, service: str) -> None:
+        """Make sure the instances of ``service`` are known (asks the registry once)."""
+        if service not in self.directory.known:
+            await self.registry.watch([service])
+
+    async def stop(self) -> None:
+        """Stop services, close shared resources and the registry connection."""
+        if self.state is HostState.STOPPED:
+            return
+        self.state = HostState.STOPPED
+        for service in reversed(self.services):
+            try:
+                await service.stop()
+            except Exception:
+                logger.exception("error while stopping %r", service)
+        for ext in reversed(list(self._extensions.values())):
+            try:
+                await ext.close()
+            except Exception:
+                logger.exception("error while closing %r", ext)
+        self._extensions.clear()
+        if self._registry is not None:
+            await self._registry.close()
+
+    @property
+    def running(self) -> bool:
+        """Started, and not stopped."""
+        return self.state is HostState.RUNNING
+
+    @property
+    def started(self) -> bool:
+        """:meth:`start` has been called (the host may be starting, running or stopped)."""
+        return self.state is not HostState.NEW
+
+    @property
+    def stopped(self) -> bool:
+        return self.state is HostState.STOPPED
+
+    async def __aenter__(self) -> ServiceHost:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.stop()
+
+    def __repr__(self) -> str:
+        label = f" {self.name!r}" if self.name else ""
+        services = ", ".join(s.name for s in self.services) or "no services"
+        return f"<ServiceHost{label} ({services}) {self.state.value}>"
