@@ -38,8 +38,9 @@ class Backoff:
         return delay / 2 + random.uniform(0, delay / 2)
 
 
-DEFAULT_BACKOFF = Backoff()
-"""50 ms doubling up to 1 s: how every vyked connection comes back after a failure."""
+DEFAULT_BACKOFF = Backoff(base=0.05, cap=0.5)
+"""Pauses of 25-50 ms doubling up to 0.25-0.5 s: how the registry client and registry
+replication come back after a failure (publish-subscribe caps at its ``reconnect_delay_max``)."""
 
 
 class Attempts:
