@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import socket
 from collections.abc import AsyncIterator
 
 import pytest
 
+from vyked.core.exceptions import ListenError, VykedError
 from vyked.core.testing import RawClient, frame
 from vyked.registry import Registry
 
@@ -88,3 +90,13 @@ async def test_answers_pings(registry: Registry) -> None:
     client.send({"type": "ping", "nonce": 3})
     assert await client.receive() == {"type": "pong", "nonce": 3}
     await client.close()
+
+
+async def test_an_address_in_use_is_a_listen_error() -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        with pytest.raises(ListenError, match=f"cannot listen on 127.0.0.1:{port}") as failure:
+            await Registry("127.0.0.1", port).open()
+    assert isinstance(failure.value, VykedError) and isinstance(failure.value, OSError)

@@ -10,6 +10,7 @@
     ├── ServiceUnavailable            (ConnectionError) no live instance of a service
     ├── ConnectionLost                (ConnectionError) the connection died mid-request
     ├── HostNotRunning                (RuntimeError) the host a call needs is not started, or stopped
+    ├── ListenError                   (OSError) a service or registry cannot listen on its address
     ├── DefinitionError               (TypeError) a service or client class is declared wrongly
     ├── MissingExtra                  (ImportError) an optional dependency is not installed
     ├── RequestTimeout                (TimeoutError) no answer within the timeout
@@ -97,6 +98,12 @@ class HostNotRunning(VykedError, RuntimeError):
     """The host a call needs has not been started yet, or has stopped."""
 
     code = "host_not_running"
+
+
+class ListenError(VykedError, OSError):
+    """A service or the registry cannot listen on its address (in use, not local, no permission)."""
+
+    code = "listen_error"
 
 
 class DefinitionError(VykedError, TypeError):

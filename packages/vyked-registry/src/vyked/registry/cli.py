@@ -18,8 +18,8 @@ from collections.abc import Sequence
 
 import msgspec
 
-from vyked.core.exceptions import ConnectionLost, MissingExtra
-from vyked.core.host import parse_addresses
+from vyked.core.addresses import parse_addresses
+from vyked.core.exceptions import ConnectionLost, ListenError, MissingExtra, RegistryUnavailable
 from vyked.core.protocol.packets import InstanceStatus, Packet, StatusQuery, StatusReport
 from vyked.core.transport import Connection, open_connection
 from vyked.core.transport.connection import DEFAULT_HEARTBEAT_INTERVAL, DEFAULT_HEARTBEAT_TIMEOUT
@@ -94,6 +94,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except MissingExtra as exc:  # --redis without the redis extra installed
         print(f"vyked-registry: --redis: {exc}", file=sys.stderr)
         return 2
+    except (ListenError, RegistryUnavailable) as exc:  # address in use; Redis unreachable at start
+        print(f"vyked-registry: {exc}", file=sys.stderr)
+        return 1
     return 0
 
 

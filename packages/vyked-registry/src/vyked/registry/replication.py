@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING, Any
 import msgspec
 
 from vyked.core.backoff import Attempts, reconnect_forever
+from vyked.core.exceptions import RegistryUnavailable, map_exceptions
 from vyked.core.protocol.packets import Dependency, InstanceInfo
 from vyked.core.tasks import cancel_and_wait, raise_if_cancelling
 from vyked.registry.state import Outbox, Registration, RegistryState
@@ -127,7 +128,9 @@ class RedisReplication:
         self._remove_if_held = self._redis.register_script(_REMOVE_IF_HELD)
         self._sweep_if_expired = self._redis.register_script(_SWEEP_IF_EXPIRED)
         self._refresh = self._redis.register_script(_REFRESH)
-        await self._redis.ping()  # fail fast at start if Redis is not there
+        # fail fast at start if Redis is not there
+        with map_exceptions({Exception: RegistryUnavailable}, f"the registry cannot reach Redis at {self.url}"):
+            await self._redis.ping()
         loop = asyncio.get_running_loop()
         self._tasks = [
             loop.create_task(self._listen()),

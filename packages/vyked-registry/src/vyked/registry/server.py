@@ -15,7 +15,6 @@ import uuid
 from collections.abc import Hashable
 
 from vyked.core.exceptions import ProtocolError
-from vyked.core.host import serve_until_signalled
 from vyked.core.protocol import DEFAULT_MAX_FRAME_SIZE
 from vyked.core.protocol.packets import (
     Packet,
@@ -25,6 +24,7 @@ from vyked.core.protocol.packets import (
     StatusReport,
     Watch,
 )
+from vyked.core.serving import serve_until_signalled
 from vyked.core.transport import Connection, PacketServer
 from vyked.core.transport.connection import DEFAULT_HEARTBEAT_INTERVAL, DEFAULT_HEARTBEAT_TIMEOUT
 from vyked.registry.replication import DEFAULT_LEASE_TTL, RedisReplication

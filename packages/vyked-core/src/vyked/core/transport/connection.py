@@ -21,7 +21,7 @@ import logging
 import socket
 from typing import Protocol, cast
 
-from vyked.core.exceptions import ConnectionLost, VykedError, map_exceptions
+from vyked.core.exceptions import ConnectionLost, ListenError, VykedError, map_exceptions
 from vyked.core.protocol.framing import DEFAULT_MAX_FRAME_SIZE
 from vyked.core.protocol.packets import Packet
 from vyked.core.protocol.session import Session
@@ -271,7 +271,8 @@ class PacketServer:
     async def start(self, host: str, port: int) -> tuple[str, int]:
         """Bind and listen; returns the bound address (``port=0`` picks a free port)."""
         loop = asyncio.get_running_loop()
-        self._server = await loop.create_server(self._make_connection, host, port, reuse_address=True)
+        with map_exceptions({OSError: ListenError}, f"cannot listen on {host}:{port}"):
+            self._server = await loop.create_server(self._make_connection, host, port, reuse_address=True)
         sockname = self._server.sockets[0].getsockname()
         return sockname[0], sockname[1]
 
