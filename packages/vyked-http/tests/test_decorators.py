@@ -88,7 +88,7 @@ def test_bad_arguments_are_rejected() -> None:
 
 
 def test_a_service_route_needs_a_path() -> None:
-    with pytest.raises(TypeError, match=r"needs a path, as in @get\(path='/things'\)"):
+    with pytest.raises(DefinitionError, match=r"needs a path, as in @get\(path='/things'\)"):
 
         class NoPath(HTTPService):
             @get()

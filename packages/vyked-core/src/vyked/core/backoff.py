@@ -87,6 +87,7 @@ async def retry(
             return await operation()
         except retry_on as exc:
             logger.debug("%s failed (%s); retrying", what, exc)
+        raise_if_cancelling()
         await attempts.pause()
 
 
@@ -120,6 +121,7 @@ async def reconnect_forever(
             logger.exception("unexpected error in %s; starting over", what)
         finally:
             attempts.ended()
+        raise_if_cancelling()  # a session may have swallowed the cancellation: no pause then
         await attempts.pause()
 
 

@@ -100,7 +100,7 @@ class ServiceClient:
         messages."""
         try:
             async with asyncio.timeout(timeout) as scope:
-                host = await self.resolve_host()
+                host = self.ready_host() or await self.resolve_host()
                 tried: set[str] = set()
                 last_error: InstanceUnreachable | None = None
                 while True:

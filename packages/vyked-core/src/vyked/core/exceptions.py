@@ -29,8 +29,7 @@ classes (see ``docs/protocol.md``); :func:`error_from_code` rebuilds them on the
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Mapping
 from typing import Any
 
 
@@ -169,21 +168,28 @@ def error_from_code(code: str, message: str, error_type: str = "", args: list[An
 ExceptionMap = Mapping[type[BaseException], type[VykedError]]
 
 
-@contextmanager
-def map_exceptions(mapping: ExceptionMap, context: str) -> Iterator[None]:
-    """Translate foreign exceptions raised in the block into vyked errors.
+class map_exceptions:
+    """Translate foreign exceptions raised in a ``with`` block into vyked errors.
 
     ``mapping`` is ordered, most specific first (``{TimeoutError: RegistryUnavailable, OSError:
     ConnectionLost}``); the new error's message is ``"{context}: {original}"`` and its cause the
-    original. vyked errors and exceptions not in ``mapping`` pass through unchanged.
+    original. vyked errors and exceptions not in ``mapping`` pass through unchanged. A plain
+    class rather than ``@contextmanager``, so that entering it costs next to nothing.
     """
-    try:
-        yield
-    except VykedError:
-        raise
-    except Exception as exc:
-        for foreign, ours in mapping.items():
+
+    __slots__ = ("context", "mapping")
+
+    def __init__(self, mapping: ExceptionMap, context: str) -> None:
+        self.mapping = mapping
+        self.context = context
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: object) -> None:
+        if exc is None or isinstance(exc, VykedError) or not isinstance(exc, Exception):
+            return
+        for foreign, ours in self.mapping.items():
             if isinstance(exc, foreign):
                 detail = str(exc) or type(exc).__name__
-                raise ours(f"{context}: {detail}") from exc
-        raise
+                raise ours(f"{self.context}: {detail}") from exc

@@ -156,6 +156,7 @@ class HTTPServiceClient(ServiceClient):
         if app_name is not None:
             kwargs["headers"] = {**(kwargs.get("headers") or {}), APP_HEADER: str(app_name)}
         scheme, ssl = self.scheme, self._aiohttp_ssl
+        what = f"{method} {path}"
 
         async def attempt(host: ServiceHost, instance: Instance) -> aiohttp.ClientResponse:
             url = f"{scheme}://{_url_host(instance.host)}:{instance.port}{path}"
@@ -166,12 +167,13 @@ class HTTPServiceClient(ServiceClient):
                 # a released response refuses read().
                 await response.read()
             except Exception:
-                # entered on failure only: a context manager around every request costs microseconds
-                with map_exceptions(_AIOHTTP_ERRORS, f"{method} {path}: the connection to {instance.describe()} failed"):
+                # translated here, on failure only: a context manager around every request would
+                # cost microseconds on the hot path
+                with map_exceptions(_AIOHTTP_ERRORS, f"{what}: the connection to {instance.describe()} failed"):
                     raise
             return response
 
-        return await self.call(f"{method} {path}", values.get("entity"), timeout, attempt)
+        return await self.call(what, values.get("entity"), timeout, attempt)
 
 
 def _param_names(params: Any) -> set[str]:

@@ -18,6 +18,7 @@ from typing import Any
 
 from aiohttp import web
 
+from vyked.core.exceptions import DefinitionError
 from vyked.http.cors import preflight_handler
 from vyked.http.decorators import RouteSpec
 from vyked.http.endpoint_wrapper import Handler, wrap_endpoint
@@ -99,7 +100,9 @@ def check_routes(owner: str, specs_by_attr: dict[str, tuple[RouteSpec, ...]]) ->
         for spec in specs:
             verb = "websocket" if spec.websocket else spec.method.lower()
             if not spec.paths:
-                raise TypeError(f"{owner}.{attr}: @{verb} on a service needs a path, as in @{verb}(path='/{attr}')")
+                raise DefinitionError(
+                    f"{owner}.{attr}: @{verb} on a service needs a path, as in @{verb}(path='/{attr}')"
+                )
             for path in spec.paths:
                 if not path.startswith("/"):
                     raise ValueError(f"{owner}.{attr}: path {path!r} must start with '/'")
