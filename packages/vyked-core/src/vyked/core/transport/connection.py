@@ -137,13 +137,22 @@ class Connection(asyncio.BufferedProtocol):
         self.handler.connection_lost(self, failure)
 
     async def wait_ready(self, timeout: float | None = DEFAULT_CONNECT_TIMEOUT) -> None:
-        """Wait until the handshake has completed."""
+        """Wait until the handshake has completed.
+
+        Raises :class:`ConnectionLost` if it does not: no answer within ``timeout``, the
+        connection closed, or the peer refused or garbled it (the protocol error is the cause),
+        so that callers treat such a peer as unreachable and try another.
+        """
         try:
             async with asyncio.timeout(timeout):
                 await asyncio.shield(self._handshake)
         except TimeoutError:
             self.abort()
             raise ConnectionLost(f"no handshake answer from {self._peer_text()} within {timeout} s") from None
+        except ConnectionLost:
+            raise
+        except VykedError as exc:
+            raise ConnectionLost(f"the handshake with {self._peer_text()} failed: {exc}") from exc
 
     # -- sending and closing ----------------------------------------------------------------
 
