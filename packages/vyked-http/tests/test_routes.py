@@ -248,9 +248,12 @@ class Lingering(HTTPService):
     def __init__(self, shutdown_timeout: float) -> None:
         super().__init__("Lingering", 1, shutdown_timeout=shutdown_timeout)
         self.outcomes: list[str] = []
+        self.working = asyncio.Event()
+        """Set once a request is in the handler."""
 
     @get(path="/work/{seconds}")
     async def work(self, request: Request) -> Response:
+        self.working.set()
         try:
             await asyncio.sleep(float(request.match_info["seconds"]))
         except asyncio.CancelledError:
@@ -266,7 +269,7 @@ async def test_stop_lets_requests_in_flight_finish(http: aiohttp.ClientSession) 
     service = Lingering(shutdown_timeout=5)
     await service.start(ServiceHost())
     in_flight = asyncio.ensure_future(http.get(f"{service.url}/work/0.3"))
-    await asyncio.sleep(0.1)
+    await asyncio.wait_for(service.working.wait(), 10)
     await service.stop()
     async with await in_flight as response:
         assert response.status == 200
@@ -280,7 +283,7 @@ async def test_stop_cancels_what_outlives_the_shutdown_timeout(http: aiohttp.Cli
     service = Lingering(shutdown_timeout=0.2)
     await service.start(ServiceHost())
     in_flight = asyncio.ensure_future(http.get(f"{service.url}/work/30"))
-    await asyncio.sleep(0.1)
+    await asyncio.wait_for(service.working.wait(), 10)
     loop = asyncio.get_running_loop()
     started = loop.time()
     await service.stop()

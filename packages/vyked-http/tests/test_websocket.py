@@ -49,7 +49,9 @@ async def test_echo(serve: Serve, http: aiohttp.ClientSession) -> None:
             assert await ws.receive_str() == f"echo: {text}"
         await ws.send_bytes(b"abc")
         assert await ws.receive_bytes() == b"cba"
-    await asyncio.sleep(0.05)  # the server side sees the close and returns
+    async with asyncio.timeout(10):  # until the server side has seen the close and returned
+        while not service.stats.as_dict()["endpoints"]["echo"]["status"]:
+            await asyncio.sleep(0.01)
     stats = service.stats.as_dict()["endpoints"]["echo"]
     assert stats["requests"] == 1
     assert stats["websocket"] is True

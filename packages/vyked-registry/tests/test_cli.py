@@ -8,7 +8,7 @@ import signal
 
 import pytest
 
-from vyked.core.testing import ProcessRunner, RawClient, free_port, wait_for_port
+from vyked.core.testing import ProcessRunner, RawClient, free_port
 from vyked.registry.cli import build_parser
 
 
@@ -17,7 +17,8 @@ async def test_module_serves_and_stops_cleanly_on_signal(signum: int) -> None:
     port = free_port()
     proc = ProcessRunner("-m", "vyked.registry", "--port", str(port), "--log-level", "debug").start()
     try:
-        await asyncio.to_thread(wait_for_port, port)
+        # the registry's own line, not a connection that anyone listening on the port would accept
+        await asyncio.to_thread(proc.wait_for_output, f"listening on 127.0.0.1:{port}, ")
         client = await RawClient.connect(port)
         client.send({"type": "watch", "services": ["S"]})
         assert (await client.receive())["type"] == "instances"
@@ -25,7 +26,7 @@ async def test_module_serves_and_stops_cleanly_on_signal(signum: int) -> None:
         proc.send_signal(signum)
         assert proc.process is not None
         assert await asyncio.to_thread(proc.process.wait, 10) == 0
-        assert f"listening on 127.0.0.1:{port}" in proc.output()
+        assert f"listening on 127.0.0.1:{port}, " in proc.output()
         assert "Traceback" not in proc.output()
     finally:
         proc.stop()

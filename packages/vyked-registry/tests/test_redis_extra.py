@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -17,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from vyked.core.testing import ProcessRunner, free_port, wait_for_port
+from vyked.core.testing import ProcessRunner, free_port
 
 HINT = "pip install 'vyked-registry[redis]'"
 UNUSED_REDIS_URL = "redis://127.0.0.1:1/0"  # never connected to: the import fails first
@@ -92,10 +93,13 @@ def test_registry_with_redis_url_raises_missing_extra_naming_the_extra(no_redis_
 
 
 async def test_registry_without_redis_serves_when_redis_is_not_installed(no_redis_env: dict[str, str]) -> None:
-    port = free_port()
-    proc = ProcessRunner("-m", "vyked.registry", "--port", str(port), env=no_redis_env).start()
+    proc = ProcessRunner("-m", "vyked.registry", "--port", "0", env=no_redis_env).start()
     try:
-        await asyncio.to_thread(wait_for_port, port)
+        # the port it bound, from the line that says it listens (complete up to "state")
+        await asyncio.to_thread(proc.wait_for_output, "state in memory")
+        listening = re.search(r"listening on 127\.0\.0\.1:(\d+), state in memory", proc.output())
+        assert listening is not None, proc.output()
+        port = int(listening.group(1))
         status = await asyncio.to_thread(
             subprocess.run,
             [sys.executable, "-m", "vyked.registry", "status", "--registry", f"127.0.0.1:{port}", "--json"],
@@ -106,7 +110,6 @@ async def test_registry_without_redis_serves_when_redis_is_not_installed(no_redi
         )
         assert status.returncode == 0, status.stderr
         assert '"instances": []' in status.stdout
-        await asyncio.to_thread(proc.wait_for_output, "state in memory")
         proc.send_signal(signal.SIGTERM)
         assert proc.process is not None
         assert await asyncio.to_thread(proc.process.wait, 10) == 0

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 from collections import Counter
 from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
-from pubsub_services import Hosts, Identity, IdentityClient, Inbox, PlainClient, Worker, WorkerService, stats
+from pubsub_services import FAST, Hosts, Identity, IdentityClient, Inbox, PlainClient, Worker, WorkerService, stats
 
 from vyked.core.exceptions import PublishError
 from vyked.core.testing import RedisServer
@@ -129,17 +130,26 @@ async def test_leader_strategy_goes_to_the_oldest_live_instance(hosts: Hosts) ->
 
 
 async def test_failed_exclusive_handler_is_redelivered_to_another_instance(hosts: Hosts) -> None:
+    # Redis: instances look for failed events to take over once per heartbeat_interval (0.1 s);
+    # others may take one after retry_delay, the instance that failed it after 3 * retry_delay.
+    # With FAST's 0.05 s that head start is one look, which a busy machine loses: give it 2 s.
+    settings = dataclasses.replace(FAST, retry_delay=1.0)
     publisher = Identity()
-    await hosts(publisher)
+    await hosts(publisher, settings=settings)
     inbox = Inbox()
     flaky, steady = Worker(inbox, "flaky"), Worker(inbox, "steady")
     flaky.fail_jobs = set(range(20))  # fails every job once
-    await hosts(WorkerService(flaky))
-    await hosts(WorkerService(steady))
+    flaky_host = await hosts(WorkerService(flaky), settings=settings)
+    steady_host = await hosts(WorkerService(steady), settings=settings)
     for n in range(20):
         publisher.job(n)
+        # One at a time, each once an instance has it: Redis hands a new event to an instance
+        # waiting for one, and instances take turns waiting only if events come one by one.
+        async with asyncio.timeout(10):
+            while stats(flaky_host).received + stats(steady_host).received <= n:
+                await asyncio.sleep(0.005)
     jobs = await inbox.wait_for("job", 20)
-    await asyncio.sleep(0.3)
+    await asyncio.sleep(3 * settings.retry_delay)  # a duplicate would have arrived by now
     assert sorted(n for _, n in inbox.of("job")) == list(range(20))
     failed = set(range(20)) - flaky.fail_jobs
     assert failed  # RANDOM sent some jobs to the flaky instance first
@@ -153,9 +163,11 @@ async def test_exclusive_event_in_a_dead_instance_is_redelivered(hosts: Hosts) -
     slow, fast = Worker(inbox, "slow"), Worker(inbox, "fast")
     slow.delay = 30.0  # still handling when its host goes
     slow_host = await hosts(WorkerService(slow))
-    # only the slow instance exists when the event is published
+    # only the slow instance exists when the event is published, and it has it
     publisher.job(1)
-    await asyncio.sleep(0.3)
+    async with asyncio.timeout(10):
+        while stats(slow_host).received == 0:
+            await asyncio.sleep(0.01)
     await hosts(WorkerService(fast))
     await slow_host.stop()  # handler cancelled before it returned: the event is not acknowledged
     assert await inbox.wait_for("job", 1) == [("fast", 1)]

@@ -104,13 +104,15 @@ async def test_round_robin_across_instances_and_push_of_new_ones(vyked_host: Hos
     await vyked_host(first)
     await vyked_host(second)
     client = CalculatorClient()
-    await vyked_host(clients=(client,))
+    caller = await vyked_host(clients=(client,))
     answers = [await client.whoami() for _ in range(10)]
     assert sorted(set(answers)) == sorted({first.node_id, second.node_id})
     assert answers.count(first.node_id) == 5
     third = Calculator()
     await vyked_host(third)  # pushed by the registry, no polling
-    await asyncio.sleep(0.1)
+    async with asyncio.timeout(10):
+        while len(caller.directory.instances("Calculator")) < 3:
+            await asyncio.sleep(0.01)
     assert third.node_id in {await client.whoami() for _ in range(6)}
 
 

@@ -149,10 +149,10 @@ class Reconnecting:
     def running(self) -> bool:
         return self._task is not None and not self._task.done()
 
-    async def restart(self, wait: float = 0.0) -> bool:
-        """Stop the loop if it runs and start it again (a session whose settings changed); wait
-        up to ``wait`` seconds for a session to be up, and say whether one is."""
-        await self.stop()
+    def start(self) -> None:
+        """Start the loop unless it runs."""
+        if self.running:
+            return
         self._task = asyncio.get_running_loop().create_task(
             reconnect_forever(
                 self._session,
@@ -163,6 +163,12 @@ class Reconnecting:
                 up=self.up,
             )
         )
+
+    async def restart(self, wait: float = 0.0) -> bool:
+        """Stop the loop if it runs and start it again (a session whose settings changed); wait
+        up to ``wait`` seconds for a session to be up, and say whether one is."""
+        await self.stop()
+        self.start()
         return await wait_until(self.up, wait) if wait > 0 else self.up.is_set()
 
     async def stop(self) -> None:

@@ -15,7 +15,7 @@ import asyncio
 import logging
 
 from vyked.core.addresses import Address
-from vyked.core.backoff import DEFAULT_BACKOFF, Attempts, reconnect_forever
+from vyked.core.backoff import Attempts, Reconnecting
 from vyked.core.exceptions import ConnectionLost, RegistryUnavailable
 from vyked.core.instances import InstanceDirectory
 from vyked.core.protocol.packets import (
@@ -29,7 +29,6 @@ from vyked.core.protocol.packets import (
     ServiceState,
     Watch,
 )
-from vyked.core.tasks import cancel_and_wait
 from vyked.core.transport.connection import (
     DEFAULT_HEARTBEAT_INTERVAL,
     DEFAULT_HEARTBEAT_TIMEOUT,
@@ -70,7 +69,9 @@ class RegistryClient:
         self._watched: set[str] = set()
         self._snapshots: dict[str, asyncio.Future[None]] = {}
         self._acks: dict[str, asyncio.Future[None]] = {}
-        self._keeper: asyncio.Task[None] | None = None
+        self._keeper = Reconnecting(
+            self._stay_connected, retry_on=RegistryUnavailable, logger=logger, what="registry connection"
+        )
         self._address_index = 0
         self._closing = False
 
@@ -80,15 +81,7 @@ class RegistryClient:
         """Connect to the first reachable registry; raises :class:`RegistryUnavailable`.
         Afterwards the connection is kept up (reconnecting with backoff) until :meth:`close`."""
         await self._connect_any()
-        self._keeper = asyncio.get_running_loop().create_task(
-            reconnect_forever(
-                self._stay_connected,
-                retry_on=RegistryUnavailable,
-                backoff=DEFAULT_BACKOFF,
-                logger=logger,
-                what="registry connection",
-            )
-        )
+        self._keeper.start()
 
     async def _stay_connected(self, attempts: Attempts) -> None:
         """One session with a registry: connect unless connected, wait until it closes."""
@@ -101,7 +94,7 @@ class RegistryClient:
 
     async def close(self) -> None:
         self._closing = True
-        await cancel_and_wait(self._keeper)
+        await self._keeper.stop()
         if self.connection is not None:
             self.connection.close()
             await self.connection.wait_closed()

@@ -30,7 +30,7 @@ import msgspec
 from vyked.core.backoff import Attempts, reconnect_forever
 from vyked.core.exceptions import RegistryUnavailable, map_exceptions
 from vyked.core.protocol.packets import Dependency, InstanceInfo
-from vyked.core.tasks import cancel_and_wait, raise_if_cancelling
+from vyked.core.tasks import TaskSet, raise_if_cancelling
 from vyked.registry.state import Outbox, Registration, RegistryState
 
 if TYPE_CHECKING:
@@ -114,7 +114,7 @@ class RedisReplication:
         self.channel = f"{prefix}changes"
         self._redis: aioredis.Redis | None = None
         self._writes: asyncio.Queue[tuple[str, Any]] = asyncio.Queue()
-        self._tasks: list[asyncio.Task[None]] = []
+        self._tasks = TaskSet()
         self._subscribed = asyncio.Event()
 
     # -- lifecycle ----------------------------------------------------------------------------
@@ -131,19 +131,16 @@ class RedisReplication:
         # fail fast at start if Redis is not there
         with map_exceptions({Exception: RegistryUnavailable}, f"the registry cannot reach Redis at {self.url}"):
             await self._redis.ping()
-        loop = asyncio.get_running_loop()
-        self._tasks = [
-            loop.create_task(self._listen()),
-            loop.create_task(self._write()),
-            loop.create_task(self._every(self.lease_ttl / 3, self._refresh_leases)),
-            loop.create_task(self._every(self.lease_ttl / 2, self._sweep)),
-        ]
+        self._tasks.spawn(self._listen())
+        self._tasks.spawn(self._write())
+        self._tasks.spawn(self._every(self.lease_ttl / 3, self._refresh_leases))
+        self._tasks.spawn(self._every(self.lease_ttl / 2, self._sweep))
         await asyncio.wait_for(self._subscribed.wait(), 10)
 
     async def close(self) -> None:
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self._writes.join(), 2)  # removals of our instances go out
-        await cancel_and_wait(*self._tasks)
+        await self._tasks.close()
         if self._redis is not None:
             await self._redis.aclose()
 

@@ -14,7 +14,7 @@ import logging
 import time
 from typing import Any
 
-from vyked.core.backoff import Attempts, Backoff, reconnect_forever
+from vyked.core.backoff import Attempts, Backoff, Reconnecting
 from vyked.core.exceptions import ConnectionLost
 from vyked.core.instances import Instance
 from vyked.core.protocol.packets import (
@@ -27,7 +27,7 @@ from vyked.core.protocol.packets import (
     Subscribed,
 )
 from vyked.core.service_host import ServiceHost
-from vyked.core.tasks import TaskSet, cancel_and_wait
+from vyked.core.tasks import TaskSet
 from vyked.core.transport import Connection, open_connection
 from vyked.core.versions import major
 from vyked.tcp.pubsub.events import EventKey, decode_payload
@@ -48,16 +48,14 @@ class PublisherLink:
         self.subscribed = asyncio.Event()
         self._closing = False
         self._connected_once = False
-        self._task = asyncio.get_running_loop().create_task(self._run())
-
-    async def _run(self) -> None:
-        await reconnect_forever(
+        self._loop = Reconnecting(
             self._session,
             retry_on=ConnectionLost,
-            backoff=Backoff(cap=self.owner.settings.reconnect_delay_max),
+            backoff=Backoff(cap=owner.settings.reconnect_delay_max),
             logger=logger,
-            what=f"event link to {self.instance.describe()}",
+            what=f"event link to {instance.describe()}",
         )
+        self._loop.start()
 
     async def _session(self, attempts: Attempts) -> None:
         """Connect, subscribe, and wait until the connection closes."""
@@ -137,7 +135,7 @@ class PublisherLink:
         connection = self.connection
         if connection is not None:
             connection.close()
-        await cancel_and_wait(self._task)
+        await self._loop.stop()
         if connection is not None:
             await connection.wait_closed()
 

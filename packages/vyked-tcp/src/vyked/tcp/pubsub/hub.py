@@ -9,7 +9,6 @@ connections otherwise.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from typing import TYPE_CHECKING
 
@@ -19,6 +18,7 @@ from vyked.core.extensions import ExtensionKey, HostExtension
 from vyked.core.protocol.packets import Packet
 from vyked.core.service import Service
 from vyked.core.service_host import ServiceHost
+from vyked.core.tasks import TaskSet
 from vyked.core.transport import Connection
 from vyked.tcp.pubsub.events import EventKey, encode_payload
 from vyked.tcp.pubsub.settings import PubSubSettings, PubSubStats
@@ -47,7 +47,7 @@ class PubSub(HostExtension):
         self._transport: EventTransport | None = None
         self._started = False
         self._closed = False
-        self._updating: asyncio.Task[None] | None = None
+        self._updating = TaskSet()
         self._keys: dict[tuple[str, str, str], EventKey] = {}
 
     @classmethod
@@ -93,9 +93,9 @@ class PubSub(HostExtension):
             return
         if self._started:
             self.table.add(subscriptions_of(client, self._group_of(client)))
-            self._updating = asyncio.ensure_future(self._update(client))
+            self._updating.spawn(self._update(client))
         elif self.host.running:  # the hub was made after the host started
-            self._updating = asyncio.ensure_future(self._update(client, start=True))
+            self._updating.spawn(self._update(client, start=True))
 
     async def _update(self, client: ServiceClient, start: bool = False) -> None:
         try:
@@ -176,9 +176,7 @@ class PubSub(HostExtension):
 
     async def close(self) -> None:
         self._closed = True
-        if self._updating is not None and not self._updating.done():
-            self._updating.cancel()
-            await asyncio.gather(self._updating, return_exceptions=True)
+        await self._updating.close()
         if self._transport is not None:
             await self._transport.close()
         await self.table.close()
