@@ -5,7 +5,12 @@
     VykedError
     ├── ProtocolError                 a peer broke the wire protocol
     │   ├── FrameTooLarge             a frame over the size limit
+    │   ├── HandshakeTimeout          the peer did not complete the handshake in time
     │   └── ProtocolVersionMismatch   the peer speaks another protocol version
+    ├── AuthenticationFailed          (PermissionError) the peer does not know the cluster secret,
+    │                                 or its certificate does not name the service it claims
+    ├── ConfigurationError            (ValueError) a setting (a VYKED_* variable...) is malformed
+    ├── Overloaded                    (ConnectionError) the peer refused new work: too many connections
     ├── RegistryUnavailable           (ConnectionError) no registry could be reached or answered
     ├── ServiceUnavailable            (ConnectionError) no live instance of a service
     ├── ConnectionLost                (ConnectionError) the connection died mid-request
@@ -49,6 +54,32 @@ class FrameTooLarge(ProtocolError):
     """A frame announced a length over the configured maximum."""
 
     code = "frame_too_large"
+
+
+class HandshakeTimeout(ProtocolError):
+    """An accepted connection did not complete the handshake within the handshake timeout."""
+
+    code = "handshake_timeout"
+
+
+class AuthenticationFailed(VykedError, PermissionError):
+    """The peer did not prove it knows the cluster secret (or this side has none and the peer
+    requires one), or its certificate does not name the service it registers."""
+
+    code = "auth_failed"
+
+
+class Overloaded(VykedError, ConnectionError):
+    """The peer refused a connection (or a request) because it is at its limit; nothing ran."""
+
+    code = "overloaded"
+
+
+class ConfigurationError(VykedError, ValueError):
+    """A setting is malformed or names something that does not exist (a ``VYKED_*`` variable,
+    a secret file, a certificate)."""
+
+    code = "configuration"
 
 
 class ProtocolVersionMismatch(ProtocolError):
@@ -145,7 +176,10 @@ _BY_CODE: dict[str, type[VykedError]] = {
     for cls in (
         ProtocolError,
         FrameTooLarge,
+        HandshakeTimeout,
         ProtocolVersionMismatch,
+        AuthenticationFailed,
+        Overloaded,
         ServiceUnavailable,
         ConnectionLost,
         RequestTimeout,

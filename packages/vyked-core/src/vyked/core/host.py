@@ -44,6 +44,8 @@ class Host:
     pubsub_url: ClassVar[str | None] = None
     """A Redis URL (``redis://host:port/db``); takes precedence over pubsub_host/port."""
     name: ClassVar[str | None] = None
+    secret: ClassVar[str | bytes | None] = None
+    """The cluster secret (default: ``VYKED_SECRET`` / ``VYKED_SECRET_FILE``)."""
 
     _tcp_service: ClassVar[Service | None] = None
     _http_service: ClassVar[Service | None] = None
@@ -121,6 +123,7 @@ class Host:
                 registry_port=cls.registry_port,
                 pubsub=cls._pubsub(),
                 name=cls.name or "",
+                secret=cls.secret,
             )
             cls._runtime = runtime
         return runtime

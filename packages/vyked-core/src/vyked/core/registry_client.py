@@ -16,7 +16,7 @@ import logging
 
 from vyked.core.addresses import Address
 from vyked.core.backoff import Attempts, Reconnecting
-from vyked.core.exceptions import ConnectionLost, RegistryUnavailable
+from vyked.core.exceptions import AuthenticationFailed, ConnectionLost, RegistryUnavailable
 from vyked.core.instances import InstanceDirectory
 from vyked.core.protocol.packets import (
     Error,
@@ -29,6 +29,7 @@ from vyked.core.protocol.packets import (
     ServiceState,
     Watch,
 )
+from vyked.core.security import Trust
 from vyked.core.transport.connection import (
     DEFAULT_HEARTBEAT_INTERVAL,
     DEFAULT_HEARTBEAT_TIMEOUT,
@@ -54,6 +55,7 @@ class RegistryClient:
         node_id: str,
         connect_timeout: float = 5.0,
         heartbeat: tuple[float, float] = (DEFAULT_HEARTBEAT_INTERVAL, DEFAULT_HEARTBEAT_TIMEOUT),
+        trust: Trust | None = None,
     ) -> None:
         if not addresses:
             raise RegistryUnavailable("no registry address configured")
@@ -62,6 +64,7 @@ class RegistryClient:
         self.node_id = node_id
         self.connect_timeout = connect_timeout
         self.heartbeat = heartbeat
+        self.trust = trust or Trust()
         self.connection: Connection | None = None
         self._registrations: dict[str, Register] = {}
         self.states: dict[str, ServiceState] = {}
@@ -70,7 +73,10 @@ class RegistryClient:
         self._snapshots: dict[str, asyncio.Future[None]] = {}
         self._acks: dict[str, asyncio.Future[None]] = {}
         self._keeper = Reconnecting(
-            self._stay_connected, retry_on=RegistryUnavailable, logger=logger, what="registry connection"
+            self._stay_connected,
+            retry_on=(RegistryUnavailable, AuthenticationFailed),
+            logger=logger,
+            what="registry connection",
         )
         self._address_index = 0
         self._closing = False
@@ -86,7 +92,11 @@ class RegistryClient:
     async def _stay_connected(self, attempts: Attempts) -> None:
         """One session with a registry: connect unless connected, wait until it closes."""
         if self.connection is None:
-            await self._connect_any()
+            try:
+                await self._connect_any()
+            except AuthenticationFailed as exc:
+                logger.error("the registry refused this host, or is not trusted: %s", exc)
+                raise
         attempts.succeeded()
         if self.connection is not None:
             # Shielded: cancelling the keeper must not cancel the connection's own future.
@@ -162,7 +172,14 @@ class RegistryClient:
             host, port = self.addresses[(self._address_index + attempt) % len(self.addresses)]
             try:
                 conn = await open_connection(
-                    host, port, self, node_id=self.node_id, role="host", timeout=self.connect_timeout
+                    host,
+                    port,
+                    self,
+                    node_id=self.node_id,
+                    role="host",
+                    timeout=self.connect_timeout,
+                    secret=self.trust.secret,
+                    ssl_context=self.trust.connect_context() if self.trust.tls else None,
                 )
             except ConnectionLost as exc:
                 errors.append(str(exc))

@@ -36,6 +36,11 @@ class Service:
         self._clients: list[ServiceClient] = []
 
     @property
+    def serves_tls(self) -> bool:
+        """Whether the service serves TLS; recorded by the registry so clients know."""
+        return False
+
+    @property
     def clients(self) -> list[ServiceClient]:
         """The clients this service uses; their services are its dependencies."""
         return self._clients
@@ -64,6 +69,7 @@ class Service:
                 port=self.host_port,
                 node_id=self.node_id,
                 kind=self.kind,
+                tls=self.serves_tls,
             ),
             dependencies=[Dependency(service=c.name, version=c.version) for c in self._clients],
         )

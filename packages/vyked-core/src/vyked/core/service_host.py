@@ -20,6 +20,7 @@ from vyked.core.exceptions import HostNotRunning, RegistryUnavailable
 from vyked.core.extensions import E, ExtensionKey, HostExtension
 from vyked.core.instances import InstanceDirectory
 from vyked.core.registry_client import RegistryClient
+from vyked.core.security import Trust
 from vyked.core.service import Service
 from vyked.core.transport.connection import DEFAULT_HEARTBEAT_INTERVAL, DEFAULT_HEARTBEAT_TIMEOUT
 
@@ -49,8 +50,18 @@ class ServiceHost:
         name: str = "",
         heartbeat_interval: float = DEFAULT_HEARTBEAT_INTERVAL,
         heartbeat_timeout: float = DEFAULT_HEARTBEAT_TIMEOUT,
+        secret: str | bytes | None = None,
+        tls_cert: str | None = None,
+        tls_key: str | None = None,
+        tls_ca: str | None = None,
+        trust: Trust | None = None,
     ) -> None:
+        """``secret`` and the ``tls_*`` paths default to the ``VYKED_SECRET``,
+        ``VYKED_SECRET_FILE`` and ``VYKED_TLS_*`` variables (see :mod:`vyked.core.security`);
+        ``trust`` gives them ready-made instead."""
         self.name = name
+        self.trust = trust or Trust.configure(secret=secret, tls_cert=tls_cert, tls_key=tls_key, tls_ca=tls_ca)
+        """The cluster secret and TLS contexts of every connection this host makes or serves."""
         self.heartbeat = (heartbeat_interval, heartbeat_timeout)
         """``(interval, timeout)`` for the connections this host opens: to the registry and to
         the instances it calls. A peer silent for ``timeout`` seconds is taken for dead."""
@@ -132,7 +143,7 @@ class ServiceHost:
                 "no registry configured: set Host.registry_host / Host.registry_port (or pass registry= to ServiceHost)"
             )
         self._registry = RegistryClient(
-            self.registry_addresses, self.directory, node_id=self.node_id, heartbeat=self.heartbeat
+            self.registry_addresses, self.directory, node_id=self.node_id, heartbeat=self.heartbeat, trust=self.trust
         )
         await self._registry.start()
         for service in self.services:

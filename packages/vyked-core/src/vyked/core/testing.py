@@ -202,6 +202,7 @@ class RawClient:
         self.session = session
         self._decoder = FrameDecoder()
         self._received: deque[Packet] = deque()
+        self._refusal_seen = False
 
     @classmethod
     async def connect(cls, port: int, hello: bool = True) -> RawClient:
@@ -238,6 +239,9 @@ class RawClient:
             self._received.extend(self._decoder.feed(data))
             return
         self._received.extend(self.session.receive_data(data))
+        if self.session.refusal is not None and not self._refusal_seen:
+            self._refusal_seen = True
+            self._received.append(self.session.refusal)  # the peer's last word, before it closes
         self.writer.write(self.session.data_to_send())
 
     async def closed_by_peer(self, timeout: float = 5.0) -> bool:

@@ -19,12 +19,20 @@ from collections.abc import Sequence
 import msgspec
 
 from vyked.core.addresses import parse_addresses
-from vyked.core.exceptions import ConnectionLost, ListenError, MissingExtra, RegistryUnavailable
+from vyked.core.exceptions import (
+    ConfigurationError,
+    ConnectionLost,
+    ListenError,
+    MissingExtra,
+    RegistryUnavailable,
+    VykedError,
+)
 from vyked.core.protocol.packets import InstanceStatus, Packet, StatusQuery, StatusReport
+from vyked.core.security import Trust
 from vyked.core.transport import Connection, open_connection
 from vyked.core.transport.connection import DEFAULT_HEARTBEAT_INTERVAL, DEFAULT_HEARTBEAT_TIMEOUT
 from vyked.registry.replication import DEFAULT_LEASE_TTL
-from vyked.registry.server import Registry
+from vyked.registry.server import DEFAULT_MAX_CONNECTIONS, Registry
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -57,6 +65,19 @@ def build_parser() -> argparse.ArgumentParser:
         default=DEFAULT_LEASE_TTL,
         help=f"with --redis: seconds an instance outlives its registry (default: {DEFAULT_LEASE_TTL})",
     )
+    add_trust_arguments(parser)
+    parser.add_argument(
+        "--require-identity",
+        action="store_true",
+        help="with mutual TLS: accept a registration only for a service its client certificate names "
+        "(SAN URI vyked://<Service>, or the CN)",
+    )
+    parser.add_argument(
+        "--max-connections",
+        type=int,
+        default=DEFAULT_MAX_CONNECTIONS,
+        help=f"hosts connected at once; more are refused (default: {DEFAULT_MAX_CONNECTIONS})",
+    )
     parser.add_argument(
         "--log-level",
         default="INFO",
@@ -73,7 +94,28 @@ def build_status_parser() -> argparse.ArgumentParser:
         "--registry", default="127.0.0.1:4500", help="HOST:PORT of the registry (default: 127.0.0.1:4500)"
     )
     parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    add_trust_arguments(parser)
     return parser
+
+
+def add_trust_arguments(parser: argparse.ArgumentParser) -> None:
+    """The cluster secret and TLS options; each defaults to its VYKED_* variable."""
+    parser.add_argument(
+        "--secret-file",
+        metavar="PATH",
+        help="file holding the cluster secret (default: VYKED_SECRET, VYKED_SECRET_FILE)",
+    )
+    parser.add_argument("--tls-cert", metavar="PEM", help="certificate chain (default: VYKED_TLS_CERT)")
+    parser.add_argument("--tls-key", metavar="PEM", help="private key (default: VYKED_TLS_KEY)")
+    parser.add_argument(
+        "--tls-ca", metavar="PEM", help="CA that peers' certificates must chain to: mutual TLS (default: VYKED_TLS_CA)"
+    )
+
+
+def trust_from(args: argparse.Namespace) -> Trust:
+    return Trust.configure(
+        secret_file=args.secret_file, tls_cert=args.tls_cert, tls_key=args.tls_key, tls_ca=args.tls_ca
+    )
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -90,11 +132,14 @@ def main(argv: Sequence[str] | None = None) -> int:
             heartbeat_interval=args.heartbeat_interval,
             heartbeat_timeout=args.heartbeat_timeout,
             lease_ttl=args.lease_ttl,
+            trust=trust_from(args),
+            require_identity=args.require_identity,
+            max_connections=args.max_connections,
         ).start()
     except MissingExtra as exc:  # --redis without the redis extra installed
         print(f"vyked-registry: --redis: {exc}", file=sys.stderr)
         return 2
-    except (ListenError, RegistryUnavailable) as exc:  # address in use; Redis unreachable at start
+    except (ListenError, RegistryUnavailable, ConfigurationError) as exc:  # address in use; Redis down; bad TLS
         print(f"vyked-registry: {exc}", file=sys.stderr)
         return 1
     return 0
@@ -116,10 +161,19 @@ class _Answer:
             self.future.set_exception(ConnectionLost("the registry closed the connection"))
 
 
-async def fetch_status(host: str, port: int, timeout: float = 5.0) -> StatusReport:
+async def fetch_status(host: str, port: int, timeout: float = 5.0, trust: Trust | None = None) -> StatusReport:
     """Ask the registry at ``host:port`` for its :class:`StatusReport`."""
     answer = _Answer()
-    conn = await open_connection(host, port, answer, role="status", timeout=timeout)
+    trust = trust or Trust.configure()
+    conn = await open_connection(
+        host,
+        port,
+        answer,
+        role="status",
+        timeout=timeout,
+        secret=trust.secret,
+        ssl_context=trust.connect_context() if trust.tls else None,
+    )
     try:
         conn.send(StatusQuery())
         return await asyncio.wait_for(answer.future, timeout)
@@ -131,9 +185,12 @@ def status_main(argv: Sequence[str]) -> int:
     args = build_status_parser().parse_args(argv)
     ((host, port),) = parse_addresses(args.registry)
     try:
-        report = asyncio.run(fetch_status(host, port))
+        report = asyncio.run(fetch_status(host, port, trust=trust_from(args)))
     except (ConnectionLost, TimeoutError) as exc:
         print(f"vyked-registry status: cannot reach the registry at {host}:{port}: {exc}", file=sys.stderr)
+        return 1
+    except VykedError as exc:  # not trusted (secret, TLS), or a malformed setting
+        print(f"vyked-registry status: {exc}", file=sys.stderr)
         return 1
     if args.json:
         print(json.dumps(msgspec.to_builtins(report), indent=2))

@@ -11,10 +11,11 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import ssl
 import uuid
 from collections.abc import Hashable
 
-from vyked.core.exceptions import ProtocolError
+from vyked.core.exceptions import AuthenticationFailed, ConfigurationError, ProtocolError
 from vyked.core.protocol import DEFAULT_MAX_FRAME_SIZE
 from vyked.core.protocol.packets import (
     Packet,
@@ -24,13 +25,21 @@ from vyked.core.protocol.packets import (
     StatusReport,
     Watch,
 )
+from vyked.core.security import Trust, certificate_names
 from vyked.core.serving import serve_until_signalled
 from vyked.core.transport import Connection, PacketServer
-from vyked.core.transport.connection import DEFAULT_HEARTBEAT_INTERVAL, DEFAULT_HEARTBEAT_TIMEOUT
+from vyked.core.transport.connection import (
+    DEFAULT_HANDSHAKE_TIMEOUT,
+    DEFAULT_HEARTBEAT_INTERVAL,
+    DEFAULT_HEARTBEAT_TIMEOUT,
+)
 from vyked.registry.replication import DEFAULT_LEASE_TTL, RedisReplication
 from vyked.registry.state import Outbox, RegistryState
 
 logger = logging.getLogger(__name__)
+
+DEFAULT_MAX_CONNECTIONS = 10_000
+"""Hosts connected to one registry at once; more are refused with ``overloaded``."""
 
 
 class Registry:
@@ -42,6 +51,12 @@ class Registry:
 
     ``redis_url`` shares state through Redis with the other registries using it;
     ``heartbeat_interval`` / ``heartbeat_timeout`` set how fast a frozen host is dropped.
+
+    ``secret`` (default: ``VYKED_SECRET`` / ``VYKED_SECRET_FILE``) admits only peers that know
+    the cluster secret; ``ssl_context`` (default: from ``VYKED_TLS_CERT``/``_KEY``/``_CA``)
+    serves TLS, mutual when a CA is given; with ``require_identity`` a host may register only
+    the services its client certificate names (SAN URI ``vyked://<Service>``, or the CN).
+    ``max_connections`` caps the hosts connected at once.
     """
 
     def __init__(
@@ -54,16 +69,32 @@ class Registry:
         heartbeat_timeout: float = DEFAULT_HEARTBEAT_TIMEOUT,
         lease_ttl: float = DEFAULT_LEASE_TTL,
         max_frame_size: int = DEFAULT_MAX_FRAME_SIZE,
+        secret: str | bytes | None = None,
+        ssl_context: ssl.SSLContext | None = None,
+        trust: Trust | None = None,
+        require_identity: bool = False,
+        max_connections: int = DEFAULT_MAX_CONNECTIONS,
+        handshake_timeout: float = DEFAULT_HANDSHAKE_TIMEOUT,
     ) -> None:
         self.ip = ip
         self.port = port
         self.id = uuid.uuid4().hex[:12]
         self.state = RegistryState(self.id)
+        self.trust = trust or Trust.configure(secret=secret, server_ssl=ssl_context)
+        self.require_identity = require_identity
+        if require_identity and (
+            self.trust.server_ssl is None or self.trust.server_ssl.verify_mode != ssl.CERT_REQUIRED
+        ):
+            raise ConfigurationError("require_identity needs mutual TLS: a certificate, its key and a CA")
         self._server = PacketServer(
             self,
             node_id=f"registry-{self.id}",
             max_frame_size=max_frame_size,
             heartbeat=(heartbeat_interval, heartbeat_timeout),
+            secret=self.trust.secret,
+            ssl_context=self.trust.server_ssl,
+            handshake_timeout=handshake_timeout,
+            max_connections=max_connections,
         )
         self.replication: RedisReplication | None = None
         if redis_url is not None:
@@ -82,6 +113,12 @@ class Registry:
         self.ip, self.port = await self._server.start(self.ip, self.port)
         mode = "shared through Redis" if self.replication else "in memory"
         logger.info("vyked registry %s listening on %s:%s, state %s", self.id, self.ip, self.port, mode)
+        if self.trust.secret is None:
+            logger.warning("no cluster secret is configured (VYKED_SECRET): any process that reaches this registry "
+                           "may register as any service")  # fmt: skip
+        if self.trust.server_ssl is not None:
+            mutual = self.trust.server_ssl.verify_mode == ssl.CERT_REQUIRED
+            logger.info("serving TLS%s", " with client certificates required" if mutual else "")
 
     async def close(self) -> None:
         await self._server.close()
@@ -100,6 +137,14 @@ class Registry:
     def packet_received(self, conn: Connection, packet: Packet) -> None:
         if isinstance(packet, Register):
             info = packet.instance
+            if self.require_identity and info.service not in certificate_names(conn.peer_certificate):
+                conn.fail(
+                    AuthenticationFailed(
+                        f"the client certificate does not name the service {info.service!r} "
+                        f"(it names: {', '.join(sorted(certificate_names(conn.peer_certificate))) or 'nothing'})"
+                    )
+                )
+                return
             logger.info(
                 "registered %s v%s (%s) at %s:%s [%s]",
                 info.service, info.version, info.kind, info.host, info.port, info.node_id,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import ssl
 from collections.abc import Callable
 from typing import Any, ClassVar
 
@@ -35,10 +36,16 @@ class TCPServiceClient(ServiceClient):
     kind = "tcp"
     _subscriptions: ClassVar[dict[str, tuple[str, EndpointSpec]]] = {}
 
+    def __init__(self, service_name: str, service_version: object, ssl_context: ssl.SSLContext | None = None) -> None:
+        """``ssl_context`` verifies instances that serve TLS (default: the host's ``VYKED_TLS_*``
+        settings, else the system's CAs); plaintext instances are reached without TLS."""
+        super().__init__(service_name, service_version)
+        self.ssl_context = ssl_context
+
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
         declared = collect(cls, EndpointSpec, of_kind("request", "subscribe", "xsubscribe"))
-        check_reserved(cls, TCPServiceClient, declared, {"name", "version", "host"})
+        check_reserved(cls, TCPServiceClient, declared, {"name", "version", "host", "ssl_context"})
         cls._subscriptions = {
             spec.name: (attr, spec)
             for attr, specs in declared.items()
@@ -74,7 +81,7 @@ class TCPServiceClient(ServiceClient):
                 return ic.request(self.name, endpoint, params, timeout)
 
         async def attempt(host: ServiceHost, instance: Instance) -> Any:
-            ic = await host.extension(POOL).connect(instance)
+            ic = await host.extension(POOL).connect(instance, self.ssl_context)
             return await ic.request(self.name, endpoint, params, timeout)
 
         return asyncio.ensure_future(self.call(f"{self.name}.{endpoint}", entity, timeout, attempt, instance))

@@ -63,9 +63,11 @@ class Endpoint:
 class Dispatcher:
     """Routes ``request`` packets to endpoints and writes their answers."""
 
-    def __init__(self, service_name: str, endpoints: dict[str, Endpoint]) -> None:
+    def __init__(self, service_name: str, endpoints: dict[str, Endpoint], *, max_in_flight: int = 1_000) -> None:
         self.service_name = service_name
         self.endpoints = endpoints
+        self.max_in_flight = max_in_flight
+        """Requests one connection may have running; at the limit the connection is not read."""
         self._tasks = TaskSet()
 
     def dispatch(self, conn: Connection, request: Request) -> None:
@@ -81,6 +83,9 @@ class Dispatcher:
             else:
                 self._send_result(conn, request.id, endpoint, result)
             return
+        conn.in_flight += 1
+        if conn.in_flight == self.max_in_flight:
+            conn.hold_reading()
         self._tasks.spawn(self._run(conn, request, endpoint))
 
     async def _run(self, conn: Connection, request: Request, endpoint: Endpoint) -> None:
@@ -101,6 +106,10 @@ class Dispatcher:
             self._send_error(conn, request.id, self._handler_error(endpoint, request, error))
         else:
             self._send_result(conn, request.id, endpoint, result)
+        finally:
+            conn.in_flight -= 1
+            if conn.in_flight == self.max_in_flight - 1:
+                conn.release_reading()
 
     async def close(self) -> None:
         """Cancel handlers still running (their callers' connections are closing)."""

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import ssl
 import warnings
 from collections.abc import Callable
 from typing import Any
@@ -138,26 +139,35 @@ class ConnectionPool(HostExtension):
         ic = self.connections.get(instance.node_id)
         return ic if ic is not None and ic.usable else None
 
-    async def connect(self, instance: Instance) -> InstanceConnection:
-        """The ready connection to ``instance``, opening it if needed (once, however many ask).
+    async def connect(self, instance: Instance, ssl_context: ssl.SSLContext | None = None) -> InstanceConnection:
+        """The ready connection to ``instance``, opening it if needed (once, however many ask);
+        over TLS if the instance serves TLS, with ``ssl_context`` or else the host's.
 
-        Raises :class:`~vyked.core.client.InstanceUnreachable` if it cannot be opened.
+        Raises :class:`~vyked.core.client.InstanceUnreachable` if it cannot be opened, and
+        :class:`~vyked.core.exceptions.AuthenticationFailed` if either side does not trust the other.
         """
         ready = self.ready(instance)
         if ready is not None:
             return ready
         waiting = self._connecting.get(instance.node_id)
         if waiting is None:
-            waiting = asyncio.ensure_future(self._open(instance))
+            waiting = asyncio.ensure_future(self._open(instance, ssl_context))
             self._connecting[instance.node_id] = waiting
             waiting.add_done_callback(lambda _: self._connecting.pop(instance.node_id, None))
         return await asyncio.shield(waiting)
 
-    async def _open(self, instance: Instance) -> InstanceConnection:
+    async def _open(self, instance: Instance, ssl_context: ssl.SSLContext | None) -> InstanceConnection:
         ic = InstanceConnection(instance, self._lost)
+        trust = self.host.trust
         try:
             ic.connection = await open_connection(
-                instance.host, instance.port, ic, node_id=self.host.node_id, role="client"
+                instance.host,
+                instance.port,
+                ic,
+                node_id=self.host.node_id,
+                role="client",
+                secret=trust.secret,
+                ssl_context=(ssl_context or trust.connect_context()) if instance.tls else None,
             )
         except ConnectionLost as exc:
             raise InstanceUnreachable(str(exc)) from exc

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ssl
 from collections.abc import Callable
 from typing import Any, ClassVar
 
@@ -15,7 +16,15 @@ from vyked.tcp.dispatch import Dispatcher, Endpoint
 from vyked.tcp.pubsub.hub import PubSub, publish_event
 from vyked.tcp.server import ServiceProtocolHandler
 
-_INSTANCE_ATTRIBUTES = frozenset({"name", "version", "host_ip", "host_port", "node_id", "host", "max_frame_size"})
+_INSTANCE_ATTRIBUTES = frozenset(
+    {"name", "version", "host_ip", "host_port", "node_id", "host", "max_frame_size", "ssl_context"}
+    | {"max_connections", "max_in_flight"}
+)
+
+DEFAULT_MAX_CONNECTIONS = 10_000
+"""Connections a TCP service accepts at once; more are refused with ``overloaded``."""
+DEFAULT_MAX_IN_FLIGHT = 1_000
+"""Requests one connection may have running at once; past it the service stops reading it."""
 
 
 class TCPService(Service):
@@ -47,13 +56,27 @@ class TCPService(Service):
         service_version: object,
         host_ip: str = "127.0.0.1",
         host_port: int = 0,
+        ssl_context: ssl.SSLContext | None = None,
         *,
         max_frame_size: int = DEFAULT_MAX_FRAME_SIZE,
+        max_connections: int = DEFAULT_MAX_CONNECTIONS,
+        max_in_flight: int = DEFAULT_MAX_IN_FLIGHT,
     ) -> None:
+        """``ssl_context`` serves TLS (default: the host's ``VYKED_TLS_*`` settings, if any).
+        ``max_connections`` caps accepted connections (more are refused with ``overloaded``);
+        ``max_in_flight`` caps the requests one connection may have running: past it the
+        service stops reading that connection until some finish."""
         super().__init__(service_name, service_version, host_ip, host_port)
         self.max_frame_size = max_frame_size
+        self.ssl_context = ssl_context
+        self.max_connections = max_connections
+        self.max_in_flight = max_in_flight
         self._server: PacketServer | None = None
         self._dispatcher: Dispatcher | None = None
+
+    @property
+    def serves_tls(self) -> bool:
+        return self.ssl_context is not None
 
     def endpoints(self) -> dict[str, Endpoint]:
         """The service's ``@api`` methods, bound and ready to call."""
@@ -63,11 +86,17 @@ class TCPService(Service):
 
     async def start(self, host: ServiceHost) -> None:
         await super().start(host)
-        self._dispatcher = Dispatcher(self.name, self.endpoints())
+        if self.ssl_context is None:
+            self.ssl_context = host.trust.server_ssl
+        self._dispatcher = Dispatcher(self.name, self.endpoints(), max_in_flight=self.max_in_flight)
         self._server = PacketServer(
             ServiceProtocolHandler(self._dispatcher, PubSub.of(host)),
             node_id=self.node_id,
             max_frame_size=self.max_frame_size,
+            heartbeat=host.heartbeat,
+            secret=host.trust.secret,
+            ssl_context=self.ssl_context,
+            max_connections=self.max_connections,
         )
         _, self.host_port = await self._server.start(self.host_ip, self.host_port)
 

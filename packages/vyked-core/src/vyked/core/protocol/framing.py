@@ -20,6 +20,10 @@ DEFAULT_MAX_FRAME_SIZE = 16 * 1024 * 1024
 # Small, because a registry or service may hold thousands of mostly idle connections; the
 # buffer grows for large frames (or bursts) and shrinks back once they are parsed.
 _INITIAL_BUFFER_SIZE = 16 * 1024
+# The buffer grows geometrically with the bytes actually received (at most twice the pending
+# bytes plus this), never to the size a header announces: a peer dripping a 16 MiB frame must
+# not make us hold 16 MiB, while a real 16 MiB frame still takes about ten reallocations.
+_GROWTH_SLACK = 64 * 1024
 # Below this much free space a read would be needlessly small, so make room first.
 _MIN_READ_SIZE = 4 * 1024
 _SHRINK_ABOVE = 1024 * 1024
@@ -48,9 +52,19 @@ def decode_packet(body: bytes | memoryview) -> Packet:
     """Decode and validate one frame body; raises :class:`ProtocolError` if it is not a packet."""
     try:
         packet: Packet = _decoder.decode(body)
-    except msgspec.DecodeError as exc:
-        raise ProtocolError(f"malformed frame: {exc}") from None
+    except _DECODE_ERRORS as exc:
+        raise _malformed(exc) from None
     return packet
+
+
+# msgspec.DecodeError (and ValidationError) are ValueErrors; deep nesting raises RecursionError.
+_DECODE_ERRORS = (ValueError, RecursionError)
+
+
+def _malformed(exc: Exception) -> ProtocolError:
+    if isinstance(exc, RecursionError):
+        return ProtocolError("malformed frame: JSON nested too deeply")
+    return ProtocolError(f"malformed frame: {exc}")
 
 
 class FrameDecoder:
@@ -71,10 +85,23 @@ class FrameDecoder:
         self._needed = 0  # size of the frame being waited for, header included
         self.error: ProtocolError | None = None
 
+    @property
+    def partial_bytes(self) -> int:
+        """Bytes received of the frame not yet complete (header included); 0 between frames.
+
+        Complete frames are parsed as soon as they arrive, so these are only the bytes of the
+        frame being received: a growing count without packets is a peer still sending, or
+        dripping, one frame."""
+        return self._end - self._start
+
+    @property
+    def buffered_capacity(self) -> int:
+        """Bytes of memory the receive buffer holds now."""
+        return len(self._buffer)
+
     def get_buffer(self) -> memoryview:
         """Writable space at the end of the received bytes."""
-        free = len(self._buffer) - self._end
-        if free < _MIN_READ_SIZE or free < self._needed - (self._end - self._start):
+        if len(self._buffer) - self._end < _MIN_READ_SIZE:
             self._make_room()
         return self._view[self._end :]
 
@@ -83,9 +110,11 @@ class FrameDecoder:
         self._end += nbytes
         packets: list[Packet] = []
         if self.error is not None:
+            self._start = self._end = 0  # nothing is parsed after an error: drop what arrives
             return packets
         buffer, view = self._buffer, self._view
         start, end = self._start, self._end
+        self._needed = 0
         while end - start >= HEADER_SIZE:
             size = int.from_bytes(buffer[start : start + HEADER_SIZE], "big")
             if size > self.max_frame_size:
@@ -97,11 +126,12 @@ class FrameDecoder:
                 break
             try:
                 packets.append(_decoder.decode(view[start + HEADER_SIZE : frame_end]))
-            except msgspec.DecodeError as exc:
-                self.error = ProtocolError(f"malformed frame: {exc}")
+            except _DECODE_ERRORS as exc:
+                self.error = _malformed(exc)
                 break
             start = frame_end
-        if start == end:
+        if start == end or self.error is not None:
+            # Nothing pending, or nothing more will be parsed: later bytes are discarded.
             start = end = 0
             self._end = 0
             self._needed = 0
@@ -125,8 +155,13 @@ class FrameDecoder:
 
     def _make_room(self) -> None:
         pending = self._end - self._start
-        wanted = max(_INITIAL_BUFFER_SIZE, self._needed, pending) + _MIN_READ_SIZE
-        if wanted > len(self._buffer):
+        # The frame being received (plus a read's worth for what follows it) is the most
+        # this buffer ever needs; short of that, grow only in proportion to what arrived.
+        # Both bounds leave at least _MIN_READ_SIZE free after the pending bytes.
+        limit = max(self._needed, pending) + _MIN_READ_SIZE
+        wanted = max(_INITIAL_BUFFER_SIZE, min(limit, 2 * pending + _GROWTH_SLACK))
+        size = len(self._buffer)
+        if wanted > size or (size > _SHRINK_ABOVE and 4 * wanted <= size):
             new = bytearray(wanted)
             new[:pending] = self._buffer[self._start : self._end]
             self._buffer = new

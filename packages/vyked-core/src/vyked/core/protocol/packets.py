@@ -22,11 +22,29 @@ class _Packet(msgspec.Struct, tag_field="type", omit_defaults=True):
 
 
 class Hello(_Packet, tag="hello"):
-    """First packet on every connection, from the side that connected."""
+    """First packet on every connection, from the side that connected. ``nonce`` (hex) is set
+    when the connecting side knows a cluster secret: the accepting side must then prove it
+    knows the secret too (``challenge``)."""
 
     protocol: int
     node_id: str = ""
     role: str = ""
+    nonce: str = ""
+
+
+class Challenge(_Packet, tag="challenge"):
+    """The accepting side's answer to ``hello`` when it has a cluster secret: its own ``nonce``
+    and ``proof`` = HMAC-SHA256(secret, "vyked-server" | client nonce | server nonce), hex."""
+
+    nonce: str
+    proof: str
+
+
+class Auth(_Packet, tag="auth"):
+    """The connecting side's proof: HMAC-SHA256(secret, "vyked-client" | client nonce | server
+    nonce), hex. The accepting side answers ``welcome``, or ``error`` ``auth_failed``."""
+
+    proof: str
 
 
 class Welcome(_Packet, tag="welcome"):
@@ -90,6 +108,8 @@ class InstanceInfo(msgspec.Struct, frozen=True):
     port: int
     node_id: str
     kind: str = "tcp"
+    tls: bool = False
+    """The instance serves TLS: clients connect with TLS (HTTP: ``https``)."""
 
     @property
     def address(self) -> tuple[str, int]:
@@ -220,6 +240,8 @@ class EventAck(_Packet, tag="event_ack"):
 
 Packet = (
     Hello
+    | Challenge
+    | Auth
     | Welcome
     | Ping
     | Pong

@@ -2,8 +2,10 @@
 
 A :class:`Session` is what h11's ``Connection`` is to HTTP: it knows the handshake (the
 connecting side sends ``hello`` with its protocol version, the accepting side answers
-``welcome``, or an ``error`` and closes), answers ``ping`` with ``pong`` by itself, and turns
-any protocol violation into an ``error`` packet followed by the end of the session. It has no
+``welcome``, or an ``error`` and closes), proves the cluster secret both ways when one is
+configured (``challenge`` and ``auth``, see :mod:`vyked.core.protocol.auth`), answers ``ping``
+with ``pong`` by itself, and turns any protocol violation into an ``error`` packet followed by
+the end of the session. It has no
 sockets and no timers, so it is tested with plain bytes; the asyncio
 :class:`~vyked.core.transport.connection.Connection` only moves bytes between it and a
 transport.
@@ -21,14 +23,26 @@ Use::
 from __future__ import annotations
 
 from vyked.core.exceptions import (
+    AuthenticationFailed,
     ConnectionLost,
     ProtocolError,
     ProtocolVersionMismatch,
     VykedError,
     error_from_code,
 )
+from vyked.core.protocol import auth
 from vyked.core.protocol.framing import DEFAULT_MAX_FRAME_SIZE, FrameDecoder, encode_frame
-from vyked.core.protocol.packets import PROTOCOL_VERSION, Error, Hello, Packet, Ping, Pong, Welcome
+from vyked.core.protocol.packets import (
+    PROTOCOL_VERSION,
+    Auth,
+    Challenge,
+    Error,
+    Hello,
+    Packet,
+    Ping,
+    Pong,
+    Welcome,
+)
 
 
 class Session:
@@ -41,19 +55,28 @@ class Session:
       packet, another protocol version, or, on the connecting side, refused the handshake).
       The adapter sends :meth:`fail`'s bytes and closes.
     - :attr:`closed`: nothing more is parsed or sent.
+
+    With a ``secret``, the handshake succeeds only if both sides know the same secret; either
+    side that finds otherwise fails with :class:`~vyked.core.exceptions.AuthenticationFailed`.
     """
 
     __slots__ = (
+        "_awaiting_auth",
+        "_challenged",
         "_decoder",
+        "_nonce",
         "_outgoing",
-        "_peer_refused",
+        "_peer_nonce",
+        "_secret",
         "accepting",
         "closed",
         "failure",
+        "frames_received",
         "node_id",
         "peer_node_id",
         "peer_role",
         "ready",
+        "refusal",
         "role",
     )
 
@@ -64,6 +87,7 @@ class Session:
         node_id: str = "",
         role: str = "",
         max_frame_size: int = DEFAULT_MAX_FRAME_SIZE,
+        secret: bytes | None = None,
     ) -> None:
         self.accepting = accepting
         self.node_id = node_id
@@ -73,7 +97,15 @@ class Session:
         self.ready = False
         self.closed = False
         self.failure: VykedError | None = None
-        self._peer_refused = False
+        self.frames_received = 0
+        """Whole frames received so far, pings and pongs included: the peer's signs of life."""
+        self.refusal: Error | None = None
+        """The ``error`` packet with which the peer ended the session, if it did."""
+        self._secret = secret or None
+        self._nonce = auth.new_nonce() if self._secret else ""
+        self._peer_nonce = ""
+        self._awaiting_auth = False
+        self._challenged = False
         self._decoder = FrameDecoder(max_frame_size)
         self._outgoing = bytearray()
 
@@ -83,7 +115,8 @@ class Session:
         """The first bytes to send: ``hello`` on the connecting side, nothing on the other."""
         if self.accepting:
             return b""
-        return bytes(encode_frame(Hello(protocol=PROTOCOL_VERSION, node_id=self.node_id, role=self.role)))
+        hello = Hello(protocol=PROTOCOL_VERSION, node_id=self.node_id, role=self.role, nonce=self._nonce)
+        return bytes(encode_frame(hello))
 
     def get_buffer(self) -> memoryview:
         """Where the next bytes read go (``asyncio.BufferedProtocol.get_buffer``)."""
@@ -99,17 +132,25 @@ class Session:
         """Feed received bytes (for callers without a receive buffer of their own)."""
         return self._process(self._decoder.feed(data))
 
+    @property
+    def partial_bytes(self) -> int:
+        """Bytes received of the frame still arriving."""
+        return self._decoder.partial_bytes
+
     def _process(self, received: list[Packet]) -> list[Packet]:
+        self.frames_received += len(received)
         delivered: list[Packet] = []
         for packet in received:
             if self.failure is not None or self.closed:
                 return delivered
             kind = type(packet)
             if kind is not Ping and kind is not Pong:
-                if self.ready:
-                    delivered.append(packet)
-                else:
+                if not self.ready:
                     self._handshake(packet)
+                elif kind is Error and isinstance(packet, Error) and packet.id is None:
+                    self._refused(packet)  # the peer closes next, and says why
+                else:
+                    delivered.append(packet)
             elif isinstance(packet, Ping):
                 self._outgoing += encode_frame(Pong(nonce=packet.nonce))
         if self._decoder.error is not None and self.failure is None:
@@ -117,25 +158,68 @@ class Session:
         return delivered
 
     def _handshake(self, packet: Packet) -> None:
-        if self.accepting:
-            if not isinstance(packet, Hello):
-                self.failure = ProtocolError(f"expected a 'hello' packet first, got {_type_name(packet)!r}")
-            elif packet.protocol != PROTOCOL_VERSION:
-                self.failure = ProtocolVersionMismatch(
-                    f"protocol version {packet.protocol} is not supported; this peer speaks {PROTOCOL_VERSION}"
-                )
+        if isinstance(packet, Error):
+            self._refused(packet)
+        elif self.accepting:
+            self._accepting_handshake(packet)
+        else:
+            self._connecting_handshake(packet)
+
+    def _accepting_handshake(self, packet: Packet) -> None:
+        if self._awaiting_auth:
+            if not isinstance(packet, Auth):
+                self.failure = ProtocolError(f"expected an 'auth' packet, got {_type_name(packet)!r}")
+            elif self._secret and auth.verify(self._secret, auth.CLIENT, self._peer_nonce, self._nonce, packet.proof):
+                self._welcome()
             else:
-                self.peer_node_id, self.peer_role = packet.node_id, packet.role
-                self._outgoing += encode_frame(Welcome(protocol=PROTOCOL_VERSION, node_id=self.node_id))
-                self.ready = True
+                self.failure = AuthenticationFailed("the peer does not know the cluster secret")
+        elif not isinstance(packet, Hello):
+            self.failure = ProtocolError(f"expected a 'hello' packet first, got {_type_name(packet)!r}")
+        elif packet.protocol != PROTOCOL_VERSION:
+            self.failure = ProtocolVersionMismatch(
+                f"protocol version {packet.protocol} is not supported; this peer speaks {PROTOCOL_VERSION}"
+            )
+        else:
+            self.peer_node_id, self.peer_role = packet.node_id, packet.role
+            if self._secret is None:
+                self._welcome()  # a connecting side with a secret refuses us: it sees no challenge
+            elif not packet.nonce:
+                self.failure = AuthenticationFailed("this cluster requires a secret, and the peer presented none")
+            else:
+                self._peer_nonce = packet.nonce
+                self._nonce = auth.new_nonce()
+                proof = auth.proof(self._secret, auth.SERVER, packet.nonce, self._nonce)
+                self._outgoing += encode_frame(Challenge(nonce=self._nonce, proof=proof))
+                self._awaiting_auth = True
+
+    def _welcome(self) -> None:
+        self._awaiting_auth = False
+        self._outgoing += encode_frame(Welcome(protocol=PROTOCOL_VERSION, node_id=self.node_id))
+        self.ready = True
+
+    def _connecting_handshake(self, packet: Packet) -> None:
+        if isinstance(packet, Challenge) and not self._challenged:
+            self._challenged = True
+            if self._secret is None:
+                self.failure = AuthenticationFailed("the peer requires a cluster secret, and none is configured here")
+            elif not auth.verify(self._secret, auth.SERVER, self._nonce, packet.nonce, packet.proof):
+                self.failure = AuthenticationFailed("the peer does not know the cluster secret")
+            else:
+                proof = auth.proof(self._secret, auth.CLIENT, self._nonce, packet.nonce)
+                self._outgoing += encode_frame(Auth(proof=proof))
         elif isinstance(packet, Welcome):
+            if self._secret is not None and not self._challenged:
+                self.failure = AuthenticationFailed("the peer does not know the cluster secret (it sent no challenge)")
+                return
             self.peer_node_id = packet.node_id
             self.ready = True
-        elif isinstance(packet, Error):
-            self._peer_refused = True
-            self.failure = error_from_code(packet.code, packet.message, packet.error_type)
         else:
             self.failure = ProtocolError(f"expected a 'welcome' packet first, got {_type_name(packet)!r}")
+
+    def _refused(self, packet: Error) -> None:
+        """The peer said why it ends the session (it closes next): nothing to answer."""
+        self.refusal = packet
+        self.failure = error_from_code(packet.code, packet.message, packet.error_type)
 
     # -- bytes out -------------------------------------------------------------------------
 
@@ -165,7 +249,7 @@ class Session:
         self.ready = False
         if self.failure is None:
             self.failure = error
-        if already or self._peer_refused:
+        if already or self.refusal is not None:
             return b""
         return bytes(encode_frame(Error(code=error.code, message=str(error))))
 

@@ -9,9 +9,15 @@ transport, runs the heartbeat timer, and tells its :class:`PacketHandler` about 
 the end of the connection.
 
 Liveness is the connection's own business: the session answers ``ping`` itself, and with
-:meth:`Connection.start_heartbeat` the connection pings an idle peer and aborts when nothing
-at all has arrived for the heartbeat timeout, which is how a frozen peer (SIGSTOP, or a
-network cut that never closes the socket) is told apart from a quiet one.
+:meth:`Connection.start_heartbeat` the connection pings an idle peer and aborts when no frame
+has arrived for the heartbeat timeout, which is how a frozen peer (SIGSTOP, or a network cut
+that never closes the socket) is told apart from a quiet one. Only whole frames count (or a
+large frame's steady progress): a peer dripping bytes does not pass for alive.
+
+Hostile peers are bounded here too: an accepted connection must complete the handshake within
+the handshake timeout; a peer that does not read its answers makes the connection stop
+reading from it once ``WRITE_HIGH_WATER`` bytes wait to be sent (and start again below the
+low-water mark); a server refuses connections over its ``max_connections``.
 """
 
 from __future__ import annotations
@@ -19,9 +25,19 @@ from __future__ import annotations
 import asyncio
 import logging
 import socket
-from typing import Protocol, cast
+import ssl
+from typing import Any, Protocol, cast
 
-from vyked.core.exceptions import ConnectionLost, ListenError, VykedError, map_exceptions
+from vyked.core.exceptions import (
+    AuthenticationFailed,
+    ConnectionLost,
+    ExceptionMap,
+    HandshakeTimeout,
+    ListenError,
+    Overloaded,
+    VykedError,
+    map_exceptions,
+)
 from vyked.core.protocol.framing import DEFAULT_MAX_FRAME_SIZE
 from vyked.core.protocol.packets import Packet
 from vyked.core.protocol.session import Session
@@ -31,6 +47,13 @@ logger = logging.getLogger(__name__)
 DEFAULT_CONNECT_TIMEOUT = 5.0
 DEFAULT_HEARTBEAT_INTERVAL = 0.5
 DEFAULT_HEARTBEAT_TIMEOUT = 2.0
+DEFAULT_HANDSHAKE_TIMEOUT = 5.0
+"""Seconds an accepted connection has to complete the handshake."""
+WRITE_HIGH_WATER = 1024 * 1024
+"""Unsent bytes above which a connection stops reading from its peer (until they drain to a
+quarter of it): a peer that sends requests but never reads answers cannot grow our memory."""
+PROGRESS_BYTES = 64 * 1024
+"""Bytes of one large frame that count as a sign of life while it is still arriving."""
 
 
 class PacketHandler(Protocol):
@@ -52,9 +75,12 @@ class Connection(asyncio.BufferedProtocol):
         node_id: str = "",
         role: str = "",
         max_frame_size: int = DEFAULT_MAX_FRAME_SIZE,
+        secret: bytes | None = None,
     ) -> None:
         self.handler = handler
-        self.session = Session(accepting=accepting, node_id=node_id, role=role, max_frame_size=max_frame_size)
+        self.session = Session(
+            accepting=accepting, node_id=node_id, role=role, max_frame_size=max_frame_size, secret=secret
+        )
         self.peername: tuple[str, int] = ("", 0)
         self.sockname: tuple[str, int] = ("", 0)
         self.closed = False
@@ -69,6 +95,13 @@ class Connection(asyncio.BufferedProtocol):
         self._failure: BaseException | None = None
         self._handshake: asyncio.Future[None] = loop.create_future()
         self._closed_future: asyncio.Future[None] = loop.create_future()
+        self._handshake_timer: asyncio.TimerHandle | None = None
+        self._refusal: VykedError | None = None
+        self._read_holds = 0
+        self.in_flight = 0
+        """Requests the owner is running for this peer (see :meth:`hold_reading`)."""
+        self._frames_seen = 0
+        self._partial_seen = 0
 
     @property
     def node_id(self) -> str:
@@ -82,6 +115,14 @@ class Connection(asyncio.BufferedProtocol):
     def peer_role(self) -> str:
         return self.session.peer_role
 
+    @property
+    def peer_certificate(self) -> dict[str, Any] | None:
+        """The peer's verified TLS certificate (``SSLSocket.getpeercert()``), if it sent one."""
+        if self._transport is None:
+            return None
+        certificate: dict[str, Any] | None = self._transport.get_extra_info("peercert")
+        return certificate
+
     # -- asyncio protocol callbacks -------------------------------------------------------
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -92,6 +133,10 @@ class Connection(asyncio.BufferedProtocol):
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         self.peername = tuple(transport.get_extra_info("peername") or ("", 0))[:2]
         self.sockname = tuple(transport.get_extra_info("sockname") or ("", 0))[:2]
+        self._transport.set_write_buffer_limits(high=WRITE_HIGH_WATER)
+        if self._refusal is not None:
+            self.fail(self._refusal)
+            return
         hello = self.session.start()
         if hello:
             self._transport.write(hello)
@@ -100,14 +145,20 @@ class Connection(asyncio.BufferedProtocol):
         return self.session.get_buffer()
 
     def buffer_updated(self, nbytes: int) -> None:
-        self.last_received = self._loop.time()
         session = self.session
         packets = session.buffer_updated(nbytes)
+        # Liveness: whole frames, or a large frame's steady progress; never a drip.
+        frames, partial = session.frames_received, session.partial_bytes
+        if frames != self._frames_seen or partial - self._partial_seen >= PROGRESS_BYTES:
+            self._frames_seen, self._partial_seen = frames, partial
+            self.last_received = self._loop.time()
         answers = session.data_to_send()
         if answers and self._transport is not None:
             self._transport.write(answers)
         if session.ready and not self.ready:
             self.ready = True
+            if self._handshake_timer is not None:
+                self._handshake_timer.cancel()
             if not self._handshake.done():
                 self._handshake.set_result(None)
         for packet in packets:
@@ -126,11 +177,15 @@ class Connection(asyncio.BufferedProtocol):
         self.session.close()
         if self._heartbeat is not None:
             self._heartbeat.cancel()
+        if self._handshake_timer is not None:
+            self._handshake_timer.cancel()
         failure = self._failure or exc
         if not self._handshake.done():
-            self._handshake.set_exception(
-                ConnectionLost(f"connection to {self._peer_text()} closed during the handshake")
-            )
+            if isinstance(exc, ssl.SSLError):  # the peer's TLS refused our certificate
+                lost: VykedError = AuthenticationFailed(f"{self._peer_text()} refused the TLS session: {exc}")
+            else:
+                lost = ConnectionLost(f"connection to {self._peer_text()} closed during the handshake")
+            self._handshake.set_exception(lost)
             self._handshake.exception()  # retrieved here so an unawaited handshake logs nothing
         if not self._closed_future.done():
             self._closed_future.set_result(None)
@@ -139,9 +194,10 @@ class Connection(asyncio.BufferedProtocol):
     async def wait_ready(self, timeout: float | None = DEFAULT_CONNECT_TIMEOUT) -> None:
         """Wait until the handshake has completed.
 
-        Raises :class:`ConnectionLost` if it does not: no answer within ``timeout``, the
-        connection closed, or the peer refused or garbled it (the protocol error is the cause),
-        so that callers treat such a peer as unreachable and try another.
+        Raises :class:`AuthenticationFailed` if either side does not trust the other (secret,
+        TLS), and :class:`ConnectionLost` if the handshake fails otherwise: no answer within
+        ``timeout``, the connection closed, or the peer refused or garbled it (the protocol
+        error is the cause), so that callers treat such a peer as unreachable and try another.
         """
         try:
             async with asyncio.timeout(timeout):
@@ -149,7 +205,7 @@ class Connection(asyncio.BufferedProtocol):
         except TimeoutError:
             self.abort()
             raise ConnectionLost(f"no handshake answer from {self._peer_text()} within {timeout} s") from None
-        except ConnectionLost:
+        except (ConnectionLost, AuthenticationFailed):
             raise
         except VykedError as exc:
             raise ConnectionLost(f"the handshake with {self._peer_text()} failed: {exc}") from exc
@@ -171,6 +227,7 @@ class Connection(asyncio.BufferedProtocol):
     def fail(self, error: VykedError) -> None:
         """Tell the peer why, then close: the reaction to any protocol violation."""
         logger.warning("closing connection with %s: %s", self._peer_text(), error)
+        self._failure = error
         frame = self.session.fail(error)
         if frame and not self.closed and self._transport is not None:
             self._transport.write(frame)
@@ -193,6 +250,41 @@ class Connection(asyncio.BufferedProtocol):
 
     async def wait_closed(self) -> None:
         await self._closed_future
+
+    # -- flow control -----------------------------------------------------------------------
+
+    def hold_reading(self) -> None:
+        """Stop reading from the peer until as many :meth:`release_reading` calls (the
+        dispatcher holds a connection with too many requests in flight)."""
+        self._read_holds += 1
+        if self._read_holds == 1 and self._transport is not None and not self.closed:
+            self._transport.pause_reading()
+
+    def release_reading(self) -> None:
+        self._read_holds -= 1
+        if self._read_holds == 0 and self._transport is not None and not self.closed:
+            self._transport.resume_reading()
+
+    def pause_writing(self) -> None:
+        self.hold_reading()  # the peer does not read its answers: stop taking its requests
+
+    def resume_writing(self) -> None:
+        self.release_reading()
+
+    # -- timers ------------------------------------------------------------------------------
+
+    def start_handshake_timer(self, timeout: float) -> None:
+        """Fail the connection unless the handshake completes within ``timeout`` seconds."""
+        if not self.ready and not self.closed:
+            self._handshake_timer = self._loop.call_later(timeout, self._handshake_overdue, timeout)
+
+    def _handshake_overdue(self, timeout: float) -> None:
+        if not self.ready and not self.closed:
+            self.fail(HandshakeTimeout(f"no complete handshake within {timeout} s"))
+
+    def refuse(self, error: VykedError) -> None:
+        """Before the connection is made: answer it with ``error`` and close at once."""
+        self._refusal = error
 
     # -- heartbeats ---------------------------------------------------------------------------
 
@@ -239,22 +331,37 @@ async def open_connection(
     role: str = "",
     timeout: float | None = DEFAULT_CONNECT_TIMEOUT,
     max_frame_size: int = DEFAULT_MAX_FRAME_SIZE,
+    secret: bytes | None = None,
+    ssl_context: ssl.SSLContext | None = None,
 ) -> Connection:
-    """Connect, complete the handshake and return the ready connection.
+    """Connect (over TLS with ``ssl_context``), complete the handshake (proving ``secret``
+    both ways, if given) and return the ready connection.
 
     Raises :class:`ConnectionLost` (a ``ConnectionError``) if the peer cannot be reached or
-    does not complete the handshake within ``timeout``.
+    does not complete the handshake within ``timeout``, and :class:`AuthenticationFailed` if
+    the peer's certificate or its knowledge of the secret do not check out (or it refuses ours).
     """
     loop = asyncio.get_running_loop()
-    with map_exceptions({TimeoutError: ConnectionLost, OSError: ConnectionLost}, f"cannot connect to {host}:{port}"):
+
+    def connection() -> Connection:
+        return Connection(
+            handler, accepting=False, node_id=node_id, role=role, max_frame_size=max_frame_size, secret=secret
+        )
+
+    with map_exceptions(_CONNECT_ERRORS, f"cannot connect to {host}:{port}"):
         async with asyncio.timeout(timeout):
             _, conn = await loop.create_connection(
-                lambda: Connection(handler, accepting=False, node_id=node_id, role=role, max_frame_size=max_frame_size),
-                host,
-                port,
+                connection, host, port, ssl=ssl_context, server_hostname=host if ssl_context is not None else None
             )
     await conn.wait_ready(timeout)
     return conn
+
+
+_CONNECT_ERRORS: ExceptionMap = {
+    ssl.SSLCertVerificationError: AuthenticationFailed,
+    TimeoutError: ConnectionLost,
+    OSError: ConnectionLost,
+}
 
 
 class PacketServer:
@@ -267,13 +374,23 @@ class PacketServer:
         node_id: str = "",
         max_frame_size: int = DEFAULT_MAX_FRAME_SIZE,
         heartbeat: tuple[float, float] | None = None,
+        secret: bytes | None = None,
+        ssl_context: ssl.SSLContext | None = None,
+        handshake_timeout: float = DEFAULT_HANDSHAKE_TIMEOUT,
+        max_connections: int | None = None,
     ) -> None:
         """``heartbeat`` is ``(interval, timeout)`` for :meth:`Connection.start_heartbeat` on
-        every accepted connection; None accepts quiet peers forever."""
+        every accepted connection; None accepts quiet peers forever. ``secret`` is the cluster
+        secret peers must prove they know; ``ssl_context`` serves TLS. Over ``max_connections``
+        a new connection gets an ``overloaded`` error and is closed."""
         self.handler = handler
         self.node_id = node_id
         self.max_frame_size = max_frame_size
         self.heartbeat = heartbeat
+        self.secret = secret
+        self.ssl_context = ssl_context
+        self.handshake_timeout = handshake_timeout
+        self.max_connections = max_connections
         self.connections: set[Connection] = set()
         self._server: asyncio.Server | None = None
 
@@ -281,14 +398,26 @@ class PacketServer:
         """Bind and listen; returns the bound address (``port=0`` picks a free port)."""
         loop = asyncio.get_running_loop()
         with map_exceptions({OSError: ListenError}, f"cannot listen on {host}:{port}"):
-            self._server = await loop.create_server(self._make_connection, host, port, reuse_address=True)
+            self._server = await loop.create_server(
+                self._make_connection, host, port, reuse_address=True, ssl=self.ssl_context
+            )
         sockname = self._server.sockets[0].getsockname()
         return sockname[0], sockname[1]
 
     def _make_connection(self) -> Connection:
-        conn = Connection(self._Tracker(self), accepting=True, node_id=self.node_id, max_frame_size=self.max_frame_size)
+        conn = Connection(
+            self._Tracker(self),
+            accepting=True,
+            node_id=self.node_id,
+            max_frame_size=self.max_frame_size,
+            secret=self.secret,
+        )
+        if self.max_connections is not None and len(self.connections) >= self.max_connections:
+            conn.refuse(Overloaded(f"this peer serves at most {self.max_connections} connections"))
+            return conn  # not tracked: it closes as soon as it is made
         if self.heartbeat is not None:
             conn.start_heartbeat(*self.heartbeat)
+        conn.start_handshake_timer(self.handshake_timeout)
         self.connections.add(conn)
         return conn
 

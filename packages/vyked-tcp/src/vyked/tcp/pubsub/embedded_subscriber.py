@@ -15,7 +15,7 @@ import time
 from typing import Any
 
 from vyked.core.backoff import Attempts, Backoff, Reconnecting
-from vyked.core.exceptions import ConnectionLost
+from vyked.core.exceptions import AuthenticationFailed, ConnectionLost
 from vyked.core.instances import Instance
 from vyked.core.protocol.packets import (
     Error,
@@ -50,7 +50,7 @@ class PublisherLink:
         self._connected_once = False
         self._loop = Reconnecting(
             self._session,
-            retry_on=ConnectionLost,
+            retry_on=(ConnectionLost, AuthenticationFailed),
             backoff=Backoff(cap=owner.settings.reconnect_delay_max),
             logger=logger,
             what=f"event link to {instance.describe()}",
@@ -60,8 +60,15 @@ class PublisherLink:
     async def _session(self, attempts: Attempts) -> None:
         """Connect, subscribe, and wait until the connection closes."""
         owner = self.owner
+        trust = owner.host.trust
         conn = await open_connection(
-            self.instance.host, self.instance.port, self, node_id=owner.host.node_id, role="subscriber"
+            self.instance.host,
+            self.instance.port,
+            self,
+            node_id=owner.host.node_id,
+            role="subscriber",
+            secret=trust.secret,
+            ssl_context=trust.connect_context() if self.instance.tls else None,
         )
         if self._connected_once:
             owner.stats.reconnects += 1
