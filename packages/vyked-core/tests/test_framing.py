@@ -107,3 +107,94 @@ def test_unserialisable_packet_raises_type_error() -> None:
 def test_error_packet_defaults_are_omitted() -> None:
     frame = bytes(encode_frame(Error(code="bad_frame", message="m")))
     assert json.loads(frame[4:]) == {"type": "error", "code": "bad_frame", "message": "m"}
+
+
+# -- hostile input ------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        b"[" * 1000 + b"]" * 1000,
+        b'{"a":' * 1000 + b"1" + b"}" * 1000,
+        b'{"type":"request","id":1,"service":"S","endpoint":"e","params":{"x":' + b"[" * 1000 + b"]" * 1000 + b"}}",
+        b'{"type":"request","id":1,"service":"S","endpoint":"e","params":' + b'{"a":' * 100_000 + b"1" + b"}" * 100_001,
+    ],
+    ids=["arrays", "objects", "arrays-in-params", "objects-in-params-100k"],
+)
+def test_deeply_nested_json_is_a_bad_frame(body: bytes) -> None:
+    decoder = FrameDecoder()
+    assert decoder.feed(len(body).to_bytes(4, "big") + body) == []
+    assert type(decoder.error) is ProtocolError
+    assert decoder.error.code == "bad_frame"
+    assert "malformed frame" in str(decoder.error)
+    with pytest.raises(ProtocolError, match="malformed frame") as info:
+        decode_packet(body)
+    assert info.value.code == "bad_frame"
+
+
+def test_a_dripped_frame_holds_memory_in_proportion_to_what_arrived() -> None:
+    size = 16 * 1024 * 1024
+    decoder = FrameDecoder()
+    decoder.feed(size.to_bytes(4, "big") + b"x" * 10)
+    decoder.get_buffer()  # what the transport asks for before its next read
+    assert decoder.partial_bytes == 14
+    assert decoder.buffered_capacity <= 64 * 1024
+    received = 14
+    for _ in range(300):
+        decoder.feed(b"x" * 100)
+        decoder.get_buffer()
+        received += 100
+        assert decoder.partial_bytes == received
+        assert decoder.buffered_capacity <= 2 * received + 80 * 1024
+    assert decoder.error is None
+
+
+def test_a_frame_at_the_limit_split_in_many_reads_decodes_in_a_few_growths() -> None:
+    big = Response(id=1, result="x" * (16 * 1024 * 1024 - 100))
+    data = bytes(encode_frame(big)) + bytes(encode_frame(Response(id=2)))
+    assert len(data) - 4 - len(encode_frame(Response(id=2))) <= 16 * 1024 * 1024
+    decoder = FrameDecoder()
+    received: list[object] = []
+    capacities = {decoder.buffered_capacity}
+    for offset in range(0, len(data), 64 * 1024):
+        received += decoder.feed(data[offset : offset + 64 * 1024])
+        capacities.add(decoder.buffered_capacity)
+    assert received == [big, Response(id=2)]
+    assert len(capacities) <= 12
+    assert decoder.partial_bytes == 0
+
+
+def test_partial_bytes_counts_only_the_frame_being_received() -> None:
+    frame = bytes(encode_frame(Response(id=1, result="abc")))
+    decoder = FrameDecoder()
+    assert decoder.partial_bytes == 0
+    assert decoder.feed(frame[:2]) == []
+    assert decoder.partial_bytes == 2
+    assert decoder.feed(frame[2:] + frame + frame[:7]) == [Response(id=1, result="abc")] * 2
+    assert decoder.partial_bytes == 7
+    assert decoder.feed(frame[7:]) == [Response(id=1, result="abc")]
+    assert decoder.partial_bytes == 0
+
+
+def test_an_oversized_header_is_refused_before_anything_more_is_buffered() -> None:
+    decoder = FrameDecoder(max_frame_size=1024)
+    initial = decoder.buffered_capacity
+    decoder.feed((1025).to_bytes(4, "big"))
+    assert isinstance(decoder.error, FrameTooLarge)
+    for _ in range(100):  # whatever the peer keeps sending is dropped, not held
+        decoder.feed(b"x" * 10_000)
+        decoder.get_buffer()
+    assert decoder.partial_bytes == 0
+    assert decoder.buffered_capacity == initial
+
+
+def test_the_buffer_shrinks_after_a_large_frame() -> None:
+    big = bytes(encode_frame(Response(id=1, result="x" * 5_000_000)))
+    small = bytes(encode_frame(Response(id=2)))
+    decoder = FrameDecoder()
+    # a large frame followed by the start of the next: the buffer is not emptied, yet shrinks
+    assert len(decoder.feed(big + small[:3])) == 1
+    decoder.get_buffer()
+    assert decoder.buffered_capacity <= 64 * 1024
+    assert decoder.feed(small[3:]) == [Response(id=2)]

