@@ -2,7 +2,8 @@
 
 - ``serve``: start an HTTPService on 127.0.0.1 without a registry (its host is never started).
 - ``http``: a plain aiohttp client session, to look at services from outside.
-- ``tls``: a self-signed certificate for 127.0.0.1 and the SSL contexts that go with it.
+- ``tls``: a self-signed certificate for 127.0.0.1 and the SSL contexts that go with it; the
+  certificate is its own CA. ``other_tls``: another one, which ``tls`` does not trust.
 
 Tests that go through the registry use ``vyked_registry`` / ``vyked_host`` from
 :mod:`vyked.core.pytest_plugin`, which skip when vyked-registry is not installed.
@@ -66,7 +67,15 @@ class TLSFiles:
 
 @pytest.fixture(scope="session")
 def tls(tmp_path_factory: pytest.TempPathFactory) -> TLSFiles:
-    directory = tmp_path_factory.mktemp("tls")
+    return _self_signed(tmp_path_factory.mktemp("tls"))
+
+
+@pytest.fixture(scope="session")
+def other_tls(tmp_path_factory: pytest.TempPathFactory) -> TLSFiles:
+    return _self_signed(tmp_path_factory.mktemp("other-tls"))
+
+
+def _self_signed(directory: Path) -> TLSFiles:
     files = TLSFiles(directory / "cert.pem", directory / "key.pem")
     if importlib.util.find_spec("cryptography") is not None:
         _self_signed_with_cryptography(files)

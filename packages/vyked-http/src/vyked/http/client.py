@@ -18,6 +18,7 @@ import aiohttp
 from vyked.core.client import InstanceUnreachable, ServiceClient
 from vyked.core.endpoints import check_reserved, collect, install_senders
 from vyked.core.exceptions import (
+    AuthenticationFailed,
     ConnectionLost,
     DefinitionError,
     ExceptionMap,
@@ -37,7 +38,7 @@ DEFAULT_TIMEOUT = 30.0
 APP_HEADER = "X-Vyked-App"
 """The header carrying a request's ``app_name``."""
 
-_INSTANCE_ATTRIBUTES = frozenset({"name", "version", "host", "ssl", "scheme", "timeout"})
+_INSTANCE_ATTRIBUTES = frozenset({"name", "version", "host", "ssl", "timeout"})
 _PASSED_THROUGH = ("params", "headers", "data", "json", "cookies")
 
 _AIOHTTP_ERRORS: ExceptionMap = {
@@ -75,8 +76,11 @@ class HTTPServiceClient(ServiceClient):
     ``app_name`` travels in the ``X-Vyked-App`` header; ``entity`` picks the instance; other
     entries (the method's own arguments) are ignored.
 
-    For a service served over HTTPS pass ``ssl=True`` (default verification) or an
-    :class:`ssl.SSLContext`: the registry does not record schemes.
+    The registry records which instances serve HTTPS: the client uses ``https`` for those and
+    ``http`` for the others, without being told. It verifies HTTPS instances with its host's
+    TLS settings (``VYKED_TLS_CA``..., else the system's CAs), or with an
+    :class:`ssl.SSLContext` given as ``ssl=``. An instance whose certificate does not verify
+    fails the request at once with :class:`~vyked.core.exceptions.AuthenticationFailed`.
     """
 
     kind = "http"
@@ -97,11 +101,13 @@ class HTTPServiceClient(ServiceClient):
         ssl: SSLContext | bool = False,
         timeout: float = DEFAULT_TIMEOUT,
     ) -> None:
+        """``ssl``: an :class:`ssl.SSLContext` verifies the instances that serve HTTPS in place of
+        the host's TLS settings. ``True`` or ``False`` (the seed's way of asking for HTTPS) are
+        accepted and change nothing: the registry says which instances serve HTTPS."""
         super().__init__(service_name, service_version)
         self.ssl = ssl
-        self.scheme = "https" if ssl is not False else "http"
         self.timeout = timeout
-        self._aiohttp_ssl: SSLContext | bool = ssl if isinstance(ssl, SSLContext) else True
+        self._ssl_context = ssl if isinstance(ssl, SSLContext) else None
 
     async def request(
         self,
@@ -155,17 +161,30 @@ class HTTPServiceClient(ServiceClient):
         app_name = values.get("app_name")
         if app_name is not None:
             kwargs["headers"] = {**(kwargs.get("headers") or {}), APP_HEADER: str(app_name)}
-        scheme, ssl = self.scheme, self._aiohttp_ssl
+        own_context = self._ssl_context
         what = f"{method} {path}"
 
         async def attempt(host: ServiceHost, instance: Instance) -> aiohttp.ClientResponse:
-            url = f"{scheme}://{_url_host(instance.host)}:{instance.port}{path}"
+            pool = host.extension(POOL)
+            if instance.tls:
+                url = f"https://{_url_host(instance.host)}:{instance.port}{path}"
+                ssl: SSLContext | bool = own_context or pool.ssl_context
+            else:
+                url = f"http://{_url_host(instance.host)}:{instance.port}{path}"
+                ssl = True  # aiohttp's default; ignored for http
             try:
-                response = await host.extension(POOL).session.request(method, url, ssl=ssl, **kwargs)
+                response = await pool.session.request(method, url, ssl=ssl, **kwargs)
                 # read() keeps the body and hands the connection back to the pool (it closes it
                 # on failure), so the response stays fully readable. release() would not do:
                 # a released response refuses read().
                 await response.read()
+            except aiohttp.ClientConnectorCertificateError as exc:
+                # not InstanceUnreachable: another instance would most likely fail alike, and an
+                # untrusted certificate is a configuration error to report, not to route around
+                raise AuthenticationFailed(
+                    f"{what}: {instance.describe()} serves a TLS certificate this host does not trust: "
+                    f"{_verify_message(exc)}"
+                ) from exc
             except Exception:
                 # translated here, on failure only: a context manager around every request would
                 # cost microseconds on the hot path
@@ -185,6 +204,13 @@ def _param_names(params: Any) -> set[str]:
     if isinstance(params, str):
         return {pair.partition("=")[0] for pair in params.split("&")}
     return {str(pair[0]) for pair in params}
+
+
+def _verify_message(exc: aiohttp.ClientConnectorCertificateError) -> str:
+    """Why the certificate did not verify (``self-signed certificate``, ``certificate has
+    expired``...)."""
+    error = exc.certificate_error
+    return getattr(error, "verify_message", None) or str(error)
 
 
 def _url_host(host: str) -> str:

@@ -3,6 +3,8 @@ a host process, made on first use and closed when the host stops (``host.extensi
 
 from __future__ import annotations
 
+import ssl
+
 import aiohttp
 
 from vyked.core.extensions import ExtensionKey, HostExtension
@@ -17,6 +19,10 @@ class HTTPClientPool(HostExtension):
         # No aiohttp timeouts: a request's timeout covers finding an instance, connecting and
         # reading the whole answer, and ServiceClient.call enforces it around all three.
         self.session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout())
+        self.ssl_context: ssl.SSLContext = host.trust.connect_context()
+        """Verifies the instances that serve HTTPS (and presents the host's certificate to
+        those that ask for one): the host's TLS settings, else the system's CAs. Made once, so
+        that aiohttp reuses keep-alive connections (its pool is keyed by the context too)."""
 
     async def close(self) -> None:
         """Close the session and its connections (the host does this when it stops)."""

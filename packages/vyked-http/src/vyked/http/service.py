@@ -42,9 +42,11 @@ class HTTPService(Service):
     starting it serves the routes on ``ip:port`` (port 0 picks a free one, stored back in
     :attr:`host_port`) and registers the instance with the registry as kind ``http``.
 
-    Every service also answers ``GET /ping`` and ``GET /_stats``. With ``ssl_context`` it
-    serves HTTPS; with ``allow_cross_domain`` it answers CORS preflight requests and lets
-    any origin read its answers.
+    Every service also answers ``GET /ping`` and ``GET /_stats``. With ``ssl_context``, or
+    else when its host has a TLS certificate (``VYKED_TLS_CERT``/``VYKED_TLS_KEY``), it serves
+    HTTPS, and the registry records it so that clients use ``https`` without being told. With
+    ``allow_cross_domain`` it answers CORS preflight requests and lets any origin read its
+    answers.
     """
 
     kind = "http"
@@ -67,6 +69,7 @@ class HTTPService(Service):
         *,
         shutdown_timeout: float = DEFAULT_SHUTDOWN_TIMEOUT,
     ) -> None:
+        """``ssl_context`` serves HTTPS (default: the host's ``VYKED_TLS_*`` settings, if any)."""
         super().__init__(service_name, service_version, host_ip, host_port)
         self.ssl_context = ssl_context
         self.allow_cross_domain = allow_cross_domain
@@ -78,9 +81,15 @@ class HTTPService(Service):
         self._websockets = WebsocketTracker()
 
     @property
+    def serves_tls(self) -> bool:
+        """Whether the service serves HTTPS: its own ``ssl_context``, or (once started) its
+        host's certificate. The registration records it."""
+        return self.ssl_context is not None
+
+    @property
     def scheme(self) -> str:
-        """``https`` with an ``ssl_context``, else ``http``."""
-        return "https" if self.ssl_context is not None else "http"
+        """``https`` when the service serves HTTPS, else ``http``."""
+        return "https" if self.serves_tls else "http"
 
     @property
     def url(self) -> str:
@@ -125,6 +134,8 @@ class HTTPService(Service):
     async def start(self, host: ServiceHost) -> None:
         """Serve the routes; :attr:`host_port` is the bound port afterwards."""
         await super().start(host)
+        if self.ssl_context is None:
+            self.ssl_context = host.trust.server_ssl
         self.stats.reset_clock()
         self.app = self.make_app()
         runner = web.AppRunner(self.app, shutdown_timeout=self.shutdown_timeout)
