@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import json
 
+import msgspec
 import pytest
 
 from vyked.core.exceptions import FrameTooLarge, ProtocolError
 from vyked.core.protocol import FrameDecoder, decode_packet, encode_frame
-from vyked.core.protocol.packets import Error, InstanceInfo, Register, Request, Response
+from vyked.core.protocol.packets import Error, Event, InstanceInfo, Register, Request, Response
 
 
 def frame_of(obj: object) -> bytes:
@@ -198,3 +199,19 @@ def test_the_buffer_shrinks_after_a_large_frame() -> None:
     decoder.get_buffer()
     assert decoder.buffered_capacity <= 64 * 1024
     assert decoder.feed(small[3:]) == [Response(id=2)]
+
+
+def test_the_error_about_a_long_string_does_not_repeat_it() -> None:
+    body = b'{"type": "' + b"x" * 1_000_000 + b'"}'
+    decoder = FrameDecoder()
+    decoder.feed(len(body).to_bytes(4, "big") + body)
+    assert decoder.error is not None
+    assert len(str(decoder.error)) <= 4096
+    assert str(decoder.error).endswith("at `$.type`")  # the path is kept
+
+
+def test_events_from_one_feed_keep_their_payloads() -> None:
+    payloads = [msgspec.Raw(b'{"i": %d, "pad": "%s"}' % (i, b"y" * 300)) for i in range(200)]
+    events = [Event(service="S", event="e", payload=payload, id=i) for i, payload in enumerate(payloads)]
+    data = b"".join(bytes(encode_frame(e)) for e in events)
+    assert FrameDecoder().feed(data) == events  # earlier reads' payloads were not overwritten

@@ -133,7 +133,7 @@ class InstanceDirectory:
             if not usable:
                 raise ServiceUnavailable(
                     f"no reachable {kind} instance of {service!r} (version {version!r}): {len(route)} registered, "
-                    f"none could be reached within the last {UNREACHABLE_FOR} s"
+                    f"none could be reached (by this request, or by this process within the last {UNREACHABLE_FOR} s)"
                 )
             route = usable
         if not route:

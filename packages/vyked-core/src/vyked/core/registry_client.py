@@ -80,6 +80,8 @@ class RegistryClient:
         )
         self._address_index = 0
         self._closing = False
+        self._refusal: AuthenticationFailed | None = None
+        """Why the registry last refused this host (a registration its certificate does not name)."""
 
     # -- lifecycle ----------------------------------------------------------------------------
 
@@ -97,10 +99,13 @@ class RegistryClient:
             except AuthenticationFailed as exc:
                 logger.error("the registry refused this host, or is not trusted: %s", exc)
                 raise
-        attempts.succeeded()
-        if self.connection is not None:
+        connection = self.connection
+        if connection is not None:
             # Shielded: cancelling the keeper must not cancel the connection's own future.
-            await asyncio.shield(self.connection.wait_closed())
+            await asyncio.shield(connection.wait_closed())
+        if self._refusal is not None:
+            raise self._refusal  # refused again on the next attempt: back off, don't hammer
+        attempts.succeeded()
 
     async def close(self) -> None:
         self._closing = True
@@ -230,6 +235,13 @@ class RegistryClient:
     def connection_lost(self, conn: Connection, exc: BaseException | None) -> None:
         if conn is not self.connection:
             return
+        self._refusal = exc if isinstance(exc, AuthenticationFailed) else None
+        if self._refusal is not None:
+            # Registrations and watches waiting for an answer get the refusal at once.
+            for waiting in [*self._acks.values(), *self._snapshots.values()]:
+                if not waiting.done():
+                    waiting.set_exception(self._refusal)
+                    waiting.exception()
         self.connection = None
         if self._closing:
             return

@@ -219,6 +219,13 @@ def frame(obj: Any) -> bytes:
     return len(body).to_bytes(4, "big") + body
 
 
+def _raw_to_builtins(value: Any) -> Any:
+    """An ``event`` packet's payload stays raw JSON (``msgspec.Raw``) until it is decoded."""
+    if isinstance(value, msgspec.Raw):
+        return msgspec.json.decode(value)
+    raise NotImplementedError(f"cannot convert {type(value).__name__}")
+
+
 class RawClient:
     """Writes whatever a test wants, so that tests can send what no real client would.
 
@@ -259,7 +266,7 @@ class RawClient:
         async with asyncio.timeout(timeout):
             while not self._received:
                 await self._read()
-        result: dict[str, Any] = msgspec.to_builtins(self._received.popleft())
+        result: dict[str, Any] = msgspec.to_builtins(self._received.popleft(), enc_hook=_raw_to_builtins)
         return result
 
     async def _read(self) -> None:

@@ -165,15 +165,19 @@ async def fetch_status(host: str, port: int, timeout: float = 5.0, trust: Trust 
     """Ask the registry at ``host:port`` for its :class:`StatusReport`."""
     answer = _Answer()
     trust = trust or Trust.configure()
-    conn = await open_connection(
-        host,
-        port,
-        answer,
-        role="status",
-        timeout=timeout,
-        secret=trust.secret,
-        ssl_context=trust.connect_context() if trust.tls else None,
-    )
+    try:
+        conn = await open_connection(
+            host,
+            port,
+            answer,
+            role="status",
+            timeout=timeout,
+            secret=trust.secret,
+            ssl_context=trust.connect_context() if trust.tls else None,
+        )
+    except BaseException:
+        answer.future.cancel()  # nobody will wait for it
+        raise
     try:
         conn.send(StatusQuery())
         return await asyncio.wait_for(answer.future, timeout)
@@ -183,6 +187,7 @@ async def fetch_status(host: str, port: int, timeout: float = 5.0, trust: Trust 
 
 def status_main(argv: Sequence[str]) -> int:
     args = build_status_parser().parse_args(argv)
+    logging.getLogger("vyked").setLevel(logging.ERROR)  # the one-line message below says it all
     ((host, port),) = parse_addresses(args.registry)
     try:
         report = asyncio.run(fetch_status(host, port, trust=trust_from(args)))

@@ -42,6 +42,13 @@ DEFAULT_MAX_CONNECTIONS = 10_000
 """Hosts connected to one registry at once; more are refused with ``overloaded``."""
 
 
+class NodeIdTaken(ProtocolError):
+    """A ``register`` for a node id that another live connection holds: a node id names one
+    instance, so the registration stays with its holder and the newcomer is closed."""
+
+    code = "node_id_taken"
+
+
 class Registry:
     """The vyked service registry.
 
@@ -82,6 +89,11 @@ class Registry:
         self.state = RegistryState(self.id)
         self.trust = trust or Trust.configure(secret=secret, server_ssl=ssl_context)
         self.require_identity = require_identity
+        # A live host is heard from at least every 1.5 heartbeat intervals (pings go both
+        # ways), so a holder silent for longer is presumably cut off: the host reconnecting
+        # under its node id may take the registration over before the heartbeat timeout ends
+        # the old connection. A holder heard from more recently keeps it.
+        self.takeover_after = min(heartbeat_timeout, max(2 * heartbeat_interval, heartbeat_timeout / 2))
         if require_identity and (
             self.trust.server_ssl is None or self.trust.server_ssl.verify_mode != ssl.CERT_REQUIRED
         ):
@@ -145,6 +157,8 @@ class Registry:
                     )
                 )
                 return
+            if not self._may_hold(conn, info.node_id):
+                return
             logger.info(
                 "registered %s v%s (%s) at %s:%s [%s]",
                 info.service, info.version, info.kind, info.host, info.port, info.node_id,
@@ -172,6 +186,31 @@ class Registry:
         if self.replication is not None:
             for reg in gone:
                 self.replication.unregistered(reg.instance.node_id)
+
+    def _may_hold(self, conn: Connection, node_id: str) -> bool:
+        """Whether ``conn`` may register ``node_id``: unless another live connection holds it.
+
+        The same connection re-registering, a holder that closed or went silent (a host
+        reconnecting after a network cut), and a registration held by another registry
+        through Redis (``owner`` None: the failover path) may all be taken over."""
+        current = self.state.get(node_id)
+        holder = current.owner if current is not None else None
+        if current is None or holder is conn or not isinstance(holder, Connection) or holder.closed:
+            return True
+        quiet = asyncio.get_running_loop().time() - holder.last_received
+        if quiet >= self.takeover_after:
+            logger.info(
+                "node %s moves to the connection from %s:%s: the one from %s:%s has been silent for %.1f s",
+                node_id, *conn.peername, *holder.peername, quiet,
+            )  # fmt: skip
+            return True
+        conn.fail(
+            NodeIdTaken(
+                f"node id {node_id!r} is registered by another live connection "
+                f"({current.instance.service} v{current.instance.version}); a host must use its own node id"
+            )
+        )
+        return False
 
     def _deliver(self, outbox: Outbox) -> None:
         for watcher, packet in outbox:

@@ -32,4 +32,6 @@ def proof(secret: bytes, side: bytes, client_nonce: str, server_nonce: str) -> s
 
 def verify(secret: bytes, side: bytes, client_nonce: str, server_nonce: str, given: str) -> bool:
     """Whether ``given`` is ``side``'s proof for these nonces (compared in constant time)."""
+    if not given.isascii():  # compare_digest refuses non-ASCII str; such a proof is wrong anyway
+        return False
     return hmac.compare_digest(proof(secret, side, client_nonce, server_nonce), given)

@@ -13,7 +13,7 @@ from typing import Any
 import msgspec
 
 from vyked.core.exceptions import FrameTooLarge, ProtocolError
-from vyked.core.protocol.packets import Packet
+from vyked.core.protocol.packets import Event, Packet
 
 HEADER_SIZE = 4
 DEFAULT_MAX_FRAME_SIZE = 16 * 1024 * 1024
@@ -59,12 +59,18 @@ def decode_packet(body: bytes | memoryview) -> Packet:
 
 # msgspec.DecodeError (and ValidationError) are ValueErrors; deep nesting raises RecursionError.
 _DECODE_ERRORS = (ValueError, RecursionError)
+# msgspec quotes the offending value ("Invalid value 'xxx…' - at `$.type`"): the error is logged
+# and sent back to the peer, so a 16 MiB string must not make a 16 MiB log line and answer.
+_MAX_ERROR_TEXT = 4000
 
 
 def _malformed(exc: Exception) -> ProtocolError:
     if isinstance(exc, RecursionError):
         return ProtocolError("malformed frame: JSON nested too deeply")
-    return ProtocolError(f"malformed frame: {exc}")
+    text = str(exc)
+    if len(text) > _MAX_ERROR_TEXT:
+        text = f"{text[: _MAX_ERROR_TEXT - 200]} […] {text[-150:]}"  # the end names the JSON path
+    return ProtocolError(f"malformed frame: {text}")
 
 
 class FrameDecoder:
@@ -151,7 +157,13 @@ class FrameDecoder:
             target[:chunk] = data[offset : offset + chunk]
             del target  # a live slice would keep the next get_buffer from growing in place
             offset += chunk
-            packets.extend(self.buffer_updated(chunk))
+            parsed = self.buffer_updated(chunk)
+            if offset < len(data):
+                # An event's payload views the buffer, which the next round reuses: copy it.
+                for packet in parsed:
+                    if isinstance(packet, Event):
+                        packet.payload = packet.payload.copy()
+            packets.extend(parsed)
         return packets
 
     def _make_room(self) -> None:

@@ -183,6 +183,11 @@ class Connection(asyncio.BufferedProtocol):
         if not self._handshake.done():
             if isinstance(exc, ssl.SSLError):  # the peer's TLS refused our certificate
                 lost: VykedError = AuthenticationFailed(f"{self._peer_text()} refused the TLS session: {exc}")
+            elif self._refused_by_tls_peer():
+                lost = AuthenticationFailed(
+                    f"{self._peer_text()} closed the TLS session before saying anything: "
+                    "it probably does not accept this process's certificate (or its absence)"
+                )
             else:
                 lost = ConnectionLost(f"connection to {self._peer_text()} closed during the handshake")
             self._handshake.set_exception(lost)
@@ -272,6 +277,17 @@ class Connection(asyncio.BufferedProtocol):
         self.release_reading()
 
     # -- timers ------------------------------------------------------------------------------
+
+    def _refused_by_tls_peer(self) -> bool:
+        """Under TLS 1.3 a server checks the client's certificate after the client has finished
+        its part of the TLS handshake, and asyncio closes without passing on the alert: a
+        connecting side whose TLS peer hangs up before any frame was refused by it."""
+        return (
+            not self.session.accepting
+            and self.session.frames_received == 0
+            and self._transport is not None
+            and self._transport.get_extra_info("ssl_object") is not None
+        )
 
     def start_handshake_timer(self, timeout: float) -> None:
         """Fail the connection unless the handshake completes within ``timeout`` seconds."""
