@@ -32,6 +32,9 @@ from vyked.core.exceptions import (
 )
 from vyked.core.protocol import auth
 from vyked.core.protocol.framing import DEFAULT_MAX_FRAME_SIZE, FrameDecoder, encode_frame
+
+HANDSHAKE_MAX_FRAME_SIZE = 64 * 1024
+"""The largest frame accepted before the handshake completes."""
 from vyked.core.protocol.packets import (
     PROTOCOL_VERSION,
     Auth,
@@ -64,6 +67,7 @@ class Session:
         "_awaiting_auth",
         "_challenged",
         "_decoder",
+        "_max_frame_size",
         "_nonce",
         "_outgoing",
         "_peer_nonce",
@@ -106,7 +110,9 @@ class Session:
         self._peer_nonce = ""
         self._awaiting_auth = False
         self._challenged = False
-        self._decoder = FrameDecoder(max_frame_size)
+        self._max_frame_size = max_frame_size
+        # Handshake packets are small: a stranger announcing a large frame is refused at once.
+        self._decoder = FrameDecoder(min(max_frame_size, HANDSHAKE_MAX_FRAME_SIZE))
         self._outgoing = bytearray()
 
     # -- bytes in --------------------------------------------------------------------------
@@ -195,7 +201,7 @@ class Session:
     def _welcome(self) -> None:
         self._awaiting_auth = False
         self._outgoing += encode_frame(Welcome(protocol=PROTOCOL_VERSION, node_id=self.node_id))
-        self.ready = True
+        self._became_ready()
 
     def _connecting_handshake(self, packet: Packet) -> None:
         if isinstance(packet, Challenge) and not self._challenged:
@@ -212,9 +218,13 @@ class Session:
                 self.failure = AuthenticationFailed("the peer does not know the cluster secret (it sent no challenge)")
                 return
             self.peer_node_id = packet.node_id
-            self.ready = True
+            self._became_ready()
         else:
             self.failure = ProtocolError(f"expected a 'welcome' packet first, got {_type_name(packet)!r}")
+
+    def _became_ready(self) -> None:
+        self.ready = True
+        self._decoder.max_frame_size = self._max_frame_size
 
     def _refused(self, packet: Error) -> None:
         """The peer said why it ends the session (it closes next): nothing to answer."""
