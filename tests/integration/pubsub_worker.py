@@ -4,7 +4,8 @@
 
 Its ``@xsubscribe`` handler of ``Jobs.slow_job`` prints ``handling N`` and, on the first
 delivery of an event (the marker file does not exist yet), sleeps long enough to be killed;
-on a redelivery it prints ``handled N`` at once.
+on a redelivery it prints ``handled N`` at once. It prints ``worker NAME ready`` once its
+subscription is in place.
 """
 
 from __future__ import annotations
@@ -14,21 +15,23 @@ import asyncio
 import os
 from pathlib import Path
 
+from integration_support import publish_file
+
 from vyked import ServiceHost, TCPService, TCPServiceClient, xsubscribe
 from vyked.core.host import serve_until_signalled
 from vyked.tcp.pubsub import PubSub, PubSubSettings
 
-SETTINGS = PubSubSettings(heartbeat_interval=0.2, heartbeat_ttl=1.0, retry_delay=0.05, reconnect_delay_max=0.2)
+SETTINGS = PubSubSettings(
+    heartbeat_interval=0.2, heartbeat_ttl=1.0, retry_delay=0.05, reconnect_delay_max=0.2, start_timeout=60.0
+)
+"""``start_timeout``: ``host.start()`` returns once the subscription is in place, however
+loaded the machine, so that ``ready`` means ready."""
 
 
 def claim_first_delivery(marker: Path, tag: str) -> bool:
-    """True for the first delivery of the event in any worker: the marker did not exist."""
-    try:
-        with marker.open("x") as file:
-            file.write(tag)
-    except FileExistsError:
-        return False
-    return True
+    """True for the first delivery of the event in any worker: the marker did not exist, and
+    now holds ``tag`` (complete from the moment it exists, for the test to read)."""
+    return publish_file(marker, tag)
 
 
 class JobsClient(TCPServiceClient):

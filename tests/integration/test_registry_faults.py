@@ -16,11 +16,11 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
-from integration_support import EXAMPLES, wait_output
+from integration_support import EXAMPLES, output_mark, registry_port, wait_output
 
 from vyked import Host, ServiceUnavailable, TCPServiceClient, VykedError, request
 from vyked.core.host import ServiceHost
-from vyked.core.testing import ProcessRunner, RedisServer, free_port, wait_for_port
+from vyked.core.testing import ProcessRunner, RedisServer
 
 HERE = EXAMPLES.parent / "tests" / "integration"
 
@@ -34,10 +34,12 @@ class IdentityClient(TCPServiceClient):
         return locals()
 
 
-def start_registry(start_process: Callable[..., ProcessRunner], port: int, *extra: str) -> ProcessRunner:
+async def start_registry(
+    start_process: Callable[..., ProcessRunner], *extra: str, port: int = 0
+) -> tuple[ProcessRunner, int]:
+    """A registry process on ``port`` (0: a free one it picks); returns it and the port it listens on."""
     proc = start_process("-m", "vyked.registry", "--port", str(port), *extra)
-    wait_for_port(port)
-    return proc
+    return proc, await asyncio.to_thread(registry_port, proc)
 
 
 async def start_identity(start_process: Callable[..., ProcessRunner], registry: str) -> ProcessRunner:
@@ -53,6 +55,7 @@ class Traffic:
         self.client = client
         self.failures: dict[str, int] = {}
         self.served_by: list[tuple[float, str]] = []
+        """(when the request was sent, who answered it) for every answered request."""
         self.sent = 0
         self._task: asyncio.Task[None] | None = None
 
@@ -63,9 +66,10 @@ class Traffic:
     async def _run(self) -> None:
         while True:
             self.sent += 1
+            sent_at = time.monotonic()
             try:
                 result = await self.client.create(f"user{self.sent}", "pw")
-                self.served_by.append((time.monotonic(), result["served_by"]))
+                self.served_by.append((sent_at, result["served_by"]))
             except VykedError as exc:
                 self.failures[type(exc).__name__] = self.failures.get(type(exc).__name__, 0) + 1
             await asyncio.sleep(0.01)
@@ -75,7 +79,8 @@ class Traffic:
         self._task.cancel()
         await asyncio.gather(self._task, return_exceptions=True)
 
-    def last_answer_from(self, pid: int) -> float | None:
+    def last_sent_to(self, pid: int) -> float | None:
+        """When the last request that the instance ``pid`` answered was sent."""
         times = [t for t, who in self.served_by if who == f"pid {pid}"]
         return max(times) if times else None
 
@@ -106,10 +111,11 @@ async def test_dead_or_frozen_instance_leaves_routing(
     host.bind_client(client)
     await host.start()
     traffic = Traffic(client).start()
-    await asyncio.sleep(0.5)
     assert victim.process is not None
     pid = victim.process.pid
-    assert traffic.last_answer_from(pid) is not None
+    async with asyncio.timeout(15):  # round-robin: the victim serves from the first requests on
+        while traffic.last_sent_to(pid) is None:
+            await asyncio.sleep(0.01)
     struck = time.monotonic()
     victim.send_signal(signal.SIGKILL if how == "SIGKILL" else signal.SIGSTOP)
     reroute = await routed_out(host, "IdentityService", 1)
@@ -117,19 +123,21 @@ async def test_dead_or_frozen_instance_leaves_routing(
     await traffic.stop()
     await host.stop()
     victim.send_signal(signal.SIGCONT)
-    answered_after = (traffic.last_answer_from(pid) or struck) - struck
+    last_served = (traffic.last_sent_to(pid) or struck) - struck
     print(
         f"\n{how}: removed from routing after {reroute:.3f} s; {traffic.sent} requests, "
-        f"failures {traffic.failures or 'none'}; last answer from the victim {answered_after:+.3f} s after the signal"
+        f"failures {traffic.failures or 'none'}; the last request the victim answered was sent "
+        f"{last_served:+.3f} s after the signal"
     )
     assert reroute < (1.0 if how == "SIGKILL" else 3.0)
     assert sum(traffic.failures.values()) <= 3
-    assert answered_after <= 0.05
+    # Judged by when requests were sent, not when this (maybe busy) loop read the answers: the
+    # victim answered nothing sent after the signal.
+    assert last_served < 0
 
 
 async def test_registry_restart_under_traffic(start_process: Callable[..., ProcessRunner]) -> None:
-    port = free_port()
-    registry_proc = start_registry(start_process, port)
+    registry_proc, port = await start_registry(start_process)
     registry = f"127.0.0.1:{port}"
     service = await start_identity(start_process, registry)
     client = IdentityClient()
@@ -139,25 +147,27 @@ async def test_registry_restart_under_traffic(start_process: Callable[..., Proce
     traffic = Traffic(client).start()
     await asyncio.sleep(0.3)
 
+    mark = output_mark(service)
     registry_proc.kill()
     await asyncio.sleep(1.5)  # calls go on with the instances known
     during_outage = traffic.sent
-    restarted = start_registry(start_process, port)
+    restarted, _ = await start_registry(start_process, port=port)
     back = time.monotonic()
-    await wait_output(service, "connected to registry", timeout=5)  # the service's second connection
+    await wait_output(service, "connected to registry", since=mark)  # the service's second connection
     # the restarted registry knows the service again: a newcomer can find it
     found = None
-    while found is None:
-        try:
-            newcomer = IdentityClient()
-            newcomer_host = ServiceHost(registry)
-            newcomer_host.bind_client(newcomer)
-            await newcomer_host.start()
-            found = await newcomer.create("late", "pw")
-            await newcomer_host.stop()
-        except ServiceUnavailable:
-            await newcomer_host.stop()
-            await asyncio.sleep(0.05)
+    async with asyncio.timeout(30):
+        while found is None:
+            try:
+                newcomer = IdentityClient()
+                newcomer_host = ServiceHost(registry)
+                newcomer_host.bind_client(newcomer)
+                await newcomer_host.start()
+                found = await newcomer.create("late", "pw")
+                await newcomer_host.stop()
+            except ServiceUnavailable:
+                await newcomer_host.stop()
+                await asyncio.sleep(0.05)
     recovered = time.monotonic() - back
     await asyncio.sleep(0.3)
     await traffic.stop()
@@ -191,8 +201,9 @@ async def test_dependencies_pending_then_active_and_status_cli(
         capture_output=True, text=True, check=True,
     )  # fmt: skip
     assert "SERVICE" in table.stdout and "OrdersService" in table.stdout and "1.2" in table.stdout
+    mark = output_mark(orders)
     identity.kill()
-    await wait_output(orders, "pending: waiting for IdentityService v1", timeout=5)
+    await wait_output(orders, "pending: waiting for IdentityService v1", since=mark)
     status = await _status(registry)
     by_service = {e["instance"]["service"]: e for e in status["instances"]}
     assert by_service["IdentityService"]["state"] == "down"
@@ -220,24 +231,25 @@ async def test_two_redis_backed_registries_one_killed(
     redis: RedisServer, start_process: Callable[..., ProcessRunner]
 ) -> None:
     redis_url = f"redis://127.0.0.1:{redis.port}/1"
-    p1, p2 = free_port(), free_port()
-    r1 = start_registry(start_process, p1, "--redis", redis_url)
-    start_registry(start_process, p2, "--redis", redis_url)
+    r1, p1 = await start_registry(start_process, "--redis", redis_url)
+    _, p2 = await start_registry(start_process, "--redis", redis_url)
     # the service prefers r1, the client only knows r2
     service = await start_identity(start_process, f"127.0.0.1:{p1},127.0.0.1:{p2}")
     client = IdentityClient()
     host = ServiceHost(f"127.0.0.1:{p2}")
     host.bind_client(client)
     await host.start()
-    assert (await client.create("ann", "pw"))["user_name"] == "ann"  # registered via r1, seen via r2
+    await routed_out(host, "IdentityService", 1)  # registered via r1, seen via r2 once it is replicated
+    assert (await client.create("ann", "pw"))["user_name"] == "ann"
     removals: list[str] = []
     host.directory.add_listener(lambda event, inst: removals.append(event) if event == "removed" else None)
     traffic = Traffic(client).start()
     await asyncio.sleep(0.3)
 
+    mark = output_mark(service)
     r1.kill()
     killed = time.monotonic()
-    await wait_output(service, f"connected to registry at 127.0.0.1:{p2}", timeout=5)
+    await wait_output(service, f"connected to registry at 127.0.0.1:{p2}", timeout=5, since=mark)
     moved = time.monotonic() - killed
     await asyncio.sleep(7)  # past r1's leases: the instance must survive them, held by r2
     await traffic.stop()
@@ -258,15 +270,14 @@ async def test_instances_of_a_dead_registry_expire(
     redis: RedisServer, start_process: Callable[..., ProcessRunner]
 ) -> None:
     redis_url = f"redis://127.0.0.1:{redis.port}/2"
-    p1, p2 = free_port(), free_port()
-    r1 = start_registry(start_process, p1, "--redis", redis_url, "--lease-ttl", "1")
-    start_registry(start_process, p2, "--redis", redis_url, "--lease-ttl", "1")
+    r1, p1 = await start_registry(start_process, "--redis", redis_url, "--lease-ttl", "1")
+    _, p2 = await start_registry(start_process, "--redis", redis_url, "--lease-ttl", "1")
     await start_identity(start_process, f"127.0.0.1:{p1}")  # knows only r1: it cannot move
     host = ServiceHost(f"127.0.0.1:{p2}")
     client = IdentityClient()
     host.bind_client(client)
     await host.start()
-    assert len(tcp_instances(host, "IdentityService")) == 1
+    await routed_out(host, "IdentityService", 1)  # registered via r1, seen via r2 once it is replicated
     r1.kill()
     killed = time.monotonic()
     gone_after = await routed_out(host, "IdentityService", 0, deadline=10)
@@ -287,9 +298,8 @@ async def test_changes_cross_registries_and_survive_a_redis_restart(
     redis: RedisServer, start_process: Callable[..., ProcessRunner]
 ) -> None:
     redis_url = f"redis://127.0.0.1:{redis.port}/3"
-    p1, p2 = free_port(), free_port()
-    start_registry(start_process, p1, "--redis", redis_url, "--lease-ttl", "1.5")
-    start_registry(start_process, p2, "--redis", redis_url, "--lease-ttl", "1.5")
+    _, p1 = await start_registry(start_process, "--redis", redis_url, "--lease-ttl", "1.5")
+    _, p2 = await start_registry(start_process, "--redis", redis_url, "--lease-ttl", "1.5")
     host = ServiceHost(f"127.0.0.1:{p2}")  # a consumer on r2
     client = IdentityClient()
     host.bind_client(client)

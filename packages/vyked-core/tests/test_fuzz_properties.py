@@ -48,7 +48,7 @@ from vyked.core.protocol.packets import (
     Watch,
     Welcome,
 )
-from vyked.core.protocol.session import Session
+from vyked.core.protocol.session import HANDSHAKE_MAX_FRAME_SIZE, Session
 
 # Moderate example counts keep the normal suite fast; nox -s fuzz is where volume lives. No
 # example database: the suite must not write a .hypothesis folder into the tree.
@@ -436,6 +436,43 @@ def test_a_large_frame_costs_memory_only_as_its_bytes_arrive(announced: int, rec
     assert decoder.buffered_capacity <= INITIAL_BUFFER + 2 * decoder.partial_bytes + 128 * 1024
 
 
+@FAST
+@given(
+    accepting=st.booleans(),
+    announced=st.integers(HANDSHAKE_MAX_FRAME_SIZE + 1, DEFAULT_MAX_FRAME_SIZE),
+    received=st.integers(0, 100_000),
+)
+def test_before_the_handshake_only_handshake_sized_frames_are_read(
+    accepting: bool, announced: int, received: int
+) -> None:
+    """A stranger cannot make a session hold more than a handshake packet's worth: a larger
+    header is refused at once; after the handshake the same frame is read as it arrives."""
+    stranger = Session(accepting=accepting, node_id="fuzz")
+    stranger.start()
+    stranger.receive_data(announced.to_bytes(4, "big") + b"x" * received)
+    assert isinstance(stranger.failure, FrameTooLarge)
+    assert stranger.partial_bytes == 0
+
+    member = Session(accepting=accepting, node_id="fuzz")
+    member.start()
+    body = b"x" * min(received, announced - 1)  # the frame stays incomplete
+    member.receive_data((hello() if accepting else WELCOME) + announced.to_bytes(4, "big") + body)
+    assert member.ready and member.failure is None
+    assert member.partial_bytes == 4 + len(body)
+
+
+@pytest.mark.parametrize("via_buffer", [False, True], ids=["receive_data", "buffer_updated"])
+def test_a_large_request_pipelined_behind_the_hello_is_read(via_buffer: bool) -> None:
+    """The shortest case of the property above: frames may follow the handshake in the same read
+    (see test_session.py); the one after ``hello`` is no longer a stranger's."""
+    request = Request(id=1, service="S", endpoint="e", params={"blob": "x" * 100_000})
+    session = Session(accepting=True, node_id="fuzz")
+    data = hello() + frame(request)
+    packets = pump(session, data, [len(data)]) if via_buffer else session.receive_data(data)
+    assert session.failure is None
+    assert packets == [request]
+
+
 # -- deep nesting and long strings -------------------------------------------------------------
 
 
@@ -526,7 +563,7 @@ def test_the_error_about_a_long_string_does_not_repeat_it(length: int, where: st
     ``type`` must not become a 16 MiB log line and a 16 MiB ``error`` frame."""
     body, _ = _long_string_frame(where, b"x" * length)
     session = Session(accepting=True, node_id="fuzz")
-    session.receive_data(raw_frame(body))
+    session.receive_data(hello() + raw_frame(body))  # after the handshake, frames up to 16 MiB are read
     assert isinstance(session.failure, ProtocolError)
     assert len(str(session.failure)) <= ERROR_MESSAGE_LIMIT
     assert len(session.fail(session.failure)) <= ERROR_MESSAGE_LIMIT + 200

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -11,7 +12,8 @@ import aiohttp
 import pytest
 from aiohttp import web
 
-from vyked import HTTPService, Request, Response, ServiceUnavailable, get
+from vyked import HTTPService, Request, Response, ServiceUnavailable, get, post
+from vyked.http.response import json_response
 
 Serve = Callable[[Any], Awaitable[Any]]
 
@@ -183,3 +185,69 @@ async def test_a_handler_failing_mid_stream_breaks_the_connection_not_the_framin
                 await response.read()
     assert "Streaming.stream failed with RuntimeError after its response had started" in caplog.text
     assert service.stats.endpoints["stream"].errors == 1
+
+
+class JsonBodies(HTTPService):
+    def __init__(self) -> None:
+        super().__init__("JsonBodies", 1)
+
+    @post(path="/echo")
+    async def echo(self, request: Request) -> Response:
+        return json_response(await request.json())
+
+    @post(path="/own-parse")
+    async def own_parse(self, request: Request) -> Response:
+        json.loads("{not json, but the service's own data")  # say, a downstream answer
+        return Response(text="unreachable")
+
+    @post(path="/own-value-error")
+    def own_value_error(self, request: Request) -> Response:
+        raise ValueError(SECRET)
+
+
+@pytest.mark.parametrize(
+    ("body", "content_type"),
+    [
+        (b"{not json", "application/json"),
+        (b"", "application/json"),
+        (b'{"a": [1, 2', "application/json"),
+        (b"\xff\xfe{}", "application/json; charset=utf-8"),
+    ],
+    ids=["garbled", "empty", "truncated", "not-utf8"],
+)
+async def test_a_malformed_json_body_is_the_clients_fault_a_400(
+    serve: Serve, http: aiohttp.ClientSession, caplog: pytest.LogCaptureFixture, body: bytes, content_type: str
+) -> None:
+    service = await serve(JsonBodies())
+    with caplog.at_level(logging.DEBUG, logger="vyked.http"):
+        for _ in range(3):
+            async with http.post(f"{service.url}/echo", data=body, headers={"Content-Type": content_type}) as response:
+                assert response.status == 400
+                assert response.content_type == "application/json"
+                answer = await response.json()
+    assert answer["error"] == "invalid_json"
+    assert answer["endpoint"] == "JsonBodies.echo"
+    assert answer["message"].startswith("the request body is not valid JSON: ")
+    records = [r for r in caplog.records if r.name == "vyked.http"]
+    assert len(records) == 3  # one line per request at most
+    assert all(r.levelno <= logging.WARNING and r.exc_info is None for r in records)
+    assert "JsonBodies.echo" in records[0].getMessage()
+    stats = service.stats.endpoints["echo"]
+    assert (stats.requests, stats.errors, stats.status_classes[4]) == (3, 0, 3)
+    async with http.post(f"{service.url}/echo", json={"fine": [1]}) as response:
+        assert await response.json() == {"fine": [1]}
+
+
+@pytest.mark.parametrize(
+    ("path", "error_type"), [("/own-parse", "JSONDecodeError"), ("/own-value-error", "ValueError")]
+)
+async def test_a_value_error_of_the_service_itself_is_still_a_500(
+    serve: Serve, http: aiohttp.ClientSession, caplog: pytest.LogCaptureFixture, path: str, error_type: str
+) -> None:
+    service = await serve(JsonBodies())
+    with caplog.at_level(logging.ERROR, logger="vyked.http"):
+        async with http.post(service.url + path, json={"valid": True}) as response:
+            assert response.status == 500
+            body = await response.json()
+    assert (body["error"], body["type"]) == ("internal_error", error_type)
+    assert caplog.records[-1].exc_info is not None

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
 import socket
 from collections.abc import AsyncIterator
 
 import pytest
 
 from vyked.core.exceptions import ListenError, VykedError
+from vyked.core.protocol.packets import InstanceInfo
 from vyked.core.testing import RawClient, frame
 from vyked.registry import Registry
 
@@ -100,3 +102,126 @@ async def test_an_address_in_use_is_a_listen_error() -> None:
         with pytest.raises(ListenError, match=f"cannot listen on 127.0.0.1:{port}") as failure:
             await Registry("127.0.0.1", port).open()
     assert isinstance(failure.value, VykedError) and isinstance(failure.value, OSError)
+
+
+# -- node ids: one instance each ------------------------------------------------------------
+
+
+def registered_at(registry: Registry, node: str) -> tuple[object, int] | None:
+    """Who holds ``node`` in the registry, and the port it is registered with."""
+    registration = registry.state.get(node)
+    return None if registration is None else (registration.owner, registration.instance.port)
+
+
+async def snapshot_ports(registry: Registry, service: str = "S") -> list[tuple[str, int]]:
+    watcher = await RawClient.connect(registry.port)
+    watcher.send({"type": "watch", "services": [service]})
+    instances = (await watcher.receive())["instances"]
+    await watcher.close()
+    return [(i["node_id"], i["port"]) for i in instances]
+
+
+async def test_a_node_id_held_by_a_live_connection_is_refused(registry: Registry) -> None:
+    genuine = await RawClient.connect(registry.port)
+    genuine.send(register("n1", port=5000))
+    assert (await genuine.receive())["type"] == "registered"
+    holder = registered_at(registry, "n1")
+    watcher = await RawClient.connect(registry.port)
+    watcher.send({"type": "watch", "services": ["S"]})
+    await watcher.receive()
+
+    impostor = await RawClient.connect(registry.port)
+    impostor.send(register("n1", port=6666))
+    error = await impostor.receive()
+    assert error["type"] == "error" and error["code"] == "node_id_taken"
+    assert "'n1'" in error["message"] and "another live connection" in error["message"]
+    assert await impostor.closed_by_peer()
+    await impostor.close()
+
+    # the genuine registration is untouched, before and after the impostor left
+    assert registered_at(registry, "n1") == holder
+    assert await snapshot_ports(registry) == [("n1", 5000)]
+    with pytest.raises(TimeoutError):
+        await watcher.receive(timeout=0.3)  # watchers saw neither a move nor a removal
+    await genuine.close()
+    assert await watcher.receive() == {"type": "instance_removed", "service": "S", "node_id": "n1"}
+    await watcher.close()
+
+
+async def test_the_same_connection_may_register_its_node_id_again(registry: Registry) -> None:
+    host = await RawClient.connect(registry.port)
+    host.send(register("n1", port=5000))
+    assert (await host.receive())["type"] == "registered"
+    await host.receive()  # service_state
+    host.send(register("n1", port=5001))
+    assert (await host.receive())["type"] == "registered"
+    assert await snapshot_ports(registry) == [("n1", 5001)]
+    await host.close()
+
+
+async def test_a_host_reconnecting_after_its_connection_closed_registers_again(registry: Registry) -> None:
+    old = await RawClient.connect(registry.port)
+    old.send(register("n1"))
+    assert (await old.receive())["type"] == "registered"
+    await old.close()
+    new = await RawClient.connect(registry.port)
+    new.send(register("n1"))
+    assert (await new.receive())["type"] == "registered"
+    assert await snapshot_ports(registry) == [("n1", 5000)]
+    await new.close()
+
+
+async def test_a_host_reconnecting_before_its_silent_connection_times_out_takes_its_node_id() -> None:
+    # A network cut: the old connection stays open on the registry's side, silent, until the
+    # heartbeat timeout; the host comes back sooner under the same node id.
+    async with Registry("127.0.0.1", 0, heartbeat_interval=0.1, heartbeat_timeout=2.0) as registry:
+        assert registry.takeover_after == 1.0
+        cut = await RawClient.connect(registry.port)  # reads nothing more, so answers no ping
+        cut.send(register("n1", port=5000))
+        assert (await cut.receive())["type"] == "registered"
+        await cut.receive()  # service_state
+        old_holder = registered_at(registry, "n1")
+
+        await asyncio.sleep(registry.takeover_after + 0.2)
+        assert old_holder is not None and not old_holder[0].closed  # type: ignore[attr-defined]
+        back = await RawClient.connect(registry.port)
+        back.send(register("n1", port=5000))
+        assert (await back.receive())["type"] == "registered"
+        new_holder = registered_at(registry, "n1")
+        assert new_holder is not None and new_holder[0] is not old_holder[0]
+
+        # the old connection times out later without taking the instance with it
+        await asyncio.sleep(1.0)
+        assert old_holder[0].closed  # type: ignore[attr-defined]
+        assert registered_at(registry, "n1") == new_holder
+        assert await snapshot_ports(registry) == [("n1", 5000)]
+        for client in (cut, back):
+            await client.close()
+
+
+async def test_a_registration_held_by_another_registry_can_be_taken_over(registry: Registry) -> None:
+    # Redis-backed registries mirror each other's instances with no local owner: a host failing
+    # over to this registry re-registers under its node id.
+    info = InstanceInfo("S", "1", "127.0.0.1", 5000, "n1")
+    registry.state.register(info, [], owner=None, registry="another-registry")
+    host = await RawClient.connect(registry.port)
+    host.send(register("n1"))
+    assert (await host.receive())["type"] == "registered"
+    holder = registry.state.get("n1")
+    assert holder is not None and holder.owner is not None and holder.registry == registry.id
+    await host.close()
+
+
+async def test_deeply_nested_json_is_answered_bad_frame(registry: Registry, caplog: pytest.LogCaptureFixture) -> None:
+    offender = await RawClient.connect(registry.port)
+    nested = b"[" * 1500 + b"]" * 1500
+    offender.send_bytes(
+        frame(b'{"type": "request", "id": 1, "service": "S", "endpoint": "e", "params": {"x": ' + nested + b"}}")
+    )
+    error = await offender.receive()
+    assert error["code"] == "bad_frame" and "nested too deeply" in error["message"]
+    assert await offender.closed_by_peer()
+    assert "Traceback" not in caplog.text and "RecursionError" not in caplog.text
+    # the registry serves others as before
+    assert await snapshot_ports(registry) == []
+    await offender.close()

@@ -3,6 +3,7 @@ work with them from the URL alone (``redis://user:password@host/db``, ``rediss:/
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -103,6 +104,9 @@ async def test_registries_share_state_through_a_secured_redis(secured_redis: Red
         await service_host.start()
         await client_host.start()
         try:
+            async with asyncio.timeout(10):  # registered through the first, known to the second once replicated
+                while not client_host.directory.instances("Echo"):
+                    await asyncio.sleep(0.01)
             assert await client.echo("over a secured Redis") == "over a secured Redis"
         finally:
             await client_host.stop()

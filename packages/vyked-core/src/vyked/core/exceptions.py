@@ -9,6 +9,7 @@
     │   └── ProtocolVersionMismatch   the peer speaks another protocol version
     ├── AuthenticationFailed          (PermissionError) the peer does not know the cluster secret,
     │                                 or its certificate does not name the service it claims
+    │   └── NodeIdTaken               another live connection holds the node id registered
     ├── ConfigurationError            (ValueError) a setting (a VYKED_* variable...) is malformed
     ├── Overloaded                    (ConnectionError) the peer refused new work: too many connections
     ├── RegistryUnavailable           (ConnectionError) no registry could be reached or answered
@@ -73,6 +74,13 @@ class Overloaded(VykedError, ConnectionError):
     """The peer refused a connection (or a request) because it is at its limit; nothing ran."""
 
     code = "overloaded"
+
+
+class NodeIdTaken(AuthenticationFailed):
+    """A ``register`` for a node id that another live connection holds: a node id names one
+    instance, so the registration stays with its holder and the newcomer is refused."""
+
+    code = "node_id_taken"
 
 
 class ConfigurationError(VykedError, ValueError):
@@ -179,6 +187,7 @@ _BY_CODE: dict[str, type[VykedError]] = {
         HandshakeTimeout,
         ProtocolVersionMismatch,
         AuthenticationFailed,
+        NodeIdTaken,
         Overloaded,
         ServiceUnavailable,
         ConnectionLost,

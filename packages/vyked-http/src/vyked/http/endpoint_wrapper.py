@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import inspect
+import json
 import logging
 from collections.abc import Awaitable, Callable
 from time import perf_counter
@@ -20,7 +21,12 @@ from typing import Any
 from aiohttp import WSCloseCode, web
 
 from vyked.core.handler_styles import as_coroutine_function, call_handler
-from vyked.http.response import handler_error_response, missing_params_response, timeout_response
+from vyked.http.response import (
+    handler_error_response,
+    invalid_json_response,
+    missing_params_response,
+    timeout_response,
+)
 from vyked.http.stats import EndpointStats
 from vyked.http.websockets import WebsocketTracker
 
@@ -28,6 +34,23 @@ logger = logging.getLogger("vyked.http")
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 """An aiohttp request handler."""
+
+_REQUEST_JSON = web.BaseRequest.json.__code__
+
+
+def _bad_request_body(exc: Exception) -> bool:
+    """Whether ``exc`` is ``request.json()`` failing on the client's body: the client's fault.
+
+    Only when raised from within ``request.json()``: the same exception from parsing anything
+    else (a downstream service's answer, a file) is the service's own failure, a 500."""
+    if not isinstance(exc, (json.JSONDecodeError, UnicodeDecodeError)):
+        return False
+    tb = exc.__traceback__
+    while tb is not None:
+        if tb.tb_frame.f_code is _REQUEST_JSON:
+            return True
+        tb = tb.tb_next
+    return False
 
 
 def wrap_endpoint(
@@ -72,9 +95,10 @@ def wrap_endpoint(
             raise
         except Exception as exc:
             timed_out = timeout is not None and scope is not None and scope.expired()
+            bad_body = not timed_out and _bad_request_body(exc)
             if timed_out:
                 stats.timeouts += 1
-            else:
+            elif not bad_body:
                 stats.errors += 1
             ws = websockets.pop(request) if websockets is not None else None
             if ws is None and request.writer.output_size > 0:
@@ -86,6 +110,9 @@ def wrap_endpoint(
             if timed_out:
                 logger.warning("%s did not finish within its timeout of %s s", name, timeout)
                 response = timeout_response(name, timeout or 0.0)
+            elif bad_body:
+                logger.info("%s: answered 400, the request body is not valid JSON (%s)", name, exc)
+                response = invalid_json_response(name, exc)
             else:
                 logger.error("%s raised %s: %s", name, type(exc).__name__, exc, exc_info=exc)
                 response = handler_error_response(name, exc)

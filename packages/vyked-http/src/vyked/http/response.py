@@ -6,8 +6,8 @@ Every error vyked produces (not the ones handlers return) has the same shape::
 
 where ``code`` matches the ``code`` of the corresponding :mod:`vyked.core.exceptions` class
 when there is one (``invalid_params``, ``timeout``, ``service_unavailable``), and extra fields
-depend on the error (``missing`` for 400, ``type`` and ``endpoint`` for 500). Bodies never
-carry a traceback; tracebacks go to the log.
+depend on the error (``missing`` for a missing parameter, ``type`` and ``endpoint`` for 500).
+Bodies never carry a traceback; tracebacks go to the log.
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ from aiohttp import web
 from vyked.core.exceptions import RequestTimeout, ServiceUnavailable, VykedError
 
 INTERNAL_ERROR = "internal_error"
+INVALID_JSON = "invalid_json"
 
 
 def json_response(payload: Any, status: int = 200) -> web.Response:
@@ -45,6 +46,13 @@ def missing_params_response(endpoint: str, missing: list[str]) -> web.Response:
         missing=missing,
         endpoint=endpoint,
     )
+
+
+def invalid_json_response(endpoint: str, exc: Exception) -> web.Response:
+    """400: the body the handler read with ``request.json()`` is not JSON (or not text in its
+    charset). The message describes the client's own input only: what and where (line,
+    column), never the body itself."""
+    return error_response(400, INVALID_JSON, f"the request body is not valid JSON: {exc}", endpoint=endpoint)
 
 
 def timeout_response(endpoint: str, timeout: float) -> web.Response:

@@ -15,7 +15,7 @@ import ssl
 import uuid
 from collections.abc import Hashable
 
-from vyked.core.exceptions import AuthenticationFailed, ConfigurationError, ProtocolError
+from vyked.core.exceptions import AuthenticationFailed, ConfigurationError, NodeIdTaken, ProtocolError
 from vyked.core.protocol import DEFAULT_MAX_FRAME_SIZE
 from vyked.core.protocol.packets import (
     Packet,
@@ -40,13 +40,6 @@ logger = logging.getLogger(__name__)
 
 DEFAULT_MAX_CONNECTIONS = 10_000
 """Hosts connected to one registry at once; more are refused with ``overloaded``."""
-
-
-class NodeIdTaken(ProtocolError):
-    """A ``register`` for a node id that another live connection holds: a node id names one
-    instance, so the registration stays with its holder and the newcomer is closed."""
-
-    code = "node_id_taken"
 
 
 class Registry:

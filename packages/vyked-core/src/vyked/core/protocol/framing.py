@@ -8,6 +8,7 @@ it plain bytes with :meth:`FrameDecoder.feed`.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import msgspec
@@ -73,6 +74,29 @@ def _malformed(exc: Exception) -> ProtocolError:
     return ProtocolError(f"malformed frame: {text}")
 
 
+def feed_through(
+    get_buffer: Callable[[], memoryview], buffer_updated: Callable[[int], list[Packet]], data: bytes
+) -> list[Packet]:
+    """Copy ``data`` in through a ``get_buffer`` / ``buffer_updated`` pair (a decoder's, or a
+    session's) as a reading transport would, and collect the packets."""
+    packets: list[Packet] = []
+    offset = 0
+    while offset < len(data):
+        target = get_buffer()
+        chunk = min(len(target), len(data) - offset)
+        target[:chunk] = data[offset : offset + chunk]
+        del target  # a live slice would keep the next get_buffer from growing in place
+        offset += chunk
+        parsed = buffer_updated(chunk)
+        if offset < len(data):
+            # An event's payload views the buffer, which the next round reuses: copy it.
+            for packet in parsed:
+                if isinstance(packet, Event):
+                    packet.payload = packet.payload.copy()
+        packets.extend(parsed)
+    return packets
+
+
 class FrameDecoder:
     """Incremental frame parser over a growable, reusable receive buffer.
 
@@ -80,10 +104,14 @@ class FrameDecoder:
     error it stops parsing and keeps the error in :attr:`error`; the connection must close.
     """
 
-    __slots__ = ("_buffer", "_end", "_needed", "_start", "_view", "error", "max_frame_size")
+    __slots__ = ("_buffer", "_end", "_needed", "_start", "_view", "error", "max_frame_size", "max_packets")
 
     def __init__(self, max_frame_size: int = DEFAULT_MAX_FRAME_SIZE) -> None:
         self.max_frame_size = max_frame_size
+        self.max_packets = 0
+        """Packets parsed per call at most (0: all there are); the rest stay buffered for the next
+        call, so that a caller may change :attr:`max_frame_size` between packets (a session
+        after its handshake)."""
         self._buffer = bytearray(_INITIAL_BUFFER_SIZE)
         self._view = memoryview(self._buffer)
         self._start = 0  # first unparsed byte
@@ -136,6 +164,8 @@ class FrameDecoder:
                 self.error = _malformed(exc)
                 break
             start = frame_end
+            if self.max_packets and len(packets) >= self.max_packets:
+                break
         if start == end or self.error is not None:
             # Nothing pending, or nothing more will be parsed: later bytes are discarded.
             start = end = 0
@@ -149,22 +179,7 @@ class FrameDecoder:
 
     def feed(self, data: bytes) -> list[Packet]:
         """Copy ``data`` in and parse it: the sans-IO entry point for tests and tools."""
-        packets: list[Packet] = []
-        offset = 0
-        while offset < len(data):
-            target = self.get_buffer()
-            chunk = min(len(target), len(data) - offset)
-            target[:chunk] = data[offset : offset + chunk]
-            del target  # a live slice would keep the next get_buffer from growing in place
-            offset += chunk
-            parsed = self.buffer_updated(chunk)
-            if offset < len(data):
-                # An event's payload views the buffer, which the next round reuses: copy it.
-                for packet in parsed:
-                    if isinstance(packet, Event):
-                        packet.payload = packet.payload.copy()
-            packets.extend(parsed)
-        return packets
+        return feed_through(self.get_buffer, self.buffer_updated, data)
 
     def _make_room(self) -> None:
         pending = self._end - self._start

@@ -31,10 +31,7 @@ from vyked.core.exceptions import (
     error_from_code,
 )
 from vyked.core.protocol import auth
-from vyked.core.protocol.framing import DEFAULT_MAX_FRAME_SIZE, FrameDecoder, encode_frame
-
-HANDSHAKE_MAX_FRAME_SIZE = 64 * 1024
-"""The largest frame accepted before the handshake completes."""
+from vyked.core.protocol.framing import DEFAULT_MAX_FRAME_SIZE, FrameDecoder, encode_frame, feed_through
 from vyked.core.protocol.packets import (
     PROTOCOL_VERSION,
     Auth,
@@ -47,6 +44,8 @@ from vyked.core.protocol.packets import (
     Welcome,
 )
 
+HANDSHAKE_MAX_FRAME_SIZE = 64 * 1024
+"""The largest frame accepted before the handshake completes."""
 
 class Session:
     """Both ends of the vyked protocol use it; ``accepting`` says which end this is.
@@ -113,6 +112,7 @@ class Session:
         self._max_frame_size = max_frame_size
         # Handshake packets are small: a stranger announcing a large frame is refused at once.
         self._decoder = FrameDecoder(min(max_frame_size, HANDSHAKE_MAX_FRAME_SIZE))
+        self._decoder.max_packets = 1  # one handshake packet at a time: each may change the limits
         self._outgoing = bytearray()
 
     # -- bytes in --------------------------------------------------------------------------
@@ -132,11 +132,26 @@ class Session:
         """Account for ``nbytes`` written into :meth:`get_buffer`; return the application
         packets that arrived. Handshake, ``ping`` and ``pong`` are handled here; check
         :meth:`data_to_send` and :attr:`failure` afterwards."""
-        return self._process(self._decoder.buffer_updated(nbytes))
+        received = self._decoder.buffer_updated(nbytes)
+        if self.ready:
+            return self._process(received)
+        return self._handshaking(received)
 
     def receive_data(self, data: bytes) -> list[Packet]:
         """Feed received bytes (for callers without a receive buffer of their own)."""
-        return self._process(self._decoder.feed(data))
+        return feed_through(self.get_buffer, self.buffer_updated, data)
+
+    def _handshaking(self, received: list[Packet]) -> list[Packet]:
+        """Before the handshake the decoder parses one packet at a time under the handshake's
+        frame limit; once ready, what arrived behind the last handshake packet is parsed with
+        the session's own limits."""
+        delivered = self._process(received)
+        while self._decoder.partial_bytes and self.failure is None and not self.closed:
+            more = self._decoder.buffer_updated(0)
+            delivered += self._process(more)  # also notes a decoding error
+            if not more:
+                break
+        return delivered
 
     @property
     def partial_bytes(self) -> int:
@@ -225,6 +240,7 @@ class Session:
     def _became_ready(self) -> None:
         self.ready = True
         self._decoder.max_frame_size = self._max_frame_size
+        self._decoder.max_packets = 0
 
     def _refused(self, packet: Error) -> None:
         """The peer said why it ends the session (it closes next): nothing to answer."""

@@ -5,8 +5,11 @@ events are framed once and written to every subscribed connection. An exclusive 
 one member of each subscribing group, chosen by the group's strategy, and stays in flight
 until that member answers ``event_ack``. A failed handler (``ok`` false), a lost connection or
 an ack overdue by ``ack_timeout`` sends it to another live member (the ones that failed it are
-avoided while others exist), up to ``max_attempts`` deliveries. A group with no live member
-keeps its events (up to ``max_buffer``) until a member subscribes again.
+avoided while others exist), up to ``max_attempts`` deliveries. A group with no member
+keeps its events (up to ``max_buffer``) until a member subscribes again, for at most
+``empty_group_ttl`` seconds: then the group is dropped with its events. An event has at most
+``max_groups`` groups, so subscribers that make up group names cannot make a publisher hold
+without bound.
 """
 
 from __future__ import annotations
@@ -46,6 +49,9 @@ class _Group:
     name: str
     members: dict[Connection, _Member] = field(default_factory=dict)
     backlog: deque[_Delivery] = field(default_factory=deque)
+    empty_since: float | None = None
+    """Loop time the last member left; None while it has members."""
+    expiry: asyncio.TimerHandle | None = None
 
 
 @dataclass(slots=True, eq=False)
@@ -71,6 +77,8 @@ class EmbeddedPublisher:
         self._in_flight: dict[int, _Delivery] = {}
         self._ids = itertools.count(1)
         self._closed = False
+        self._groups_dropped = 0
+        self._groups_refused = 0
 
     @property
     def pending(self) -> int:
@@ -127,19 +135,21 @@ class EmbeddedPublisher:
 
     def _hold(self, delivery: _Delivery, group: _Group) -> None:
         if self._closed or len(group.backlog) >= self.settings.max_buffer:
-            self.stats.dropped += 1
-            log_count(
-                logger,
-                self.stats.dropped,
-                "dropped an exclusive %s event for group %r: no live subscriber and %d events waiting "
-                "already (%d dropped so far)",
-                ".".join(delivery.topic),
-                group.name,
-                len(group.backlog),
-                self.stats.dropped,
-            )
+            self._lose(delivery, f"no live subscriber and {len(group.backlog)} events waiting already")
             return
         group.backlog.append(delivery)
+
+    def _lose(self, delivery: _Delivery, why: str) -> None:
+        self.stats.dropped += 1
+        log_count(
+            logger,
+            self.stats.dropped,
+            "dropped an exclusive %s event for group %r: %s (%d dropped so far)",
+            ".".join(delivery.topic),
+            delivery.group,
+            why,
+            self.stats.dropped,
+        )
 
     # -- answers and failures ------------------------------------------------------------------
 
@@ -187,8 +197,9 @@ class EmbeddedPublisher:
 
     def _redispatch(self, delivery: _Delivery) -> None:
         group = self._groups.get(delivery.topic, {}).get(delivery.group)
-        if group is None:
-            group = self._groups.setdefault(delivery.topic, {}).setdefault(delivery.group, _Group(delivery.group))
+        if group is None:  # dropped meanwhile (no member for too long), or the publisher closed
+            self._lose(delivery, "its group is gone")
+            return
         self._dispatch(delivery, group)
 
     # -- subscriber connections ------------------------------------------------------------
@@ -208,7 +219,9 @@ class EmbeddedPublisher:
             if not sub.group:
                 self._broadcast.setdefault(topic, {})[conn] = None
                 continue
-            group = self._groups.setdefault(topic, {}).setdefault(sub.group, _Group(sub.group))
+            group = self._join(topic, sub.group)
+            if group is None:
+                continue
             group.members[conn] = _Member(conn, conn.peer_node_id, packet.since, sub.strategy == "leader")
             joined.append((topic, group))
         conn.send(Subscribed(service=packet.service))
@@ -225,10 +238,80 @@ class EmbeddedPublisher:
             topic = (service, sub.event)
             if sub.group:
                 group = self._groups.get(topic, {}).get(sub.group)
-                if group is not None:
-                    group.members.pop(conn, None)
+                if group is not None and group.members.pop(conn, None) is not None and not group.members:
+                    self._emptied(topic, group)
             else:
                 self._broadcast.get(topic, {}).pop(conn, None)
+
+    # -- groups: bounded in number, dropped once empty for too long ------------------------
+
+    def _join(self, topic: _Topic, name: str) -> _Group | None:
+        """The group ``name`` of ``topic``, made if new and there is room; None if not."""
+        groups = self._groups.setdefault(topic, {})
+        group = groups.get(name)
+        if group is not None:
+            if group.expiry is not None:
+                group.expiry.cancel()
+            group.expiry = group.empty_since = None
+            return group
+        if len(groups) >= self.settings.max_groups:
+            empty = [g for g in groups.values() if g.empty_since is not None]
+            if not empty:
+                self._groups_refused += 1
+                log_count(
+                    logger,
+                    self._groups_refused,
+                    "ignored a subscription of group %r to %s: the event has %d groups with members already "
+                    "(max_groups; %d subscriptions ignored so far)",
+                    name,
+                    ".".join(topic),
+                    len(groups),
+                    self._groups_refused,
+                )
+                return None
+            # Make room by dropping the group that has been empty the longest.
+            self._drop_group(topic, min(empty, key=lambda g: g.empty_since or 0.0), f"to make room for {name!r}")
+            groups = self._groups.setdefault(topic, {})
+        group = groups[name] = _Group(name)
+        return group
+
+    def _emptied(self, topic: _Topic, group: _Group) -> None:
+        """The group's last member left: it keeps its events for ``empty_group_ttl``."""
+        if self._closed:
+            return
+        loop = asyncio.get_running_loop()
+        group.empty_since = loop.time()
+        group.expiry = loop.call_later(self.settings.empty_group_ttl, self._expire, topic, group)
+
+    def _expire(self, topic: _Topic, group: _Group) -> None:
+        group.expiry = None
+        if not group.members and self._groups.get(topic, {}).get(group.name) is group:
+            self._drop_group(topic, group, f"no member for {self.settings.empty_group_ttl:g} s")
+
+    def _drop_group(self, topic: _Topic, group: _Group, why: str) -> None:
+        groups = self._groups.get(topic, {})
+        if groups.get(group.name) is group:
+            del groups[group.name]
+            if not groups:
+                del self._groups[topic]
+        if group.expiry is not None:
+            group.expiry.cancel()
+            group.expiry = None
+        lost = len(group.backlog)
+        group.backlog.clear()
+        self.stats.dropped += lost
+        self._groups_dropped += 1
+        log_count(
+            logger,
+            self._groups_dropped,
+            "dropped exclusive group %r of %s (%s) with the %d events it held (%d groups dropped so far)",
+            group.name,
+            ".".join(topic),
+            why,
+            lost,
+            self._groups_dropped,
+            level=logging.WARNING if lost else logging.INFO,
+        )
 
     def connection_lost(self, conn: Connection, exc: BaseException | None) -> None:
         for service in list(self._subscribed.get(conn, {})):
@@ -245,6 +328,10 @@ class EmbeddedPublisher:
         lost = self.pending
         for delivery_id in list(self._in_flight):
             self._settle(delivery_id)
+        for groups in self._groups.values():
+            for group in groups.values():
+                if group.expiry is not None:
+                    group.expiry.cancel()
         self._groups.clear()
         self._broadcast.clear()
         if lost:

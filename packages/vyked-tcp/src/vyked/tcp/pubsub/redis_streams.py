@@ -118,7 +118,12 @@ class StreamConsumer:
             self._unacked.discard((stream, entry_id))
 
     async def _consume(self) -> None:
-        block_ms = max(1, int(self.settings.heartbeat_interval * 1000))
+        # Parked events (a failed handler) are looked for every retry_delay, so that another
+        # instance takes them after retry_delay while the one that failed waits three times as
+        # long, as docs/pubsub.md says: looking only once per heartbeat let the failed instance
+        # take its own events back as often as not.
+        claim_every = min(self.settings.heartbeat_interval, self.settings.retry_delay)
+        block_ms = max(1, int(claim_every * 1000))
         streams = list(self.streams)
         while True:
             if self.strategy is SubscriptionStrategy.LEADER and not self.membership.is_leader(self.group):
@@ -126,7 +131,7 @@ class StreamConsumer:
                 continue
             if time.monotonic() >= self._next_claim:
                 await self._claim_all()
-                self._next_claim = time.monotonic() + self.settings.heartbeat_interval
+                self._next_claim = time.monotonic() + claim_every
             free = self.settings.max_in_flight - len(self._running)
             if free <= 0:
                 self._room.clear()

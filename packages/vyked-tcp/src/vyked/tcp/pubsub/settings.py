@@ -18,6 +18,14 @@ class PubSubSettings:
     """Events a publisher holds while it cannot send them: while Redis is unreachable, or
     (embedded) per exclusive group with no live instance. Beyond that, new events are dropped,
     logged and counted in :attr:`PubSubStats.dropped`."""
+    max_groups: int = 100
+    """Embedded: exclusive groups (subscribing services) one publisher keeps per event. A
+    subscription making one more drops the group that has been without members the longest
+    (with its events); when every group has members, it is ignored (logged)."""
+    empty_group_ttl: float = 60.0
+    """Embedded: seconds an exclusive group without members keeps its events, waiting for an
+    instance to subscribe again; then the group and its events are dropped (counted in
+    :attr:`PubSubStats.dropped`)."""
     max_attempts: int = 5
     """Deliveries of one exclusive event before it is given up (logged, counted in
     :attr:`PubSubStats.dead_lettered`)."""
