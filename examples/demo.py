@@ -122,7 +122,7 @@ def main() -> int:
             print(f"IdentityService instance up on 127.0.0.1:{port}")
         audit = ProcessRunner(str(HERE / "audit_service.py"), "--registry", f"127.0.0.1:{registry_port}")
         processes.append(audit.start())
-        audit.wait_for_output("tcp AuditService")
+        audit.wait_for_output("host started")  # registered, and subscribed to IdentityService
         print("AuditService up, subscribed to IdentityService's events")
         asyncio.run(call_services(registry_port, audit))
     finally:

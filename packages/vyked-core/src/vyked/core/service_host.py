@@ -136,6 +136,8 @@ class ServiceHost:
             raise
         self.state = HostState.RUNNING
         self._started.set_result(None)
+        # After this line the host's subscriptions are in place (or still trying, logged).
+        logger.info("host started: %s", ", ".join(f"{s.kind} {s.name}" for s in self.services) or "clients only")
 
     async def _start(self) -> None:
         if not self.registry_addresses:
