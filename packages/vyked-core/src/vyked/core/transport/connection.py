@@ -148,9 +148,13 @@ class Connection(asyncio.BufferedProtocol):
         session = self.session
         packets = session.buffer_updated(nbytes)
         # Liveness: whole frames, or a large frame's steady progress; never a drip.
-        frames, partial = session.frames_received, session.partial_bytes
-        if frames != self._frames_seen or partial - self._partial_seen >= PROGRESS_BYTES:
-            self._frames_seen, self._partial_seen = frames, partial
+        frames = session.frames_received
+        if frames != self._frames_seen:
+            self._frames_seen = frames
+            self._partial_seen = 0
+            self.last_received = self._loop.time()
+        elif session.partial_bytes - self._partial_seen >= PROGRESS_BYTES:
+            self._partial_seen = session.partial_bytes
             self.last_received = self._loop.time()
         answers = session.data_to_send()
         if answers and self._transport is not None:
