@@ -38,6 +38,29 @@ from vyked.registry.state import Outbox, RegistryState
 
 logger = logging.getLogger(__name__)
 
+MAX_WATCHED_SERVICES = 1_000
+"""Services one connection may watch: each costs the registry a snapshot and a watcher entry."""
+MAX_NAME_LENGTH = 256
+"""Characters of a service name, version, host or node id in a registration."""
+MAX_DEPENDENCIES = 256
+"""Dependencies one registration may declare."""
+
+
+def registration_problem(packet: Register) -> str | None:
+    """Why a ``register`` is too large to keep (for weeks, in the departed history), if it is."""
+    info = packet.instance
+    for field, value in (("service", info.service), ("version", info.version), ("host", info.host),
+                         ("node_id", info.node_id), ("kind", info.kind)):  # fmt: skip
+        if len(value) > MAX_NAME_LENGTH:
+            return f"{field} is {len(value)} characters long, more than {MAX_NAME_LENGTH}"
+    if len(packet.dependencies) > MAX_DEPENDENCIES:
+        return f"{len(packet.dependencies)} dependencies, more than {MAX_DEPENDENCIES}"
+    for dependency in packet.dependencies:
+        if len(dependency.service) > MAX_NAME_LENGTH or len(dependency.version) > MAX_NAME_LENGTH:
+            return f"a dependency name or version is longer than {MAX_NAME_LENGTH} characters"
+    return None
+
+
 DEFAULT_MAX_CONNECTIONS = 10_000
 """Hosts connected to one registry at once; more are refused with ``overloaded``."""
 
@@ -101,6 +124,7 @@ class Registry:
             handshake_timeout=handshake_timeout,
             max_connections=max_connections,
         )
+        self._watch_counts: dict[Connection, int] = {}
         self.replication: RedisReplication | None = None
         if redis_url is not None:
             self.replication = RedisReplication(
@@ -152,6 +176,10 @@ class Registry:
                 return
             if not self._may_hold(conn, info.node_id):
                 return
+            oversized = registration_problem(packet)
+            if oversized:
+                conn.fail(ProtocolError(f"register refused: {oversized}"))
+                return
             logger.info(
                 "registered %s v%s (%s) at %s:%s [%s]",
                 info.service, info.version, info.kind, info.host, info.port, info.node_id,
@@ -164,6 +192,11 @@ class Registry:
                 assert registration is not None
                 self.replication.registered(registration)
         elif isinstance(packet, Watch):
+            watched = self._watch_counts.get(conn, 0) + len(packet.services)
+            if watched > MAX_WATCHED_SERVICES:
+                conn.fail(ProtocolError(f"a host may watch at most {MAX_WATCHED_SERVICES} services, not {watched}"))
+                return
+            self._watch_counts[conn] = watched
             self._deliver(self.state.watch(conn, packet.services))
         elif isinstance(packet, StatusQuery):
             conn.send(StatusReport(registry=self.id, instances=self.state.status(self._last_seen)))
@@ -171,6 +204,7 @@ class Registry:
             conn.fail(ProtocolError(f"the registry does not accept {type(packet).__name__.lower()!r} packets"))
 
     def connection_lost(self, conn: Connection, exc: BaseException | None) -> None:
+        self._watch_counts.pop(conn, None)
         gone = self.state.owned_by(conn)
         for reg in gone:
             reason = f" ({exc})" if exc else ""

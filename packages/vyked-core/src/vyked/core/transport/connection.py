@@ -98,6 +98,7 @@ class Connection(asyncio.BufferedProtocol):
         self._handshake_timer: asyncio.TimerHandle | None = None
         self._refusal: VykedError | None = None
         self._read_holds = 0
+        self._writing_paused = False
         self.in_flight = 0
         """Requests the owner is running for this peer (see :meth:`hold_reading`)."""
         self._frames_seen = 0
@@ -275,9 +276,13 @@ class Connection(asyncio.BufferedProtocol):
             self._transport.resume_reading()
 
     def pause_writing(self) -> None:
-        self.hold_reading()  # the peer does not read its answers: stop taking its requests
+        # The peer does not read its answers: stop taking its requests. If it stays that way,
+        # the heartbeat ends the connection (its pongs cannot be read either).
+        self._writing_paused = True
+        self.hold_reading()
 
     def resume_writing(self) -> None:
+        self._writing_paused = False
         self.release_reading()
 
     # -- timers ------------------------------------------------------------------------------
@@ -321,6 +326,11 @@ class Connection(asyncio.BufferedProtocol):
     def _beat(self) -> None:
         if self.closed:
             return
+        if self._read_holds and not self._writing_paused and self._transport is not None:
+            # We stopped reading it (too many of its requests running): its silence is ours,
+            # and our pings tell it we are alive although its own pings go unanswered.
+            self.last_received = self._loop.time()
+            self._transport.write(self.session.ping())
         quiet = self._loop.time() - self.last_received
         if quiet >= self._heartbeat_timeout:
             self._failure = ConnectionLost(
