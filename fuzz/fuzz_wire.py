@@ -139,11 +139,19 @@ async def well_behaved(registry_port: int) -> str:
     return ""
 
 
-def start_targets(style: str) -> tuple[Target, Target]:
-    registry = ProcessRunner("-m", "vyked.registry", "--port", "0").start()
+TARGET_ENV = {"MALLOC_MMAP_THRESHOLD_": "131072"}
+"""glibc's allocator raises its mmap threshold after freeing large blocks and then keeps freed
+heap memory; a fixed threshold makes large buffers (write buffers of peers that never read)
+go back to the system when freed. A usual production setting for Python services; the RSS
+check measures the targets with it (``--glibc-defaults`` measures without)."""
+
+
+def start_targets(style: str, glibc_defaults: bool = False) -> tuple[Target, Target]:
+    env = {} if glibc_defaults else TARGET_ENV
+    registry = ProcessRunner("-m", "vyked.registry", "--port", "0", env=env).start()
     registry_port = int(wait_for_line(registry, r" listening on 127\.0\.0\.1:(\d+), ").group(1))
     service = ProcessRunner(
-        str(HERE / "fuzz_service.py"), "--registry", f"127.0.0.1:{registry_port}", "--style", style
+        str(HERE / "fuzz_service.py"), "--registry", f"127.0.0.1:{registry_port}", "--style", style, env=env
     ).start()
     service_port = int(wait_for_line(service, r"tcp FuzzService v1 serving on 127\.0\.0\.1:(\d+)").group(1))
     return Target("registry", registry_port, registry), Target("service", service_port, service)
@@ -164,9 +172,9 @@ SCENARIOS = ("generated", "oversized", "drip", "unread", "register", "subscribe"
 
 
 async def socket_phase(
-    connections: int, seed: int, style: str, skip: set[str]
+    connections: int, seed: int, style: str, skip: set[str], glibc_defaults: bool = False
 ) -> tuple[list[Scenario], list[str], dict[str, Any]]:
-    registry, service = start_targets(style)
+    registry, service = start_targets(style, glibc_defaults)
     targets = [registry, service]
     failures: list[str] = []
     figures: dict[str, Any] = {}
@@ -258,6 +266,9 @@ def main() -> int:
     parser.add_argument(
         "--skip", default="", help=f"socket scenarios to leave out, comma-separated: {', '.join(SCENARIOS)}"
     )
+    parser.add_argument(
+        "--glibc-defaults", action="store_true", help="run the targets without TARGET_ENV's allocator setting"
+    )
     args = parser.parse_args()
     started = time.monotonic()
     fd_limit = raise_fd_limit()
@@ -271,7 +282,11 @@ def main() -> int:
 
     print("\nSocket phase: a registry and a TCP service, real processes on 127.0.0.1")
     skip = {name for name in args.skip.split(",") if name}
-    scenarios, socket_failures, figures = asyncio.run(socket_phase(args.connections, args.seed, args.style, skip))
+    if not args.glibc_defaults:
+        print(f"targets run with {' '.join(f'{k}={v}' for k, v in TARGET_ENV.items())} (see TARGET_ENV)")
+    scenarios, socket_failures, figures = asyncio.run(
+        socket_phase(args.connections, args.seed, args.style, skip, args.glibc_defaults)
+    )
     failures += socket_failures
     for scenario in scenarios:
         print("  " + scenario.line())

@@ -49,7 +49,7 @@ DEFAULT_HEARTBEAT_INTERVAL = 0.5
 DEFAULT_HEARTBEAT_TIMEOUT = 2.0
 DEFAULT_HANDSHAKE_TIMEOUT = 5.0
 """Seconds an accepted connection has to complete the handshake."""
-WRITE_HIGH_WATER = 1024 * 1024
+WRITE_HIGH_WATER = 256 * 1024
 """Unsent bytes above which a connection stops reading from its peer (until they drain to a
 quarter of it): a peer that sends requests but never reads answers cannot grow our memory."""
 PROGRESS_BYTES = 64 * 1024
