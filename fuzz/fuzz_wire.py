@@ -31,7 +31,6 @@ from typing import Any
 
 from hostile import PING, SessionReport, run_session_inputs
 from sockets import (
-    Innocent,
     RssSampler,
     Scenario,
     Target,
@@ -53,7 +52,7 @@ from sockets import (
 
 from vyked import TCPService, TCPServiceClient, api, request
 from vyked.core.service_host import ServiceHost
-from vyked.core.testing import ProcessRunner
+from vyked.core.testing import ProcessRunner, SteadyCaller
 
 HERE = Path(__file__).resolve().parent
 RSS_TOLERANCE = 0.10
@@ -199,7 +198,7 @@ async def socket_phase(
         client = FuzzClient()
         host.bind_client(client)
         await host.start()
-        innocent = Innocent(lambda n: client.echo(n)).start()
+        innocent = SteadyCaller(client.echo).start()
         scenarios: list[Scenario] = []
         started = time.monotonic()
         with RssSampler({t.name: t.pid for t in targets}) as sampler:

@@ -11,7 +11,6 @@ import asyncio
 import random
 import re
 import socket
-import statistics
 import struct
 import time
 from collections import Counter
@@ -22,7 +21,6 @@ from typing import Any
 import msgspec
 from hostile import HELLO, Hostile
 
-from vyked.core.exceptions import VykedError
 from vyked.core.protocol.framing import DEFAULT_MAX_FRAME_SIZE, FrameDecoder
 from vyked.core.protocol.packets import Error
 from vyked.core.protocol.session import HANDSHAKE_MAX_FRAME_SIZE, Session
@@ -400,48 +398,6 @@ class RssSampler:
     def __exit__(self, *exc_info: object) -> None:
         assert self._task is not None
         self._task.cancel()
-
-
-class Innocent:
-    """A well-behaved caller, calling ``echo`` every ``interval`` s while hostile traffic runs."""
-
-    def __init__(self, call: Any, interval: float = 0.05) -> None:
-        self.call = call
-        self.interval = interval
-        self.latencies: list[float] = []
-        self.failures: Counter[str] = Counter()
-        self._task: asyncio.Task[None] | None = None
-
-    async def _run(self) -> None:
-        n = 0
-        while True:
-            n += 1
-            sent = time.monotonic()
-            try:
-                assert await self.call(n) == n
-                self.latencies.append(time.monotonic() - sent)
-            except (VykedError, AssertionError) as exc:
-                self.failures[type(exc).__name__] += 1
-            await asyncio.sleep(self.interval)
-
-    def start(self) -> Innocent:
-        self._task = asyncio.get_running_loop().create_task(self._run())
-        return self
-
-    async def stop(self) -> None:
-        assert self._task is not None
-        self._task.cancel()
-        await asyncio.gather(self._task, return_exceptions=True)
-
-    def summary(self) -> str:
-        if not self.latencies:
-            return f"no answered call; failures {dict(self.failures)}"
-        ordered = sorted(self.latencies)
-        p99 = ordered[min(len(ordered) - 1, int(len(ordered) * 0.99))]
-        return (
-            f"{len(ordered)} calls answered, p50 {statistics.median(ordered) * 1000:.1f} ms, "
-            f"p99 {p99 * 1000:.1f} ms, max {ordered[-1] * 1000:.1f} ms; failures {dict(self.failures) or 0}"
-        )
 
 
 def raise_fd_limit(wanted: int = 65536) -> int:

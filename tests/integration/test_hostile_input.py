@@ -24,12 +24,12 @@ import msgspec
 import pytest
 from integration_support import output_mark, wait_for_line
 
-from vyked import TCPServiceClient, VykedError, request
+from vyked import TCPServiceClient, request
 from vyked.core.protocol.framing import DEFAULT_MAX_FRAME_SIZE, FrameDecoder, encode_frame
 from vyked.core.protocol.packets import Error, Ping
 from vyked.core.protocol.session import HANDSHAKE_MAX_FRAME_SIZE, Session
 from vyked.core.service_host import ServiceHost
-from vyked.core.testing import ProcessRunner
+from vyked.core.testing import ProcessRunner, SteadyCaller
 
 pytestmark = pytest.mark.slow
 
@@ -139,48 +139,6 @@ class HostileClient(TCPServiceClient):
     @request(timeout=30)
     def slow(self, seconds: float) -> dict[str, Any]:
         return locals()
-
-
-class Innocent:
-    """A well-behaved caller in this process, calling ``echo`` every ``interval`` seconds."""
-
-    def __init__(self, client: HostileClient, interval: float) -> None:
-        self.client = client
-        self.interval = interval
-        self.latencies: list[float] = []
-        self.failures: Counter[str] = Counter()
-        self._task: asyncio.Task[None] | None = None
-
-    async def _run(self) -> None:
-        n = 0
-        while True:
-            n += 1
-            sent = time.monotonic()
-            try:
-                assert await self.client.echo(n) == n
-                self.latencies.append(time.monotonic() - sent)
-            except VykedError as exc:
-                self.failures[type(exc).__name__] += 1
-            await asyncio.sleep(self.interval)
-
-    def start(self) -> Innocent:
-        self._task = asyncio.get_running_loop().create_task(self._run())
-        return self
-
-    async def stop(self) -> None:
-        assert self._task is not None
-        self._task.cancel()
-        await asyncio.gather(self._task, return_exceptions=True)
-
-    def summary(self) -> str:
-        if not self.latencies:
-            return f"no call answered; failures {dict(self.failures)}"
-        ordered = sorted(self.latencies)
-        p99 = ordered[min(len(ordered) - 1, int(len(ordered) * 0.99))]
-        return (
-            f"{len(ordered)} calls, p50 {statistics.median(ordered) * 1000:.1f} ms, p99 {p99 * 1000:.1f} ms, "
-            f"max {ordered[-1] * 1000:.1f} ms, failures {dict(self.failures) or 0}"
-        )
 
 
 async def serves_normally(cluster: Cluster) -> None:
@@ -320,7 +278,7 @@ async def test_connections_dripping_a_16_mib_frame(start_process: Callable[..., 
     client = HostileClient()
     host.bind_client(client)
     await host.start()
-    innocent = Innocent(client, interval=0.1).start()
+    innocent = SteadyCaller(client.echo, interval=0.1).start()
     rss_before = rss_mib(proc)
     outcomes: Counter[str] = Counter()
     lifetimes: list[float] = []
@@ -441,7 +399,7 @@ async def test_a_client_that_never_reads_its_answers(
     await host.start()
     await client.echo(0)
     rss_before = rss_mib(cluster.service)
-    innocent = Innocent(client, interval=0.02).start()
+    innocent = SteadyCaller(client.echo, interval=0.02).start()
     with rss_peak(cluster.service) as peak:
         figures = await asyncio.to_thread(flood, cluster.service_port, PIPELINED, endpoint, params)
     await innocent.stop()
@@ -506,7 +464,7 @@ async def test_one_huge_watch_neither_stalls_nor_bloats_the_registry(
     client = HostileClient()
     host.bind_client(client)
     await host.start()
-    innocent = Innocent(client, interval=0.1).start()
+    innocent = SteadyCaller(client.echo, interval=0.1).start()
     rss_before = rss_mib(cluster.registry)
     reader, writer = await asyncio.open_connection("127.0.0.1", cluster.registry_port)
     stranger = writer.get_extra_info("sockname")[1]

@@ -6,6 +6,8 @@
 - :class:`RawClient`: a client that writes raw bytes, for testing how servers treat bad input.
 - :class:`ProcessRunner`: a Python module run as a subprocess whose output is kept, with
   helpers to wait for a port and to SIGKILL, SIGSTOP and SIGCONT it.
+- :class:`SteadyCaller`: a well-behaved caller that keeps calling while a test attacks or
+  breaks something, and records its latencies and failures.
 
 The pytest fixtures built on these live in :mod:`vyked.core.pytest_plugin`.
 """
@@ -13,6 +15,7 @@ The pytest fixtures built on these live in :mod:`vyked.core.pytest_plugin`.
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import functools
 import importlib.util
@@ -21,20 +24,23 @@ import os
 import shutil
 import signal
 import socket
+import statistics
 import subprocess
 import sys
 import tempfile
 import time
 from collections import deque
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
 import msgspec
 
-from vyked.core.exceptions import ConnectionLost
+from vyked.core.exceptions import ConnectionLost, VykedError
 from vyked.core.protocol.framing import FrameDecoder
 from vyked.core.protocol.packets import Packet
 from vyked.core.protocol.session import Session
+from vyked.core.tasks import cancel_and_wait
 
 
 def free_port(host: str = "127.0.0.1") -> int:
@@ -313,3 +319,49 @@ class RawClient:
             await self.writer.wait_closed()
         except ConnectionError:
             pass
+
+
+class SteadyCaller:
+    """Calls ``call(n)`` (which must answer ``n``) every ``interval`` seconds until stopped,
+    keeping each answered call's latency and counting failures by exception type."""
+
+    def __init__(self, call: Callable[[int], Awaitable[Any]], interval: float = 0.05) -> None:
+        self.call = call
+        self.interval = interval
+        self.latencies: list[float] = []
+        self.failures: collections.Counter[str] = collections.Counter()
+        self._task: asyncio.Task[None] | None = None
+
+    async def _run(self) -> None:
+        n = 0
+        while True:
+            n += 1
+            sent = time.monotonic()
+            try:
+                answer = await self.call(n)
+            except VykedError as exc:
+                self.failures[type(exc).__name__] += 1
+            else:
+                if answer == n:
+                    self.latencies.append(time.monotonic() - sent)
+                else:
+                    self.failures["wrong answer"] += 1
+            await asyncio.sleep(self.interval)
+
+    def start(self) -> SteadyCaller:
+        self._task = asyncio.get_running_loop().create_task(self._run())
+        return self
+
+    async def stop(self) -> None:
+        await cancel_and_wait(self._task)
+
+    def summary(self) -> str:
+        """``N calls answered, p50 .. ms, p99 .. ms, max .. ms; failures {...}``."""
+        if not self.latencies:
+            return f"no call answered; failures {dict(self.failures)}"
+        ordered = sorted(self.latencies)
+        p99 = ordered[min(len(ordered) - 1, int(len(ordered) * 0.99))]
+        return (
+            f"{len(ordered)} calls answered, p50 {statistics.median(ordered) * 1000:.1f} ms, "
+            f"p99 {p99 * 1000:.1f} ms, max {ordered[-1] * 1000:.1f} ms; failures {dict(self.failures) or 0}"
+        )
