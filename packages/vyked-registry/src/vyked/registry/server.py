@@ -16,7 +16,7 @@ import uuid
 from collections.abc import Hashable
 
 from vyked.core.exceptions import AuthenticationFailed, ConfigurationError, NodeIdTaken, ProtocolError
-from vyked.core.protocol import DEFAULT_MAX_FRAME_SIZE
+from vyked.core.protocol import encode_frame
 from vyked.core.protocol.packets import (
     Packet,
     Register,
@@ -38,6 +38,10 @@ from vyked.registry.state import Outbox, RegistryState
 
 logger = logging.getLogger(__name__)
 
+REGISTRY_MAX_FRAME_SIZE = 1024 * 1024
+"""The largest frame a registry reads: its packets are small (the largest legitimate one, a
+``watch`` of MAX_WATCHED_SERVICES names, is about 256 KiB), so a stranger's 16 MiB frame is
+refused at its header instead of decoded into millions of objects."""
 MAX_WATCHED_SERVICES = 1_000
 """Services one connection may watch: each costs the registry a snapshot and a watcher entry."""
 MAX_NAME_LENGTH = 256
@@ -91,7 +95,7 @@ class Registry:
         heartbeat_interval: float = DEFAULT_HEARTBEAT_INTERVAL,
         heartbeat_timeout: float = DEFAULT_HEARTBEAT_TIMEOUT,
         lease_ttl: float = DEFAULT_LEASE_TTL,
-        max_frame_size: int = DEFAULT_MAX_FRAME_SIZE,
+        max_frame_size: int = REGISTRY_MAX_FRAME_SIZE,
         secret: str | bytes | None = None,
         ssl_context: ssl.SSLContext | None = None,
         trust: Trust | None = None,
@@ -240,10 +244,21 @@ class Registry:
         return False
 
     def _deliver(self, outbox: Outbox) -> None:
-        for watcher, packet in outbox:
+        """Send each watcher its packets in one write (a watch answers with one snapshot per
+        service; a change may concern many watchers)."""
+        if len(outbox) == 1:
+            watcher, packet = outbox[0]
             assert isinstance(watcher, Connection)
             if not watcher.closed:
                 watcher.send(packet)
+            return
+        frames: dict[Connection, bytearray] = {}
+        for watcher, packet in outbox:
+            assert isinstance(watcher, Connection)
+            if not watcher.closed:
+                frames.setdefault(watcher, bytearray()).extend(encode_frame(packet))
+        for watcher, data in frames.items():
+            watcher.send_frame(data)
 
     def _last_seen(self, owner: Hashable) -> float | None:
         if isinstance(owner, Connection):
