@@ -30,6 +30,7 @@ from vyked.core.protocol.packets import Error, Ping
 from vyked.core.protocol.session import HANDSHAKE_MAX_FRAME_SIZE, Session
 from vyked.core.service_host import ServiceHost
 from vyked.core.testing import ProcessRunner, SteadyCaller
+from vyked.registry.server import REGISTRY_MAX_FRAME_SIZE
 
 pytestmark = pytest.mark.slow
 
@@ -292,7 +293,8 @@ async def test_connections_dripping_a_16_mib_frame(start_process: Callable[..., 
         ports.add(writer.get_extra_info("sockname")[1])
         if handshake:
             await complete_handshake(reader, writer)
-        announced = DEFAULT_MAX_FRAME_SIZE if handshake else HANDSHAKE_MAX_FRAME_SIZE
+        largest = REGISTRY_MAX_FRAME_SIZE if target == "registry" else DEFAULT_MAX_FRAME_SIZE
+        announced = largest if handshake else HANDSHAKE_MAX_FRAME_SIZE
         writer.write(announced.to_bytes(4, "big"))
         closing = asyncio.ensure_future(read_until_closed(reader, 20.0))
         while not closing.done():
@@ -315,7 +317,7 @@ async def test_connections_dripping_a_16_mib_frame(start_process: Callable[..., 
     }
     innocent_timeouts = {name: sorted(closed_ports(log, HEARTBEAT_CLOSE) - ports) for name, log in logs.items()}
     print(
-        f"\n{DRIPPERS} connections dripping a 16 MiB frame into the {target}: {dripped} bytes dripped; "
+        f"\n{DRIPPERS} connections dripping a frame of the largest size into the {target}: {dripped} bytes dripped; "
         f"{dict(outcomes)}; lifetime {spread(lifetimes)}; RSS {rss_before:.1f} -> peak {peak[0]:.1f} MiB "
         f"(+{grown:.1f} MiB, {grown * 1024 / DRIPPERS:.0f} KiB per dripper); innocent caller: {innocent.summary()}; "
         f"innocent heartbeat timeouts: {innocent_timeouts}"
