@@ -12,6 +12,7 @@ import pytest
 
 from vyked import HTTPService, HTTPServiceClient, Request, Response, get
 from vyked.core.exceptions import AuthenticationFailed, ConnectionLost
+from vyked.core.pytest_plugin import started_hosts
 from vyked.core.security import Trust
 from vyked.core.service_host import ServiceHost
 
@@ -53,21 +54,8 @@ async def tls_registry(tls: Any) -> AsyncIterator[Any]:
 @pytest.fixture
 async def tls_hosts(tls_registry: Any) -> AsyncIterator[Hosts]:
     """Started hosts on ``tls_registry``; keyword arguments go to :class:`ServiceHost`."""
-    hosts: list[ServiceHost] = []
-
-    async def make(*services: Any, clients: tuple[Any, ...] = (), **settings: Any) -> ServiceHost:
-        host = ServiceHost(f"127.0.0.1:{tls_registry.port}", **settings)
-        for service in services:
-            host.attach(service)
-        for client in clients:
-            host.bind_client(client)
-        hosts.append(host)
-        await host.start()
-        return host
-
-    yield make
-    for host in reversed(hosts):
-        await host.stop()
+    async with started_hosts(f"127.0.0.1:{tls_registry.port}") as make:
+        yield make
 
 
 def registered(host: ServiceHost) -> list[tuple[str, bool]]:

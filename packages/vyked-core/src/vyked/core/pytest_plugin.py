@@ -8,6 +8,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from typing import Any
@@ -20,6 +21,29 @@ from vyked.core.service_host import ServiceHost
 from vyked.core.testing import RedisServer
 
 HostFactory = Callable[..., Awaitable[ServiceHost]]
+
+
+@contextlib.asynccontextmanager
+async def started_hosts(registry: str) -> AsyncIterator[HostFactory]:
+    """A factory of started hosts on ``registry`` (``make(*services, clients=(), **settings)``;
+    the settings go to :class:`ServiceHost`), all stopped when the block ends."""
+    hosts: list[ServiceHost] = []
+
+    async def make(*services: Service, clients: tuple[ServiceClient, ...] = (), **settings: Any) -> ServiceHost:
+        host = ServiceHost(registry, **settings)
+        for service in services:
+            host.attach(service)
+        for client in clients:
+            host.bind_client(client)
+        hosts.append(host)
+        await host.start()
+        return host
+
+    try:
+        yield make
+    finally:
+        for host in reversed(hosts):
+            await host.stop()
 
 
 @pytest.fixture(scope="session")
@@ -40,20 +64,5 @@ async def vyked_registry() -> AsyncIterator[Any]:
 
 @pytest.fixture
 async def vyked_host(vyked_registry: Any) -> AsyncIterator[HostFactory]:
-    hosts: list[ServiceHost] = []
-
-    async def make(
-        *services: Service, clients: tuple[ServiceClient, ...] = (), pubsub: str | None = None
-    ) -> ServiceHost:
-        host = ServiceHost(f"127.0.0.1:{vyked_registry.port}", pubsub=pubsub)
-        for service in services:
-            host.attach(service)
-        for client in clients:
-            host.bind_client(client)
-        hosts.append(host)
-        await host.start()
-        return host
-
-    yield make
-    for host in reversed(hosts):
-        await host.stop()
+    async with started_hosts(f"127.0.0.1:{vyked_registry.port}") as make:
+        yield make
