@@ -202,3 +202,19 @@ async def _frozen_peer(reader: asyncio.StreamReader, writer: asyncio.StreamWrite
     writer.write(frame({"type": "welcome", "protocol": 1}))
     await reader.read()  # swallow pings, never answer
     writer.close()
+
+
+async def test_memory_is_released_once_a_burst_of_connections_is_over(server: tuple[PacketServer, int]) -> None:
+    srv, port = server
+    srv.memory.after_closed, srv.memory.quiet = 5, 0.2
+    for _ in range(4):
+        await (await RawClient.connect(port)).close()
+    await asyncio.sleep(0.4)
+    assert srv.memory.releases == 0  # 4 closed: not a burst
+    clients = [await RawClient.connect(port) for _ in range(6)]
+    for client in clients:
+        await client.close()
+    await asyncio.sleep(0.1)
+    assert srv.memory.releases == 0  # not quiet yet
+    await asyncio.sleep(0.3)
+    assert srv.memory.releases == 1  # one release for the burst, not one per connection

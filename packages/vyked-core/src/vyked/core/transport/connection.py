@@ -38,6 +38,7 @@ from vyked.core.exceptions import (
     VykedError,
     map_exceptions,
 )
+from vyked.core.memory import MemoryReleaser
 from vyked.core.protocol.framing import DEFAULT_MAX_FRAME_SIZE
 from vyked.core.protocol.packets import Packet
 from vyked.core.protocol.session import Session
@@ -422,6 +423,7 @@ class PacketServer:
         self.handshake_timeout = handshake_timeout
         self.max_connections = max_connections
         self.connections: set[Connection] = set()
+        self.memory = MemoryReleaser()
         self._server: asyncio.Server | None = None
 
     async def start(self, host: str, port: int) -> tuple[str, int]:
@@ -463,6 +465,7 @@ class PacketServer:
         def connection_lost(self, conn: Connection, exc: BaseException | None) -> None:
             self.server.connections.discard(conn)
             self.server.handler.connection_lost(conn, exc)
+            self.server.memory.connection_closed()
 
     async def close(self) -> None:
         """Stop listening and close every accepted connection."""
@@ -470,6 +473,7 @@ class PacketServer:
             self._server.close()
         for conn in list(self.connections):
             conn.close()
+        self.memory.cancel()
         if self._server is not None:
             await self._server.wait_closed()
             self._server = None
