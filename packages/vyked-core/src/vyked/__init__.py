@@ -36,6 +36,9 @@ _EXPORTS: dict[str, tuple[str, str]] = {
     "RegistryUnavailable": ("vyked.core.exceptions", "vyked-core"),
     "HostNotRunning": ("vyked.core.exceptions", "vyked-core"),
     "DefinitionError": ("vyked.core.exceptions", "vyked-core"),
+    "Overloaded": ("vyked.core.exceptions", "vyked-core"),
+    "Draining": ("vyked.core.exceptions", "vyked-core"),
+    "AuthenticationFailed": ("vyked.core.exceptions", "vyked-core"),
     # vyked-tcp
     "TCPService": ("vyked.tcp", "vyked-tcp"),
     "TCPServiceClient": ("vyked.tcp", "vyked-tcp"),
@@ -94,10 +97,13 @@ def __dir__() -> list[str]:
 
 
 if TYPE_CHECKING:
+    from vyked.core.exceptions import AuthenticationFailed as AuthenticationFailed
     from vyked.core.exceptions import ConnectionLost as ConnectionLost
     from vyked.core.exceptions import DefinitionError as DefinitionError
+    from vyked.core.exceptions import Draining as Draining
     from vyked.core.exceptions import HostNotRunning as HostNotRunning
     from vyked.core.exceptions import InvalidParams as InvalidParams
+    from vyked.core.exceptions import Overloaded as Overloaded
     from vyked.core.exceptions import ProtocolError as ProtocolError
     from vyked.core.exceptions import RegistryUnavailable as RegistryUnavailable
     from vyked.core.exceptions import RemoteError as RemoteError

@@ -11,7 +11,8 @@
     │                                 or its certificate does not name the service it claims
     │   └── NodeIdTaken               another live connection holds the node id registered
     ├── ConfigurationError            (ValueError) a setting (a VYKED_* variable...) is malformed
-    ├── Overloaded                    (ConnectionError) the peer refused new work: too many connections
+    ├── Overloaded                    (ConnectionError) the peer refused new work: at its limit
+    ├── Draining                      (ConnectionError) the instance is shutting down; nothing ran
     ├── RegistryUnavailable           (ConnectionError) no registry could be reached or answered
     ├── ServiceUnavailable            (ConnectionError) no live instance of a service
     ├── ConnectionLost                (ConnectionError) the connection died mid-request
@@ -43,6 +44,8 @@ class VykedError(Exception):
     """Root of every vyked error."""
 
     code = "error"
+    not_executed = False
+    """True when the error proves the request did not run (safe to send elsewhere)."""
 
 
 class ProtocolError(VykedError):
@@ -74,6 +77,15 @@ class Overloaded(VykedError, ConnectionError):
     """The peer refused a connection (or a request) because it is at its limit; nothing ran."""
 
     code = "overloaded"
+    not_executed = True
+
+
+class Draining(VykedError, ConnectionError):
+    """The instance is shutting down (draining): it refused the request without running it,
+    so the caller may safely send it to another instance."""
+
+    code = "draining"
+    not_executed = True
 
 
 class NodeIdTaken(AuthenticationFailed):
@@ -189,6 +201,7 @@ _BY_CODE: dict[str, type[VykedError]] = {
         AuthenticationFailed,
         NodeIdTaken,
         Overloaded,
+        Draining,
         ServiceUnavailable,
         ConnectionLost,
         RequestTimeout,
