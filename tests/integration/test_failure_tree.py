@@ -513,7 +513,7 @@ CASES = [
     pytest.param(
         instance_unreachable,
         ServiceUnavailable,
-        all_of(message("none could be reached"), quick(2)),
+        all_of(message("none usable now"), quick(2)),
         id="instance unreachable",
     ),
     pytest.param(no_registry_reachable, RegistryUnavailable, every_address, id="no registry reachable"),

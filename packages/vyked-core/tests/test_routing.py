@@ -91,7 +91,7 @@ def test_directory_entity_routing_and_usable_filter() -> None:
     assert all(d.select("S", "1", entity="order-42") == owner for _ in range(10))
     other = d.select("S", "1", entity="order-42", tried={owner.node_id})
     assert other != owner
-    with pytest.raises(ServiceUnavailable, match="none could be reached"):
+    with pytest.raises(ServiceUnavailable, match=r"3 registered, none usable now \(3 tried by this request"):
         d.select("S", "1", tried={i.node_id for i in d.instances("S")})
 
 
@@ -102,11 +102,18 @@ def test_unreachable_instances_are_skipped_for_a_while(monkeypatch: pytest.Monke
     d.mark_unreachable(first)
     assert all(d.select("S", "1") != first for _ in range(4))
     d.mark_unreachable(d.instances("S")[1])
-    with pytest.raises(ServiceUnavailable, match="2 registered, none could be reached"):
+    with pytest.raises(ServiceUnavailable, match="2 registered, none usable now"):
         d.select("S", "1")
     later = time.monotonic() + UNREACHABLE_FOR + 0.1
     monkeypatch.setattr(time, "monotonic", lambda: later)
-    assert {d.select("S", "1").node_id for _ in range(4)} == {"n1", "n2"}
+    # half-open: one probe each, and nothing more until a probe's outcome is known
+    probes = [d.select("S", "1"), d.select("S", "1")]
+    assert {p.node_id for p in probes} == {"n1", "n2"}
+    with pytest.raises(ServiceUnavailable):
+        d.select("S", "1")
+    d.health.succeeded(probes[0])
+    assert all(d.select("S", "1") == probes[0] for _ in range(3))
+    assert d.health.transitions == {"open": 2, "half_open": 2, "closed": 1}
 
 
 def test_instance_is_the_registry_struct() -> None:

@@ -57,6 +57,31 @@ async def test_register_watch_and_removal_on_disconnect(registry: Registry) -> N
         await client.close()
 
 
+async def test_deregister_removes_the_instance_at_once_and_only_for_its_owner(registry: Registry) -> None:
+    watcher = await RawClient.connect(registry.port)
+    watcher.send({"type": "watch", "services": ["S"]})
+    await watcher.receive()
+    service = await RawClient.connect(registry.port)
+    service.send(register("n1"))
+    assert await service.receive() == {"type": "registered", "node_id": "n1"}
+    await service.receive()  # service_state
+    assert (await watcher.receive())["type"] == "instance_added"
+
+    stranger = await RawClient.connect(registry.port)
+    stranger.send({"type": "deregister", "node_id": "n1"})
+    assert await stranger.receive() == {"type": "deregistered", "node_id": "n1"}
+    assert registry.state.get("n1") is not None  # not the stranger's to withdraw
+
+    service.send({"type": "deregister", "node_id": "n1"})
+    assert await service.receive() == {"type": "deregistered", "node_id": "n1"}
+    assert await watcher.receive() == {"type": "instance_removed", "service": "S", "node_id": "n1"}
+    assert registry.state.get("n1") is None
+    service.send({"type": "watch", "services": ["S"]})  # the connection itself stays up
+    assert await service.receive() == {"type": "instances", "service": "S", "instances": []}
+    for client in (watcher, service, stranger):
+        await client.close()
+
+
 async def test_bad_input_closes_only_the_offender(registry: Registry) -> None:
     service = await RawClient.connect(registry.port)
     service.send(register("n1"))

@@ -8,6 +8,7 @@ from typing import Any
 
 from vyked import ServiceHost, TCPService, TCPServiceClient, publish, subscribe, xsubscribe
 from vyked.core.service import Service, ServiceClient
+from vyked.core.threads import call_on_loop
 from vyked.tcp import SubscriptionStrategy
 from vyked.tcp.pubsub import PubSub, PubSubSettings, PubSubStats
 
@@ -47,6 +48,10 @@ class Inbox:
         self._changed = asyncio.Event()
 
     def add(self, name: str, value: Any) -> None:
+        """Record an event; safe from a ``def`` handler's thread as from the loop."""
+        call_on_loop(self._add, name, value)
+
+    def _add(self, name: str, value: Any) -> None:
         self.items.append((name, value))
         self._changed.set()
 

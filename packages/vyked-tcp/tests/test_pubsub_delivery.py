@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 from pubsub_services import FAST, Hosts, Identity, IdentityClient, Inbox, PlainClient, Worker, WorkerService, stats
 
+from vyked import TCPServiceClient, xsubscribe
 from vyked.core.exceptions import PublishError
 from vyked.core.testing import RedisServer
 
@@ -220,3 +221,32 @@ async def test_seed_style_host_facade_with_pubsub_host_and_port(vyked_registry: 
         assert await listener.inbox.wait_for("password_changed", 1) == ["ann"]
     finally:
         await publisher_host.stop()
+
+
+class SlowWorker(TCPServiceClient):
+    """An exclusive ``job`` handler that takes half a second."""
+
+    def __init__(self, inbox: Inbox) -> None:
+        super().__init__("IdentityService", 1)
+        self.inbox = inbox
+
+    @xsubscribe
+    async def job(self, n: int) -> None:
+        self.inbox.add("started", n)
+        await asyncio.sleep(0.5)
+        self.inbox.add("job", n)
+
+
+async def test_a_stopping_host_finishes_and_acknowledges_the_events_in_hand(hosts: Hosts) -> None:
+    publisher = Identity()
+    await hosts(publisher)
+    first, second = Inbox(), Inbox()
+    stopping = await hosts(clients=(SlowWorker(first),))
+    publisher.job(n=1)
+    publisher.job(n=2)
+    await first.wait_for("started", 2)
+    await stopping.stop()  # drains: the handlers finish and their events are acknowledged
+    assert sorted(first.of("job")) == [1, 2]
+    await hosts(clients=(SlowWorker(second),))
+    await asyncio.sleep(1.5)  # well past FAST's redelivery timers
+    assert second.of("started") == []  # nothing was left unacknowledged to redeliver

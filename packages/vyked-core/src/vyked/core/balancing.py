@@ -1,16 +1,26 @@
-"""Choosing one instance among many: round-robin, or rendezvous hashing for entities.
+"""Choosing one instance among many: round-robin, least outstanding requests, or rendezvous
+hashing for entities.
 
 Rendezvous (highest random weight) hashing gives every caller in every process the same
 instance for an entity, and when an instance goes only the entities it owned move.
+
+Least outstanding requests uses the power of two choices: compare two candidates, keep the
+less loaded. One of the two is the round-robin pick and wins ties, so that while every
+instance is equally loaded (sequential calls) the order is plain round-robin, and a slow
+instance, whose requests pile up, gets fewer.
 """
 
 from __future__ import annotations
 
 import hashlib
+import random
 from collections.abc import Callable, Sequence
 from typing import TypeVar
 
 T = TypeVar("T")
+
+BALANCING = ("least_outstanding", "round_robin")
+"""The balancing strategies a client may name (the first is the default)."""
 
 
 def rendezvous_weight(entity: str, node_id: str) -> int:
@@ -35,3 +45,12 @@ class RoundRobin:
         index = self._next % len(candidates)
         self._next = index + 1
         return candidates[index]
+
+
+def least_loaded_of_two(preferred: T, candidates: Sequence[T], load: Callable[[T], int]) -> T:
+    """``preferred`` or another candidate drawn at random, whichever has the lower ``load``
+    (``preferred`` on a tie). ``candidates`` holds ``preferred`` and at least one other."""
+    other = candidates[random.randrange(len(candidates) - 1)]
+    if other is preferred:
+        other = candidates[-1]
+    return other if load(other) < load(preferred) else preferred

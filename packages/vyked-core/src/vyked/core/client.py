@@ -11,10 +11,16 @@ the same way, whatever the transport:
 2. **instance**: the host's :class:`~vyked.core.instances.InstanceDirectory` picks one
    (round-robin, or rendezvous hashing on ``entity``), skipping instances that could not be
    reached within the last second.
-3. **failover**: when the transport reports :class:`InstanceUnreachable` (nothing was sent),
-   the instance is marked unreachable and another is tried, until none is left
-   (:class:`~vyked.core.exceptions.ServiceUnavailable`) or the timeout runs out
-   (:class:`~vyked.core.exceptions.RequestTimeout`).
+3. **retries**: a request that certainly did not run (:class:`InstanceUnreachable`: nothing
+   was sent; or the instance refused it, ``draining`` or ``overloaded``) goes to another
+   instance at once. One that may have run (the connection died with it in flight, or no
+   answer came in time) is sent again only if the client declared it idempotent
+   (:class:`RetryPolicy`), after a jittered pause, a bounded number of times. Every retry
+   happens within the request's one timeout: when it runs out the caller gets
+   :class:`~vyked.core.exceptions.RequestTimeout`; when no instance is left,
+   :class:`~vyked.core.exceptions.ServiceUnavailable` saying what the last one answered.
+4. **health**: failures feed the per-instance circuit breakers of :mod:`vyked.core.health`,
+   which balancing consults.
 
 Transports keep a fast path for the common case (host running, instance connected) and call
 :meth:`ServiceClient.call` for everything else.
@@ -23,10 +29,23 @@ Transports keep a fast path for the common case (host running, instance connecte
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, ClassVar, TypeVar
 
-from vyked.core.exceptions import ConnectionLost, HostNotRunning, RequestTimeout, ServiceUnavailable
+from vyked.core.backoff import Backoff
+from vyked.core.balancing import BALANCING
+from vyked.core.exceptions import (
+    ConfigurationError,
+    ConnectionLost,
+    Draining,
+    HostNotRunning,
+    RequestTimeout,
+    ServiceUnavailable,
+    VykedError,
+)
+from vyked.core.health import InstanceHealth
 from vyked.core.instances import Instance
 from vyked.core.versions import normalize
 
@@ -40,9 +59,58 @@ Attempt = Callable[["ServiceHost", Instance], Awaitable[T]]
 when it certainly sent nothing."""
 
 
+logger = logging.getLogger(__name__)
+
+
 class InstanceUnreachable(ConnectionLost):
     """The instance could not be reached, so nothing was sent: another instance may take the
     request. Transports raise it; :meth:`ServiceClient.call` handles it and never lets it out."""
+
+    not_executed = True
+
+
+RETRY_BACKOFF = Backoff(base=0.02, cap=0.5)
+"""Pauses before sending an idempotent request again: 10-20 ms, doubling up to 0.25-0.5 s."""
+
+
+@dataclass(frozen=True, slots=True)
+class RetryPolicy:
+    """When a request that may have run is sent again.
+
+    Requests that certainly did not run are always retried on another instance; this policy
+    is about the others. Only an ``idempotent`` request (running it twice does no harm) is
+    sent again after a lost connection or a timeout, at most ``attempts`` times in all, with
+    ``attempt_timeout`` seconds for each attempt (None: whatever is left of the request's
+    timeout, so that a timeout ends the request).
+    """
+
+    idempotent: bool = False
+    attempts: int = 3
+    attempt_timeout: float | None = None
+    backoff: Backoff = RETRY_BACKOFF
+
+    def may_resend(self, error: VykedError, attempts_made: int) -> bool:
+        """After ``attempts_made`` attempts that may have run, the last failing with ``error``."""
+        return self.idempotent and attempts_made < self.attempts and isinstance(error, ConnectionLost | RequestTimeout)
+
+
+NOT_IDEMPOTENT = RetryPolicy()
+IDEMPOTENT = RetryPolicy(idempotent=True)
+
+
+def report_outcome(health: InstanceHealth, instance: Instance, error: BaseException | None) -> None:
+    """Tell the instance's circuit breaker how a request went (None: it was answered)."""
+    if error is None or (isinstance(error, VykedError) and error.code == "remote_error"):
+        if health:
+            health.succeeded(instance)
+    elif isinstance(error, InstanceUnreachable):
+        health.unreachable(instance, error)
+    elif isinstance(error, Draining):
+        health.draining(instance)
+    elif isinstance(error, ConnectionLost | RequestTimeout) or getattr(error, "code", "") == "overloaded":
+        health.failed(instance, error)
+    elif health:
+        health.succeeded(instance)  # any other answer (unknown endpoint...) came from a live instance
 
 
 class ServiceClient:
@@ -54,9 +122,21 @@ class ServiceClient:
     default_host: ClassVar[Callable[[], ServiceHost] | None] = None
     """The process-wide host for clients that were never bound; :mod:`vyked.core.host` sets it."""
 
-    def __init__(self, service_name: str, service_version: object) -> None:
+    balancing: ClassVar[str] = "least_outstanding"
+    """How this client picks among instances: ``"least_outstanding"`` (the default: the less
+    loaded of two, round-robin while loads are equal; see :mod:`vyked.core.balancing`) or
+    ``"round_robin"``. A class attribute, or the ``balancing`` argument of subclasses that
+    take one."""
+
+    def __init__(self, service_name: str, service_version: object, *, balancing: str | None = None) -> None:
         self.name = service_name
         self.version = normalize(service_version)
+        if balancing is not None:
+            self.balancing = balancing  # type: ignore[misc]  # per instance, shadowing the class default
+        if self.balancing not in BALANCING:
+            raise ConfigurationError(
+                f"{type(self).__name__}: unknown balancing {self.balancing!r}; choose one of {', '.join(BALANCING)}"
+            )
         self.host: ServiceHost | None = None
         self._bound_by_default = False
 
@@ -91,36 +171,94 @@ class ServiceClient:
         await host.watch(self.name)
         return host
 
+    def outstanding(self, instance: Instance) -> int:
+        """Requests this process has in flight to ``instance`` (least-outstanding balancing);
+        transports override it."""
+        return 0
+
+    def select(self, host: ServiceHost, entity: object, tried: set[str] | frozenset[str] = frozenset()) -> Instance:
+        """Pick the instance for one request with this client's balancing."""
+        load = self.outstanding if self.balancing == "least_outstanding" else None
+        return host.directory.select(self.name, self.version, self.kind, entity, tried, load)
+
     async def call(
-        self, what: str, entity: object, timeout: float, attempt: Attempt[T], instance: Instance | None = None
+        self,
+        what: str,
+        entity: object,
+        timeout: float,
+        attempt: Attempt[T],
+        instance: Instance | None = None,
+        *,
+        policy: RetryPolicy = NOT_IDEMPOTENT,
+        failed: VykedError | None = None,
+        deadline: float | None = None,
     ) -> T:
         """Send one request the slow way: resolve the host, pick an instance (``instance`` if
-        the fast path picked one already), fail over while instances are unreachable. Raises
+        the fast path picked one already), retry as the module docstring says. Raises
         :class:`RequestTimeout` when ``timeout`` runs out first; ``what`` names the request in
-        messages."""
+        messages. ``failed`` is the error of an attempt the fast path made on ``instance``
+        (so that this call starts with the retry), and ``deadline`` (event-loop time) when the
+        ``timeout`` started counting then."""
+        if deadline is None:
+            deadline = asyncio.get_running_loop().time() + timeout
+        tried: set[str] = set()
+        resent = 0  # attempts that may have run
+        last_error: VykedError | None = None
+        host: ServiceHost | None = None
         try:
-            async with asyncio.timeout(timeout) as scope:
+            async with asyncio.timeout_at(deadline) as scope:
                 host = self.ready_host() or await self.resolve_host()
-                tried: set[str] = set()
-                last_error: InstanceUnreachable | None = None
                 while True:
-                    if instance is None:
+                    if failed is None:
+                        if instance is None:
+                            instance = self._select_or_explain(host, entity, tried, last_error)
                         try:
-                            instance = host.directory.select(self.name, self.version, self.kind, entity, tried)
-                        except ServiceUnavailable as exc:
-                            if last_error is None:
+                            if policy.attempt_timeout is None:
+                                result = await attempt(host, instance)
+                            else:
+                                async with asyncio.timeout(policy.attempt_timeout):
+                                    result = await attempt(host, instance)
+                        except VykedError as exc:
+                            failed = exc
+                        except TimeoutError:
+                            if scope.expired():
                                 raise
-                            raise ServiceUnavailable(f"{exc}; last error: {last_error}") from last_error
-                    try:
-                        return await attempt(host, instance)
-                    except InstanceUnreachable as exc:
-                        host.directory.mark_unreachable(instance)
+                            failed = RequestTimeout(
+                                f"{what} got no answer from {instance.describe()} within {policy.attempt_timeout} s"
+                            )
+                        else:
+                            report_outcome(host.directory.health, instance, None)
+                            return result
+                    assert instance is not None
+                    error, failed, last_error = failed, None, failed
+                    report_outcome(host.directory.health, instance, error)
+                    if error.not_executed:
                         tried.add(instance.node_id)
-                        last_error, instance = exc, None
+                    elif policy.may_resend(error, resent + 1):
+                        resent += 1
+                        logger.info("%s: sending it again (idempotent) after: %s", what, error)
+                        instance = None
+                        await asyncio.sleep(policy.backoff.compute(resent - 1))
+                    else:
+                        raise error
+                    instance = None
         except TimeoutError:
             if scope.expired():
-                raise RequestTimeout(f"{what} got no answer within {timeout} s") from None
+                if host is not None and instance is not None and failed is None:  # no answer in time
+                    report_outcome(host.directory.health, instance, RequestTimeout(what))
+                detail = f"; last error: {last_error}" if last_error is not None else ""
+                raise RequestTimeout(f"{what} got no answer within {timeout} s{detail}") from None
             raise
+
+    def _select_or_explain(
+        self, host: ServiceHost, entity: object, tried: set[str], last_error: VykedError | None
+    ) -> Instance:
+        try:
+            return self.select(host, entity, tried)
+        except ServiceUnavailable as exc:
+            if last_error is None:
+                raise
+            raise ServiceUnavailable(f"{exc}; last error: {last_error}") from last_error
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} for {self.name} v{self.version}>"

@@ -19,10 +19,15 @@ if TYPE_CHECKING:
 
 
 class HostExtension:
-    """Base of the objects a host shares; both hooks do nothing unless overridden."""
+    """Base of the objects a host shares; the hooks do nothing unless overridden."""
 
     async def host_started(self) -> None:
         """Called once the host has registered its services and watches its dependencies."""
+
+    async def drain(self, deadline: float) -> None:
+        """Called when the host begins to stop, after its services have finished their
+        requests: take no new work, finish (and acknowledge) what is in hand by ``deadline``
+        (event-loop time)."""
 
     async def close(self) -> None:
         """Called when the host stops, in the reverse order of creation."""

@@ -1,13 +1,20 @@
-"""User handlers come in three styles; this module makes them callable alike.
+"""User handlers come in three styles; this module makes them callable alike, and says where
+each runs.
 
 ``async def`` coroutines, plain ``def`` functions, and the seed's generator style
 (``result = yield from sleep(5)``), which Python 3.11 no longer runs as a coroutine by itself:
 :func:`as_coroutine_function` wraps such generators with :func:`types.coroutine` so that they
 can ``yield from`` coroutines and be awaited.
+
+:func:`execution_of` decides where a handler runs (:class:`Execution`): coroutines and
+generators on the event loop; plain ``def`` handlers in the handler thread pool
+(:mod:`vyked.core.threads`), as Starlette does for sync endpoints, unless the endpoint asks to
+run ``inline``.
 """
 
 from __future__ import annotations
 
+import enum
 import inspect
 import types
 from collections.abc import Callable, Generator
@@ -35,8 +42,28 @@ def is_async(func: Callable[..., Any]) -> bool:
     return inspect.iscoroutinefunction(target) or inspect.isgeneratorfunction(target)
 
 
+class Execution(enum.Enum):
+    """Where a handler runs."""
+
+    LOOP = "loop"
+    """``async def`` and generator handlers: awaited on the event loop (they must not block it)."""
+    THREAD = "thread"
+    """Plain ``def`` handlers: in the handler thread pool, so that blocking them blocks nothing else."""
+    INLINE = "inline"
+    """Plain ``def`` handlers that opted in (``inline=True``): called in the loop's own thread,
+    to completion; for tiny pure functions, which a thread hand-off would only slow down."""
+
+
+def execution_of(func: Callable[..., Any], *, inline: bool = False) -> Execution:
+    """Where ``func`` runs; ``inline`` only matters for plain ``def`` handlers."""
+    if is_async(func):
+        return Execution.LOOP
+    return Execution.INLINE if inline else Execution.THREAD
+
+
 async def call_handler(func: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
-    """Call a handler of any style and await its result if it has to be awaited."""
+    """Call a handler of any style in the current thread and await its result if it has to be
+    awaited (a plain ``def`` is called inline: see :func:`execution_of` for where handlers run)."""
     result = func(*args, **kwargs)
     if inspect.isawaitable(result):
         return await result

@@ -19,7 +19,7 @@ from vyked.core.addresses import DEFAULT_REGISTRY_PORT, Address, parse_addresses
 from vyked.core.client import ServiceClient
 from vyked.core.service import Service
 from vyked.core.service_host import ServiceHost
-from vyked.core.serving import configure_logging, serve_until_signalled
+from vyked.core.serving import configure_logging, run_until_signalled, serve_until_signalled
 
 __all__ = ["Host", "ServiceHost", "parse_addresses", "serve_until_signalled"]
 
@@ -46,6 +46,9 @@ class Host:
     name: ClassVar[str | None] = None
     secret: ClassVar[str | bytes | None] = None
     """The cluster secret (default: ``VYKED_SECRET`` / ``VYKED_SECRET_FILE``)."""
+    drain_grace: ClassVar[float | None] = None
+    """Seconds a stopping host lets requests in flight finish (default: ``VYKED_DRAIN_GRACE``,
+    else 10; see :meth:`ServiceHost.stop`)."""
 
     _tcp_service: ClassVar[Service | None] = None
     _http_service: ClassVar[Service | None] = None
@@ -124,6 +127,7 @@ class Host:
                 pubsub=cls._pubsub(),
                 name=cls.name or "",
                 secret=cls.secret,
+                drain_grace=cls.drain_grace,
             )
             cls._runtime = runtime
         return runtime
@@ -150,9 +154,10 @@ class Host:
 
     @classmethod
     def run(cls) -> None:
-        """Start the attached services and serve until SIGINT or SIGTERM."""
+        """Start the attached services and serve until SIGINT or SIGTERM, on uvloop when it is
+        installed (``VYKED_LOOP`` chooses: see :func:`~vyked.core.serving.loop_factory`)."""
         configure_logging()
-        asyncio.run(serve_until_signalled(cls.start, cls.stop))
+        run_until_signalled(cls.start, cls.stop)
 
 
 ServiceClient.default_host = Host.default

@@ -12,21 +12,21 @@ import asyncio
 import time
 from collections.abc import Callable, Collection, Iterable
 
-from vyked.core.balancing import RoundRobin, rendezvous_pick
+from vyked.core.balancing import RoundRobin, least_loaded_of_two, rendezvous_pick
 from vyked.core.exceptions import ServiceUnavailable
+from vyked.core.health import UNREACHABLE_FOR, InstanceHealth
 from vyked.core.protocol.packets import InstanceInfo
 from vyked.core.versions import best_version
 
 Instance = InstanceInfo
 """One live instance of a service: the registry's ``InstanceInfo`` packet struct itself."""
 
-UNREACHABLE_FOR = 1.0
-"""Seconds an instance that could not be reached is skipped by balancing: the registry only
-forgets an instance when its host's registry connection drops, which lags a crash."""
-
 
 InstanceListener = Callable[[str, Instance], None]
 """Called with ``"added"`` or ``"removed"`` and the instance."""
+
+Load = Callable[[Instance], int]
+"""Requests a client has outstanding at an instance (for least-outstanding balancing)."""
 
 _RouteKey = tuple[str, str, str]
 
@@ -34,13 +34,14 @@ _RouteKey = tuple[str, str, str]
 class InstanceDirectory:
     """Live instances by service name, with per-route balancing."""
 
-    def __init__(self) -> None:
+    def __init__(self, health: InstanceHealth | None = None) -> None:
+        self.health = health if health is not None else InstanceHealth()
+        """Circuit breakers: which instances balancing skips for now."""
         self._instances: dict[str, dict[str, Instance]] = {}
         self._routes: dict[_RouteKey, list[Instance]] = {}
         self._round_robin: dict[_RouteKey, RoundRobin] = {}
         self._listeners: list[InstanceListener] = []
         self._stale: set[tuple[str, str]] = set()
-        self._unreachable: dict[str, float] = {}
         self.known: set[str] = set()
         """Services whose full instance list has arrived at least once."""
 
@@ -93,6 +94,7 @@ class InstanceDirectory:
     def remove(self, service: str, node_id: str) -> None:
         self._stale.discard((service, node_id))
         instance = self._instances.get(service, {}).pop(node_id, None)
+        self.health.forget(node_id)
         if instance is not None:
             self._invalidate(service)
             self._notify("removed", instance)
@@ -120,44 +122,48 @@ class InstanceDirectory:
         kind: str = "tcp",
         entity: object = None,
         tried: Collection[str] = (),
+        load: Load | None = None,
     ) -> Instance:
         """Pick the instance for one request, or raise :class:`ServiceUnavailable`.
 
-        With ``entity``, rendezvous hashing picks the same instance in every process; without,
-        round-robin. Instances marked unreachable lately, and the node ids in ``tried`` (those
-        this request could not reach already), are skipped.
+        With ``entity``, rendezvous hashing picks the same instance in every process. Without,
+        round-robin; or, given ``load``, the less loaded of the round-robin pick and one other
+        instance drawn at random (least outstanding requests by the power of two choices,
+        which is round-robin again while loads are equal). Instances whose circuit is open
+        (:mod:`vyked.core.health`), and the node ids in ``tried`` (those this request tried
+        already), are skipped.
         """
         route = self.candidates(service, version, kind)
-        if (self._unreachable or tried) and route:
-            usable = self._usable(route, tried)
+        health = self.health
+        if (health or tried) and route:
+            now = time.monotonic()
+            usable = [i for i in route if i.node_id not in tried and health.usable(i.node_id, now)]
             if not usable:
                 raise ServiceUnavailable(
-                    f"no reachable {kind} instance of {service!r} (version {version!r}): {len(route)} registered, "
-                    f"none could be reached (by this request, or by this process within the last {UNREACHABLE_FOR} s)"
+                    f"no usable {kind} instance of {service!r} (version {version!r}): {len(route)} registered, "
+                    f"none usable now ({len(tried)} tried by this request; the others unreachable, draining "
+                    f"or failing, skipped for {UNREACHABLE_FOR} s or more)"
                 )
             route = usable
         if not route:
             raise ServiceUnavailable(self._unavailable_reason(service, version, kind))
         if entity is not None:
-            return rendezvous_pick(str(entity), route, _node_id)
-        key = (service, version, kind)
-        balancer = self._round_robin.get(key)
-        if balancer is None:
-            balancer = self._round_robin[key] = RoundRobin()
-        return balancer.pick(route)
+            chosen = rendezvous_pick(str(entity), route, _node_id)
+        else:
+            key = (service, version, kind)
+            balancer = self._round_robin.get(key)
+            if balancer is None:
+                balancer = self._round_robin[key] = RoundRobin()
+            chosen = balancer.pick(route)
+            if load is not None and len(route) > 1:
+                chosen = least_loaded_of_two(chosen, route, load)
+        if health:
+            health.picked(chosen.node_id)
+        return chosen
 
     def mark_unreachable(self, instance: Instance) -> None:
-        """Skip ``instance`` in :meth:`select` for :data:`UNREACHABLE_FOR` seconds."""
-        self._unreachable[instance.node_id] = time.monotonic() + UNREACHABLE_FOR
-
-    def _usable(self, route: list[Instance], tried: Collection[str]) -> list[Instance]:
-        unreachable = self._unreachable
-        if unreachable:
-            now = time.monotonic()
-            for node_id, until in list(unreachable.items()):
-                if until <= now:
-                    del unreachable[node_id]
-        return [i for i in route if i.node_id not in unreachable and i.node_id not in tried]
+        """Nothing could be sent to ``instance``: skip it for a while (see :mod:`vyked.core.health`)."""
+        self.health.unreachable(instance)
 
     def _unavailable_reason(self, service: str, version: str, kind: str) -> str:
         present = sorted({f"{i.version} ({i.kind})" for i in self._instances.get(service, {}).values()})

@@ -19,6 +19,8 @@ from vyked.core.backoff import Attempts, Reconnecting
 from vyked.core.exceptions import AuthenticationFailed, ConnectionLost, RegistryUnavailable
 from vyked.core.instances import InstanceDirectory
 from vyked.core.protocol.packets import (
+    Deregister,
+    Deregistered,
     Error,
     InstanceAdded,
     InstanceRemoved,
@@ -140,9 +142,22 @@ class RegistryClient:
                 f"within {self.connect_timeout} s"
             ) from None
 
-    def unregister(self, node_id: str) -> None:
-        """Forget a registration; the registry drops it when this connection closes."""
+    async def deregister(self, node_id: str, timeout: float = 1.0) -> bool:
+        """Withdraw an instance: the registry stops listing it and tells its watchers at once.
+        Returns whether the registry acknowledged within ``timeout`` (when it did not, the
+        instance goes anyway when this connection closes)."""
         self._registrations.pop(node_id, None)
+        if not self.connected:
+            return False
+        ack = self._acks[node_id] = asyncio.get_running_loop().create_future()
+        self._send(Deregister(node_id=node_id))
+        try:
+            await asyncio.wait_for(asyncio.shield(ack), timeout)
+        except (TimeoutError, AuthenticationFailed):
+            return False
+        finally:
+            self._acks.pop(node_id, None)
+        return True
 
     async def watch(self, services: list[str]) -> None:
         """Follow these services; returns once their instance lists have arrived."""
@@ -217,7 +232,7 @@ class RegistryClient:
             self.directory.replace(packet.service, packet.instances, grace=None if first else RESYNC_GRACE)
             if snapshot is not None and first:
                 snapshot.set_result(None)
-        elif isinstance(packet, Registered):
+        elif isinstance(packet, Registered | Deregistered):
             ack = self._acks.pop(packet.node_id, None)
             if ack is not None and not ack.done():
                 ack.set_result(None)

@@ -56,6 +56,12 @@ class Service:
         """Start listening; set :attr:`host_port` to the bound port. Kinds override this."""
         self.host = host
 
+    async def drain(self, deadline: float) -> None:
+        """Take no new requests (refuse those that still come with
+        :class:`~vyked.core.exceptions.Draining`) and return once the requests in flight have
+        finished, or at ``deadline`` (event-loop time). The host has deregistered the
+        instance already. Kinds override this; :meth:`stop` follows."""
+
     async def stop(self) -> None:
         """Stop listening and close what the service owns."""
 

@@ -10,27 +10,33 @@ from __future__ import annotations
 import asyncio
 import enum
 import logging
+import os
 import uuid
 from collections.abc import Callable
 from typing import Any, cast
 
 from vyked.core.addresses import DEFAULT_REGISTRY_PORT, RegistrySpec, parse_addresses
 from vyked.core.client import ServiceClient
-from vyked.core.exceptions import HostNotRunning, RegistryUnavailable
+from vyked.core.exceptions import ConfigurationError, HostNotRunning, RegistryUnavailable
 from vyked.core.extensions import E, ExtensionKey, HostExtension
 from vyked.core.instances import InstanceDirectory
 from vyked.core.registry_client import RegistryClient
 from vyked.core.security import Trust
 from vyked.core.service import Service
 from vyked.core.transport.connection import DEFAULT_HEARTBEAT_INTERVAL, DEFAULT_HEARTBEAT_TIMEOUT
+from vyked.core.watchdog import watch_running_loop
 
 logger = logging.getLogger(__name__)
+
+DEFAULT_DRAIN_GRACE = 10.0
+"""Seconds a stopping host lets requests in flight finish (``VYKED_DRAIN_GRACE``)."""
 
 
 class HostState(enum.Enum):
     NEW = "new"
     STARTING = "starting"
     RUNNING = "running"
+    DRAINING = "draining"
     STOPPED = "stopped"
 
 
@@ -55,11 +61,14 @@ class ServiceHost:
         tls_key: str | None = None,
         tls_ca: str | None = None,
         trust: Trust | None = None,
+        drain_grace: float | None = None,
     ) -> None:
         """``secret`` and the ``tls_*`` paths default to the ``VYKED_SECRET``,
         ``VYKED_SECRET_FILE`` and ``VYKED_TLS_*`` variables (see :mod:`vyked.core.security`);
-        ``trust`` gives them ready-made instead."""
+        ``trust`` gives them ready-made instead. ``drain_grace`` (default ``VYKED_DRAIN_GRACE``,
+        else 10 s) bounds how long :meth:`stop` lets requests in flight finish."""
         self.name = name
+        self.drain_grace = drain_grace if drain_grace is not None else _drain_grace_from_env()
         self.trust = trust or Trust.configure(secret=secret, tls_cert=tls_cert, tls_key=tls_key, tls_ca=tls_ca)
         """The cluster secret and TLS contexts of every connection this host makes or serves."""
         self.heartbeat = (heartbeat_interval, heartbeat_timeout)
@@ -77,6 +86,8 @@ class ServiceHost:
         self._registry: RegistryClient | None = None
         self._extensions: dict[ExtensionKey[Any], HostExtension] = {}
         self._started: asyncio.Future[None] | None = None
+        self._stopped: asyncio.Future[None] | None = None
+        self._unwatch_loop: Callable[[], None] | None = None
 
     # -- composition ---------------------------------------------------------------------------
 
@@ -127,6 +138,8 @@ class ServiceHost:
         self.loop = asyncio.get_running_loop()
         self._started = self.loop.create_future()
         self.state = HostState.STARTING
+        if self.services:  # a blocked loop stops heartbeats: say which code blocks it
+            self._unwatch_loop = watch_running_loop(self.name or ", ".join(s.name for s in self.services))
         try:
             await self._start()
         except BaseException as exc:
@@ -181,11 +194,53 @@ class ServiceHost:
         if service not in self.directory.known:
             await self.registry.watch([service])
 
-    async def stop(self) -> None:
-        """Stop services, close shared resources and the registry connection."""
-        if self.state is HostState.STOPPED:
+    async def stop(self, grace: float | None = None) -> None:
+        """Drain, then stop: what SIGTERM and SIGINT do to ``Host.run()``.
+
+        1. Deregister every service instance: the registry tells their clients at once, so
+           they stop choosing this host.
+        2. Each service takes no new requests (those that still arrive are refused with
+           ``draining``, which clients retry on another instance) and lets those in flight
+           finish, for ``grace`` seconds at most (default: :attr:`drain_grace`).
+        3. Publish-subscribe stops taking events and acknowledges those handled.
+        4. Services, shared connections and the registry connection close.
+
+        A host that never finished starting skips the drain. Stopping twice waits for the
+        first stop.
+        """
+        if self._stopped is not None:
+            await asyncio.shield(self._stopped)
             return
-        self.state = HostState.STOPPED
+        self._stopped = asyncio.get_running_loop().create_future()
+        try:
+            if self.state is HostState.RUNNING:
+                self.state = HostState.DRAINING
+                await self._drain(self.drain_grace if grace is None else grace)
+            self.state = HostState.STOPPED
+            await self._close()
+        finally:
+            self._stopped.set_result(None)
+
+    async def _drain(self, grace: float) -> None:
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + grace
+        started = loop.time()
+        if self._registry is not None and self.services:
+            await asyncio.gather(
+                *(self._registry.deregister(s.node_id, timeout=min(1.0, grace)) for s in self.services)
+            )
+        for step in [
+            *(s.drain(deadline) for s in self.services),
+            *(e.drain(deadline) for e in self._extensions.values()),
+        ]:
+            try:
+                await step
+            except Exception:
+                logger.exception("error while draining %r", self)
+        if self.services:
+            logger.info("drained in %.2f s (grace %s s)", loop.time() - started, grace)
+
+    async def _close(self) -> None:
         for service in reversed(self.services):
             try:
                 await service.stop()
@@ -199,11 +254,13 @@ class ServiceHost:
         self._extensions.clear()
         if self._registry is not None:
             await self._registry.close()
+        if self._unwatch_loop is not None:
+            self._unwatch_loop()
 
     @property
     def running(self) -> bool:
-        """Started, and not stopped."""
-        return self.state is HostState.RUNNING
+        """Started, and not stopped (a draining host still sends its clients' requests)."""
+        return self.state is HostState.RUNNING or self.state is HostState.DRAINING
 
     @property
     def started(self) -> bool:
@@ -225,3 +282,16 @@ class ServiceHost:
         label = f" {self.name!r}" if self.name else ""
         services = ", ".join(s.name for s in self.services) or "no services"
         return f"<ServiceHost{label} ({services}) {self.state.value}>"
+
+
+def _drain_grace_from_env() -> float:
+    raw = os.environ.get("VYKED_DRAIN_GRACE", "").strip()
+    if not raw:
+        return DEFAULT_DRAIN_GRACE
+    try:
+        grace = float(raw)
+    except ValueError:
+        grace = -1.0
+    if not grace >= 0:
+        raise ConfigurationError(f"VYKED_DRAIN_GRACE={raw!r}: expected a number of seconds, 0 or more")
+    return grace

@@ -82,6 +82,15 @@ class TaskSet:
     def __len__(self) -> int:
         return len(self._tasks)
 
+    async def wait(self, timeout: float) -> int:
+        """Wait (without cancelling) for the tasks running now to end, at most ``timeout``
+        seconds; returns how many still run."""
+        running = set(self._tasks)
+        if not running or timeout <= 0:
+            return len(running)
+        _, pending = await asyncio.wait(running, timeout=timeout)
+        return len(pending)
+
     async def close(self, timeout: float = STOP_TIMEOUT) -> None:
         """Cancel every task still running and wait for them (see :func:`cancel_and_wait`)."""
         await cancel_and_wait(*self._tasks, timeout=timeout)

@@ -310,8 +310,13 @@ class RawClient:
         self.writer.write(self.session.data_to_send())
 
     async def closed_by_peer(self, timeout: float = 5.0) -> bool:
+        """Whether the peer closes the connection within ``timeout`` (a reset counts: a peer
+        that closes with bytes of ours unread resets the connection)."""
         async with asyncio.timeout(timeout):
-            return await self.reader.read(1) == b""
+            try:
+                return await self.reader.read(1) == b""
+            except ConnectionResetError:
+                return True
 
     async def close(self) -> None:
         self.writer.close()

@@ -15,14 +15,16 @@ from typing import Any
 
 import aiohttp
 
-from vyked.core.client import InstanceUnreachable, ServiceClient
+from vyked.core.client import IDEMPOTENT, NOT_IDEMPOTENT, InstanceUnreachable, ServiceClient
 from vyked.core.endpoints import check_reserved, collect, install_senders
 from vyked.core.exceptions import (
     AuthenticationFailed,
     ConnectionLost,
     DefinitionError,
+    Draining,
     ExceptionMap,
     InvalidParams,
+    Overloaded,
     RequestTimeout,
     map_exceptions,
 )
@@ -38,7 +40,13 @@ DEFAULT_TIMEOUT = 30.0
 APP_HEADER = "X-Vyked-App"
 """The header carrying a request's ``app_name``."""
 
-_INSTANCE_ATTRIBUTES = frozenset({"name", "version", "host", "ssl", "timeout"})
+_INSTANCE_ATTRIBUTES = frozenset({"name", "version", "host", "ssl", "timeout", "balancing"})
+
+IDEMPOTENT_METHODS = frozenset({"GET", "HEAD", "PUT", "DELETE", "OPTIONS"})
+"""Methods HTTP defines as idempotent: sent again after a lost connection (see
+:class:`~vyked.core.client.RetryPolicy`)."""
+
+_REFUSALS: dict[str, type[Draining | Overloaded]] = {"draining": Draining, "overloaded": Overloaded}
 _PASSED_THROUGH = ("params", "headers", "data", "json", "cookies")
 
 _AIOHTTP_ERRORS: ExceptionMap = {
@@ -81,6 +89,10 @@ class HTTPServiceClient(ServiceClient):
     TLS settings (``VYKED_TLS_CA``..., else the system's CAs), or with an
     :class:`ssl.SSLContext` given as ``ssl=``. An instance whose certificate does not verify
     fails the request at once with :class:`~vyked.core.exceptions.AuthenticationFailed`.
+
+    An instance that answers 503 ``draining`` or ``overloaded`` did not run the request: it
+    goes to another instance. ``GET``, ``HEAD``, ``PUT``, ``DELETE`` and ``OPTIONS`` requests
+    (idempotent, as HTTP defines them) are also sent again after a lost connection.
     """
 
     kind = "http"
@@ -100,11 +112,13 @@ class HTTPServiceClient(ServiceClient):
         *,
         ssl: SSLContext | bool = False,
         timeout: float = DEFAULT_TIMEOUT,
+        balancing: str | None = None,
     ) -> None:
         """``ssl``: an :class:`ssl.SSLContext` verifies the instances that serve HTTPS in place of
         the host's TLS settings. ``True`` or ``False`` (the seed's way of asking for HTTPS) are
-        accepted and change nothing: the registry says which instances serve HTTPS."""
-        super().__init__(service_name, service_version)
+        accepted and change nothing: the registry says which instances serve HTTPS.
+        ``balancing`` overrides the class's :attr:`balancing`."""
+        super().__init__(service_name, service_version, balancing=balancing)
         self.ssl = ssl
         self.timeout = timeout
         self._ssl_context = ssl if isinstance(ssl, SSLContext) else None
@@ -135,6 +149,10 @@ class HTTPServiceClient(ServiceClient):
             "entity": entity,
         }
         return await self._send(method.upper(), values, timeout or self.timeout)
+
+    def outstanding(self, instance: Instance) -> int:
+        host = self.host
+        return 0 if host is None else host.extension(POOL).outstanding[instance.node_id]
 
     def _values(self, method: str, values: Any, spec: RouteSpec) -> dict[str, Any]:
         """Check what a decorated method returned and fill in the decorator's defaults."""
@@ -172,6 +190,7 @@ class HTTPServiceClient(ServiceClient):
             else:
                 url = f"http://{_url_host(instance.host)}:{instance.port}{path}"
                 ssl = True  # aiohttp's default; ignored for http
+            pool.outstanding[instance.node_id] += 1
             try:
                 response = await pool.session.request(method, url, ssl=ssl, **kwargs)
                 # read() keeps the body and hands the connection back to the pool (it closes it
@@ -190,9 +209,28 @@ class HTTPServiceClient(ServiceClient):
                 # cost microseconds on the hot path
                 with map_exceptions(_AIOHTTP_ERRORS, f"{what}: the connection to {instance.describe()} failed"):
                     raise
+            finally:
+                pool.outstanding[instance.node_id] -= 1
+                if not pool.outstanding[instance.node_id]:
+                    del pool.outstanding[instance.node_id]
+            if response.status == 503:
+                await _raise_refusal(response, what, instance)
             return response
 
-        return await self.call(what, values.get("entity"), timeout, attempt)
+        policy = IDEMPOTENT if method in IDEMPOTENT_METHODS else NOT_IDEMPOTENT
+        return await self.call(what, values.get("entity"), timeout, attempt, policy=policy)
+
+
+async def _raise_refusal(response: aiohttp.ClientResponse, what: str, instance: Instance) -> None:
+    """A 503 that says the instance refused to run the request (``draining``, ``overloaded``)
+    raises, so that another instance takes it; any other 503 is the service's answer."""
+    try:
+        body = await response.json(content_type=None)
+    except ValueError:
+        return
+    refusal = _REFUSALS.get(body.get("error", "")) if isinstance(body, dict) else None
+    if refusal is not None:
+        raise refusal(f"{what}: {instance.describe()} refused it: {body.get('message', refusal.code)}")
 
 
 def _param_names(params: Any) -> set[str]:

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import Any, TypeVar, overload
 
 from vyked.core.endpoints import mark, specs_of
+from vyked.core.inflight import check_limit
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -34,6 +35,10 @@ class RouteSpec:
     timeout: float | None = None
     """Service side: seconds before the handler is cancelled (504). Client side: seconds to wait."""
     websocket: bool = False
+    inline: bool = False
+    """Service side: a plain ``def`` handler runs in the loop's thread, not the thread pool."""
+    max_concurrency: int | None = None
+    """Service side: requests of these routes running at once; more are answered 503 ``overloaded``."""
 
 
 def routes_of(func: object) -> tuple[RouteSpec, ...]:
@@ -53,12 +58,15 @@ def _as_tuple(value: str | Iterable[str] | None, what: str) -> tuple[str, ...]:
 
 class RouteDecorator:
     """One HTTP verb's decorator: ``@get``, ``@get()``, ``@get('/a')``, ``@get(path=['/a', '/b'],
-    required_params=['q'], timeout=5)``.
+    required_params=['q'], timeout=5, inline=False, max_concurrency=None)``.
 
     On an :class:`~vyked.http.HTTPService` method it declares a route: the method is called with
     the aiohttp :class:`~aiohttp.web.Request` and returns a :class:`~aiohttp.web.Response`
-    (``async def``, plain ``def`` and generator-style ``yield from`` handlers all work).
-    Decorators may be stacked to serve one handler under several verbs.
+    (``async def``, plain ``def`` and generator-style ``yield from`` handlers all work; plain
+    ``def`` ones run in the handler thread pool, as Starlette runs sync endpoints, unless
+    ``inline=True``). With ``max_concurrency``, a request arriving while that many run is
+    answered 503 (``overloaded``) without running. Decorators may be stacked to serve one
+    handler under several verbs.
 
     On an :class:`~vyked.http.HTTPServiceClient` method (usually ``@get()``, no path) it makes
     calling the method send a request of that verb; the method returns ``locals()`` holding
@@ -75,11 +83,23 @@ class RouteDecorator:
     def __call__(self, path: F, /) -> F: ...
     @overload
     def __call__(
-        self, path: PathSpec = None, *, required_params: ParamSpec = None, timeout: float | None = None
+        self,
+        path: PathSpec = None,
+        *,
+        required_params: ParamSpec = None,
+        timeout: float | None = None,
+        inline: bool = False,
+        max_concurrency: int | None = None,
     ) -> Callable[[F], F]: ...
 
     def __call__(
-        self, path: PathSpec | F = None, *, required_params: ParamSpec = None, timeout: float | None = None
+        self,
+        path: PathSpec | F = None,
+        *,
+        required_params: ParamSpec = None,
+        timeout: float | None = None,
+        inline: bool = False,
+        max_concurrency: int | None = None,
     ) -> F | Callable[[F], F]:
         if callable(path):  # bare ``@get``
             return mark(path, RouteSpec(self.method, ()))
@@ -90,6 +110,8 @@ class RouteDecorator:
             _as_tuple(path, "paths"),
             _as_tuple(required_params, "required_params"),
             timeout,
+            inline=inline,
+            max_concurrency=check_limit(max_concurrency),
         )
 
         def decorate(func: F) -> F:

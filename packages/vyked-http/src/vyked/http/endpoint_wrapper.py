@@ -1,10 +1,20 @@
-"""What runs around every handler: required parameters, timeouts, errors and statistics.
+"""What runs around every handler: admission, required parameters, where the handler runs,
+timeouts, errors and statistics.
 
 :func:`wrap_endpoint` builds one aiohttp handler per route rather than an aiohttp middleware:
 the wrapper is built once, knows its endpoint's name, timeout and statistics, and costs one
 coroutine frame per request; a middleware would look all of that up on every request.
 Services that need a real middleware can still add one in :meth:`HTTPService.make_app
 <vyked.http.service.HTTPService.make_app>`.
+
+Admission: the service's :class:`~vyked.core.inflight.InFlight` (found in the application
+under :data:`IN_FLIGHT`) and the endpoint's own (``max_concurrency`` on the decorator) count
+the requests running. Over a limit, or once the service drains, a request is answered 503
+with ``{"error": "overloaded"}`` or ``{"error": "draining"}`` and the handler never runs.
+
+Plain ``def`` handlers run in the handler thread pool (:mod:`vyked.core.threads`) unless their
+decorator says ``inline=True``; a thread that outlives the route's ``timeout`` (answered 504)
+finishes in the background and keeps counting as running until it does.
 """
 
 from __future__ import annotations
@@ -20,8 +30,13 @@ from typing import Any
 
 from aiohttp import WSCloseCode, web
 
-from vyked.core.handler_styles import as_coroutine_function, call_handler
+from vyked.core.exceptions import VykedError
+from vyked.core.handler_styles import Execution, as_coroutine_function, call_handler, execution_of
+from vyked.core.inflight import InFlight, check_limit
+from vyked.core.threads import HandlerPool, default_pool
+from vyked.http.decorators import routes_of
 from vyked.http.response import (
+    error_response,
     handler_error_response,
     invalid_json_response,
     missing_params_response,
@@ -36,6 +51,9 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 """An aiohttp request handler."""
 
 _REQUEST_JSON = web.BaseRequest.json.__code__
+
+IN_FLIGHT = web.AppKey("vyked.in_flight", InFlight)
+"""``app[IN_FLIGHT]``: the service's requests running, its ``max_concurrency`` and draining."""
 
 
 def _bad_request_body(exc: Exception) -> bool:
@@ -61,32 +79,62 @@ def wrap_endpoint(
     timeout: float | None = None,
     required_params: tuple[str, ...] = (),
     websockets: WebsocketTracker | None = None,
+    inline: bool | None = None,
+    max_concurrency: int | None = None,
+    in_flight: InFlight | None = None,
+    pool: HandlerPool | None = None,
 ) -> Handler:
     """The aiohttp handler for one endpoint: calls ``method`` (any handler style) and turns its
-    failures into JSON answers, counted in ``stats`` and logged under ``name``."""
+    failures into JSON answers, counted in ``stats`` and logged under ``name``.
+
+    ``inline`` and ``max_concurrency`` default to what the method's route decorators say (the
+    smallest ``max_concurrency`` of them); ``in_flight`` (the service's counter) defaults to
+    ``request.app[IN_FLIGHT]`` if the application has one; ``pool`` to the process's
+    handler pool."""
+    specs = routes_of(method)
+    if inline is None:
+        inline = any(spec.inline for spec in specs)
+    if max_concurrency is None:
+        limits = [spec.max_concurrency for spec in specs if spec.max_concurrency is not None]
+        max_concurrency = min(limits) if limits else None
+    running = InFlight(name, check_limit(max_concurrency))
+    execution = execution_of(method, inline=inline)
     target = as_coroutine_function(method)
-    # plain def (called inline) and generator style (awaited) go through call_handler
+    # async def: awaited as is; generator style (awaited) and inline plain def: call_handler
     invoke: Callable[[web.Request], Awaitable[Any]] = (
         target if inspect.iscoroutinefunction(target) else functools.partial(call_handler, target)
     )
+    threaded = execution is Execution.THREAD
     record = stats.record
 
     async def handle(request: web.Request) -> web.StreamResponse:
         started = perf_counter()
+        service = in_flight if in_flight is not None else request.app.get(IN_FLIGHT)
+        refusal = running.refusal() if service is None else service.refusal() or running.refusal()
+        if refusal is not None:
+            response: web.StreamResponse = _refused_response(name, refusal)
+            record(response.status, perf_counter() - started)
+            return response
         if required_params:
             query = request.query
             missing = [p for p in required_params if p not in query]
             if missing:
-                response: web.StreamResponse = missing_params_response(name, missing)
+                response = missing_params_response(name, missing)
                 record(400, perf_counter() - started)
                 return response
+        if service is not None:
+            service.enter()
+        running.enter()
         scope: asyncio.Timeout | None = None
         try:
+            call = (
+                _in_thread(pool or default_pool(), target, request, service, running) if threaded else invoke(request)
+            )
             if timeout is None:
-                response = await invoke(request)
+                response = await call
             else:
                 async with asyncio.timeout(timeout) as scope:
-                    response = await invoke(request)
+                    response = await call
             if not isinstance(response, web.StreamResponse):
                 raise TypeError(f"{name} returned {type(response).__name__}, not an aiohttp Response")
         except web.HTTPException as exc:
@@ -108,7 +156,12 @@ def wrap_endpoint(
                 record(500, perf_counter() - started)
                 raise
             if timed_out:
-                logger.warning("%s did not finish within its timeout of %s s", name, timeout)
+                if threaded:
+                    logger.warning(
+                        "%s did not finish within its timeout of %s s; it runs on in its thread", name, timeout
+                    )
+                else:
+                    logger.warning("%s did not finish within its timeout of %s s", name, timeout)
                 response = timeout_response(name, timeout or 0.0)
             elif bad_body:
                 logger.info("%s: answered 400, the request body is not valid JSON (%s)", name, exc)
@@ -122,9 +175,38 @@ def wrap_endpoint(
         finally:
             if websockets is not None:
                 websockets.pop(request)
+            if not threaded:  # a thread's slots are freed when it returns
+                _release(service, running)
         record(response.status, perf_counter() - started)
         return response
 
     handle.__name__ = getattr(method, "__name__", "handle")
     handle.__qualname__ = name
     return handle
+
+
+async def _in_thread(
+    pool: HandlerPool, target: Callable[..., Any], request: web.Request, service: InFlight | None, running: InFlight
+) -> Any:
+    future = pool.submit(target, request)
+    future.add_done_callback(functools.partial(_thread_returned, service, running))
+    # Shielded: a timeout stops the waiting, not the thread, whose end frees the slots.
+    result = await asyncio.shield(future)
+    return await result if inspect.isawaitable(result) else result
+
+
+def _refused_response(endpoint: str, refusal: VykedError) -> web.Response:
+    """503 ``overloaded`` or ``draining``: the handler did not run; another instance may."""
+    return error_response(503, refusal.code, str(refusal), endpoint=endpoint)
+
+
+def _release(service: InFlight | None, running: InFlight) -> None:
+    if service is not None:
+        service.exit()
+    running.exit()
+
+
+def _thread_returned(service: InFlight | None, running: InFlight, future: asyncio.Future[Any]) -> None:
+    _release(service, running)
+    if not future.cancelled():
+        future.exception()  # retrieved: the caller may have stopped waiting (timeout)

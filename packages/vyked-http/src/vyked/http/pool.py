@@ -4,6 +4,7 @@ a host process, made on first use and closed when the host stops (``host.extensi
 from __future__ import annotations
 
 import ssl
+from collections import Counter
 
 import aiohttp
 
@@ -23,6 +24,8 @@ class HTTPClientPool(HostExtension):
         """Verifies the instances that serve HTTPS (and presents the host's certificate to
         those that ask for one): the host's TLS settings, else the system's CAs. Made once, so
         that aiohttp reuses keep-alive connections (its pool is keyed by the context too)."""
+        self.outstanding: Counter[str] = Counter()
+        """Requests in flight by instance node id (least-outstanding balancing)."""
 
     async def close(self) -> None:
         """Close the session and its connections (the host does this when it stops)."""

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import logging
 import ssl
 from collections.abc import Callable
 from typing import Any, ClassVar
@@ -9,10 +11,12 @@ from typing import Any, ClassVar
 from aiohttp import web
 
 from vyked.core.endpoints import check_reserved, collect
+from vyked.core.inflight import InFlight, concurrency_limit
 from vyked.core.service import Service
 from vyked.core.service_host import ServiceHost
 from vyked.http.cors import add_cors_headers
 from vyked.http.decorators import RouteSpec
+from vyked.http.endpoint_wrapper import IN_FLIGHT
 from vyked.http.routing import Route, add_routes, check_routes, plan_routes
 from vyked.http.stats import ServiceStats
 from vyked.http.websockets import WebsocketTracker
@@ -20,9 +24,11 @@ from vyked.http.websockets import WebsocketTracker
 DEFAULT_SHUTDOWN_TIMEOUT = 10.0
 """Seconds :meth:`HTTPService.stop` lets requests in flight finish before cancelling them."""
 
+logger = logging.getLogger(__name__)
+
 _INSTANCE_ATTRIBUTES = frozenset(
     {"name", "version", "host_ip", "host_port", "node_id", "host", "ssl_context", "allow_cross_domain"}
-    | {"shutdown_timeout", "stats", "app"}
+    | {"shutdown_timeout", "stats", "app", "in_flight"}
 )
 
 
@@ -68,13 +74,19 @@ class HTTPService(Service):
         allow_cross_domain: bool = False,
         *,
         shutdown_timeout: float = DEFAULT_SHUTDOWN_TIMEOUT,
+        max_concurrency: int | None = None,
     ) -> None:
-        """``ssl_context`` serves HTTPS (default: the host's ``VYKED_TLS_*`` settings, if any)."""
+        """``ssl_context`` serves HTTPS (default: the host's ``VYKED_TLS_*`` settings, if any).
+        ``max_concurrency`` caps the requests the routes run at once (default:
+        ``VYKED_MAX_CONCURRENCY``, else none): more are answered 503 ``overloaded``."""
         super().__init__(service_name, service_version, host_ip, host_port)
         self.ssl_context = ssl_context
         self.allow_cross_domain = allow_cross_domain
         self.shutdown_timeout = shutdown_timeout
         self.stats = ServiceStats(self.name, self.version, self.node_id)
+        self.in_flight = InFlight(self.name, concurrency_limit(max_concurrency))
+        """Requests the routes run now; ``in_flight.start_draining()`` answers new ones 503
+        ``draining``; ``await in_flight.drained(grace)`` waits for those running."""
         self.app: web.Application | None = None
         """The aiohttp application, once the service has started."""
         self._runner: web.AppRunner | None = None
@@ -120,6 +132,7 @@ class HTTPService(Service):
             return app
         """
         app = web.Application()
+        app[IN_FLIGHT] = self.in_flight
         add_routes(app, self.routes())
         if self._has_websockets():
             app.on_response_prepare.append(self._websockets.on_response_prepare)
@@ -144,6 +157,16 @@ class HTTPService(Service):
         site = web.TCPSite(runner, self.host_ip, self.host_port, ssl_context=self.ssl_context)
         await site.start()
         self.host_port = int(runner.addresses[0][1])
+
+    async def drain(self, deadline: float) -> None:
+        """Answer new requests 503 ``draining`` (clients send them to another instance) and
+        wait for those running, until ``deadline`` at most."""
+        self.in_flight.start_draining()
+        still_running = await self.in_flight.drained(max(0.0, deadline - asyncio.get_running_loop().time()))
+        if still_running:
+            logger.warning(
+                "%s: %d requests still running at the end of the drain grace period", self.name, still_running
+            )
 
     async def stop(self) -> None:
         """Stop listening, close open websockets, let requests in flight finish (up to

@@ -18,6 +18,8 @@ from collections.abc import Hashable
 from vyked.core.exceptions import AuthenticationFailed, ConfigurationError, NodeIdTaken, ProtocolError
 from vyked.core.protocol import encode_frame
 from vyked.core.protocol.packets import (
+    Deregister,
+    Deregistered,
     Packet,
     Register,
     Registered,
@@ -26,7 +28,7 @@ from vyked.core.protocol.packets import (
     Watch,
 )
 from vyked.core.security import Trust, certificate_names
-from vyked.core.serving import serve_until_signalled
+from vyked.core.serving import run_until_signalled
 from vyked.core.transport import Connection, PacketServer
 from vyked.core.transport.connection import (
     DEFAULT_HANDSHAKE_TIMEOUT,
@@ -137,7 +139,7 @@ class Registry:
 
     def start(self) -> None:
         """Serve until SIGINT or SIGTERM (blocking)."""
-        asyncio.run(serve_until_signalled(self.open, self.close))
+        run_until_signalled(self.open, self.close)
 
     async def open(self) -> None:
         """Start listening in the running loop (after loading shared state, if any)."""
@@ -195,6 +197,8 @@ class Registry:
                 registration = self.state.get(info.node_id)
                 assert registration is not None
                 self.replication.registered(registration)
+        elif isinstance(packet, Deregister):
+            self._deregister(conn, packet.node_id)
         elif isinstance(packet, Watch):
             watched = self._watch_counts.get(conn, 0) + len(packet.services)
             if watched > MAX_WATCHED_SERVICES:
@@ -206,6 +210,15 @@ class Registry:
             conn.send(StatusReport(registry=self.id, instances=self.state.status(self._last_seen)))
         else:
             conn.fail(ProtocolError(f"the registry does not accept {type(packet).__name__.lower()!r} packets"))
+
+    def _deregister(self, conn: Connection, node_id: str) -> None:
+        registration = self.state.get(node_id)
+        if registration is not None and registration.owner is conn:
+            logger.info("instance %s of %s deregistered (draining)", node_id, registration.instance.service)
+            self._deliver(self.state.unregister(node_id))
+            if self.replication is not None:
+                self.replication.unregistered(node_id)
+        conn.send(Deregistered(node_id=node_id))  # also for an unknown id: it is not registered
 
     def connection_lost(self, conn: Connection, exc: BaseException | None) -> None:
         self._watch_counts.pop(conn, None)

@@ -7,9 +7,9 @@ import ssl
 from collections.abc import Callable
 from typing import Any, ClassVar
 
-from vyked.core.client import ServiceClient
+from vyked.core.client import IDEMPOTENT, NOT_IDEMPOTENT, RetryPolicy, ServiceClient
 from vyked.core.endpoints import check_reserved, collect, install_senders
-from vyked.core.exceptions import InvalidParams, ServiceUnavailable
+from vyked.core.exceptions import InvalidParams, ServiceUnavailable, VykedError
 from vyked.core.instances import Instance
 from vyked.core.service_host import ServiceHost
 from vyked.tcp.decorators import DEFAULT_REQUEST_TIMEOUT, EndpointSpec, of_kind
@@ -29,17 +29,26 @@ class TCPServiceClient(ServiceClient):
                 return locals()
 
     ``await client.create("ann", "secret")`` then calls ``create`` on an instance of
-    IdentityService version 1, chosen by round-robin (or by ``entity``, if the method's dict
-    holds one).
+    IdentityService version 1, chosen by the client's :attr:`balancing` (or by ``entity``, if
+    the method's dict holds one). ``@request(idempotent=True)`` lets a request that may have
+    run be sent again after a lost connection (see :class:`~vyked.core.client.RetryPolicy`).
     """
 
     kind = "tcp"
     _subscriptions: ClassVar[dict[str, tuple[str, EndpointSpec]]] = {}
 
-    def __init__(self, service_name: str, service_version: object, ssl_context: ssl.SSLContext | None = None) -> None:
+    def __init__(
+        self,
+        service_name: str,
+        service_version: object,
+        ssl_context: ssl.SSLContext | None = None,
+        *,
+        balancing: str | None = None,
+    ) -> None:
         """``ssl_context`` verifies instances that serve TLS (default: the host's ``VYKED_TLS_*``
-        settings, else the system's CAs); plaintext instances are reached without TLS."""
-        super().__init__(service_name, service_version)
+        settings, else the system's CAs); plaintext instances are reached without TLS.
+        ``balancing`` overrides the class's :attr:`balancing`."""
+        super().__init__(service_name, service_version, balancing=balancing)
         self.ssl_context = ssl_context
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
@@ -59,7 +68,13 @@ class TCPServiceClient(ServiceClient):
         if self._subscriptions:
             attach_client(host, self)
 
-    def _send_request(self, endpoint: str, params: Any, timeout: float) -> asyncio.Future[Any]:
+    def outstanding(self, instance: Instance) -> int:
+        host = self.host
+        return 0 if host is None else host.extension(POOL).outstanding(instance)
+
+    def _send_request(
+        self, endpoint: str, params: Any, timeout: float, policy: RetryPolicy = NOT_IDEMPOTENT
+    ) -> asyncio.Future[Any]:
         if not isinstance(params, dict):
             raise InvalidParams(
                 f"@request method {endpoint}() must return a dict of parameters (return locals()), "
@@ -67,32 +82,45 @@ class TCPServiceClient(ServiceClient):
             )
         params.pop("self", None)
         entity = params.pop("entity", None)
+        what = f"{self.name}.{endpoint}"
+        attempt_timeout = policy.attempt_timeout or timeout
+
+        async def attempt(host: ServiceHost, instance: Instance) -> Any:
+            ic = await host.extension(POOL).connect(instance, self.ssl_context)
+            return await ic.request(self.name, endpoint, params, attempt_timeout)
+
         instance: Instance | None = None
         host = self.ready_host()
-        if host is not None:  # the fast path: no task, no coroutine
+        if host is not None:  # the fast path: no task, no coroutine unless the attempt fails
             try:
-                instance = host.directory.select(self.name, self.version, "tcp", entity)
+                instance = self.select(host, entity)
             except ServiceUnavailable as exc:
                 failed: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
                 failed.set_exception(exc)
                 return failed
             ic = host.extension(POOL).ready(instance)
             if ic is not None:
-                return ic.request(self.name, endpoint, params, timeout)
+                loop = asyncio.get_running_loop()
+                deadline = loop.time() + timeout
+                first = instance
 
-        async def attempt(host: ServiceHost, instance: Instance) -> Any:
-            ic = await host.extension(POOL).connect(instance, self.ssl_context)
-            return await ic.request(self.name, endpoint, params, timeout)
+                def retry(error: VykedError) -> asyncio.Future[Any]:
+                    return asyncio.ensure_future(
+                        self.call(what, entity, timeout, attempt, first, policy=policy, failed=error, deadline=deadline)
+                    )
 
-        return asyncio.ensure_future(self.call(f"{self.name}.{endpoint}", entity, timeout, attempt, instance))
+                return ic.request(self.name, endpoint, params, attempt_timeout, retry)
+
+        return asyncio.ensure_future(self.call(what, entity, timeout, attempt, instance, policy=policy))
 
 
 def _requester(method: Callable[..., Any], spec: EndpointSpec) -> Callable[..., asyncio.Future[Any]]:
     """What a ``@request`` method becomes: it sends the parameters the method returns."""
     endpoint = spec.name
     timeout = DEFAULT_REQUEST_TIMEOUT if spec.timeout is None else spec.timeout
+    policy = IDEMPOTENT if spec.idempotent else NOT_IDEMPOTENT
 
     def requester(self: TCPServiceClient, *args: Any, **kwargs: Any) -> asyncio.Future[Any]:
-        return self._send_request(endpoint, method(self, *args, **kwargs), timeout)
+        return self._send_request(endpoint, method(self, *args, **kwargs), timeout, policy)
 
     return requester

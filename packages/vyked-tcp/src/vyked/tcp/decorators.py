@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from typing import Any, TypeVar, overload
 
 from vyked.core.endpoints import mark, specs_of
+from vyked.core.inflight import check_limit
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -43,6 +44,13 @@ class EndpointSpec:
     replacement_api: str | None = None
     deprecated: bool = False
     strategy: SubscriptionStrategy | None = None
+    inline: bool = False
+    """A plain ``def`` handler runs in the loop's thread instead of the handler thread pool."""
+    max_concurrency: int | None = None
+    """``@api``: requests of this endpoint running at once; more are refused with ``Overloaded``."""
+    idempotent: bool = False
+    """``@request``: running it twice does no harm, so it may be sent again after a lost
+    connection (see :class:`~vyked.core.client.RetryPolicy`)."""
 
 
 def spec_of(func: Any) -> EndpointSpec | None:
@@ -66,20 +74,33 @@ def of_kind(*kinds: str) -> Callable[[EndpointSpec], bool]:
 @overload
 def api(func: F) -> F: ...
 @overload
-def api(*, timeout: float | None = None) -> Callable[[F], F]: ...
+def api(
+    *, timeout: float | None = None, inline: bool = False, max_concurrency: int | None = None
+) -> Callable[[F], F]: ...
 
 
-def api(func: F | None = None, *, timeout: float | None = None) -> F | Callable[[F], F]:
+def api(
+    func: F | None = None, *, timeout: float | None = None, inline: bool = False, max_concurrency: int | None = None
+) -> F | Callable[[F], F]:
     """Expose a ``TCPService`` method as a remote endpoint: ``@api`` or ``@api(timeout=5)``.
 
     The handler may be ``async def``, plain ``def`` or a generator (``yield from``). It gets the
     request's parameters as keyword arguments; its return value (JSON-serialisable) is the answer.
-    With ``timeout``, a handler still running after that many seconds is cancelled and the
-    caller gets :class:`~vyked.core.exceptions.RequestTimeout`.
+    ``async def`` and generator handlers run on the event loop; plain ``def`` handlers run in
+    the handler thread pool (:mod:`vyked.core.threads`), so they may block, unless
+    ``inline=True`` (for tiny pure functions: called in the loop's thread, they must not block).
+
+    With ``timeout``, the caller gets :class:`~vyked.core.exceptions.RequestTimeout` when the
+    handler is still running after that many seconds; an async handler is cancelled, a thread
+    cannot be and finishes in the background (its result is dropped). With
+    ``max_concurrency``, a request arriving while that many of this endpoint's requests run
+    is refused at once with :class:`~vyked.core.exceptions.Overloaded`, without running.
     """
+    check_limit(max_concurrency)
 
     def decorate(f: F) -> F:
-        return _mark(f, EndpointSpec("api", f.__name__, timeout=timeout))
+        spec = EndpointSpec("api", f.__name__, timeout=timeout, inline=inline, max_concurrency=max_concurrency)
+        return _mark(f, spec)
 
     return decorate(func) if func is not None else decorate
 
@@ -87,16 +108,36 @@ def api(func: F | None = None, *, timeout: float | None = None) -> F | Callable[
 @overload
 def apideprecated(func: F) -> F: ...
 @overload
-def apideprecated(*, replacement_api: str | None = None, timeout: float | None = None) -> Callable[[F], F]: ...
+def apideprecated(
+    *,
+    replacement_api: str | None = None,
+    timeout: float | None = None,
+    inline: bool = False,
+    max_concurrency: int | None = None,
+) -> Callable[[F], F]: ...
 
 
 def apideprecated(
-    func: F | None = None, *, replacement_api: str | None = None, timeout: float | None = None
+    func: F | None = None,
+    *,
+    replacement_api: str | None = None,
+    timeout: float | None = None,
+    inline: bool = False,
+    max_concurrency: int | None = None,
 ) -> F | Callable[[F], F]:
     """Like :func:`api`, but callers also get a ``DeprecationWarning`` naming the replacement."""
+    check_limit(max_concurrency)
 
     def decorate(f: F) -> F:
-        spec = EndpointSpec("api", f.__name__, timeout=timeout, deprecated=True, replacement_api=replacement_api)
+        spec = EndpointSpec(
+            "api",
+            f.__name__,
+            timeout=timeout,
+            deprecated=True,
+            replacement_api=replacement_api,
+            inline=inline,
+            max_concurrency=max_concurrency,
+        )
         return _mark(f, spec)
 
     return decorate(func) if func is not None else decorate
@@ -113,43 +154,61 @@ def publish(func: F) -> F:
 @overload
 def request(func: F) -> F: ...
 @overload
-def request(*, timeout: float | None = None) -> Callable[[F], F]: ...
+def request(*, timeout: float | None = None, idempotent: bool = False) -> Callable[[F], F]: ...
 
 
-def request(func: F | None = None, *, timeout: float | None = None) -> F | Callable[[F], F]:
+def request(func: F | None = None, *, timeout: float | None = None, idempotent: bool = False) -> F | Callable[[F], F]:
     """Calling the decorated ``TCPServiceClient`` method sends a request to the remote ``@api``.
 
     The method returns ``locals()`` (the request's parameters; an ``entity`` entry routes the
     request to the instance that owns that entity). Calling it returns an awaitable that
     resolves to the remote result or raises a :class:`~vyked.core.exceptions.VykedError`.
+
+    A request that certainly did not run (the instance was unreachable, draining or
+    overloaded) goes to another instance within ``timeout``. With ``idempotent=True`` one that
+    may have run (its connection died in flight) is also sent again, up to 3 attempts in all.
     """
 
     def decorate(f: F) -> F:
         limit = DEFAULT_REQUEST_TIMEOUT if timeout is None else timeout
-        return _mark(f, EndpointSpec("request", f.__name__, timeout=limit))
+        return _mark(f, EndpointSpec("request", f.__name__, timeout=limit, idempotent=idempotent))
 
     return decorate(func) if func is not None else decorate
 
 
-def subscribe(func: F) -> F:
+@overload
+def subscribe(func: F) -> F: ...
+@overload
+def subscribe(*, inline: bool = False) -> Callable[[F], F]: ...
+
+
+def subscribe(func: F | None = None, *, inline: bool = False) -> F | Callable[[F], F]:
     """The decorated ``TCPServiceClient`` method receives every event of the same name that the
-    remote service publishes, in every instance of the subscribing service (broadcast)."""
-    return _mark(func, EndpointSpec("subscribe", func.__name__))
+    remote service publishes, in every instance of the subscribing service (broadcast).
+
+    A plain ``def`` handler runs in the handler thread pool unless ``inline=True``."""
+
+    def decorate(f: F) -> F:
+        return _mark(f, EndpointSpec("subscribe", f.__name__, inline=inline))
+
+    return decorate(func) if func is not None else decorate
 
 
 @overload
 def xsubscribe(func: F) -> F: ...
 @overload
-def xsubscribe(*, strategy: SubscriptionStrategy = SubscriptionStrategy.RANDOM) -> Callable[[F], F]: ...
+def xsubscribe(
+    *, strategy: SubscriptionStrategy = SubscriptionStrategy.RANDOM, inline: bool = False
+) -> Callable[[F], F]: ...
 
 
 def xsubscribe(
-    func: F | None = None, *, strategy: SubscriptionStrategy = SubscriptionStrategy.RANDOM
+    func: F | None = None, *, strategy: SubscriptionStrategy = SubscriptionStrategy.RANDOM, inline: bool = False
 ) -> F | Callable[[F], F]:
     """Like :func:`subscribe`, but each event reaches exactly one instance of each subscribing
     service, chosen by ``strategy``; delivery is at least once."""
 
     def decorate(f: F) -> F:
-        return _mark(f, EndpointSpec("xsubscribe", f.__name__, strategy=strategy))
+        return _mark(f, EndpointSpec("xsubscribe", f.__name__, strategy=strategy, inline=inline))
 
     return decorate(func) if func is not None else decorate

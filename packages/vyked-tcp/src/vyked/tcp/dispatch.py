@@ -1,9 +1,17 @@
 """Service side of request-response: run the ``@api`` handler a request names, answer it.
 
-One :class:`Dispatcher` per service. Plain ``def`` handlers run inline (no task: the cheap
-path); ``async def`` and generator handlers run as tasks, bounded by ``@api(timeout=...)``.
-Every request gets exactly one answer: a ``response`` or an ``error`` whose ``code`` says
+One :class:`Dispatcher` per service. Where a handler runs depends on its style
+(:func:`vyked.core.handler_styles.execution_of`): ``async def`` and generator handlers run as
+tasks on the loop, plain ``def`` handlers in the handler thread pool
+(:mod:`vyked.core.threads`), and plain ones marked ``@api(inline=True)`` inline, in the loop's
+thread, without a task (the cheapest path). ``@api(timeout=...)`` bounds all but the inline
+ones. Every request gets exactly one answer: a ``response`` or an ``error`` whose ``code`` says
 what went wrong (see ``docs/protocol.md``).
+
+Before running anything the dispatcher asks the service's and the endpoint's
+:class:`~vyked.core.inflight.InFlight`: a request over ``max_concurrency`` is refused at once
+with ``overloaded``, and every request after :meth:`Dispatcher.start_draining` with
+``draining``; neither ran, so the caller may send it elsewhere.
 """
 
 from __future__ import annotations
@@ -22,10 +30,12 @@ from vyked.core.exceptions import (
     UnknownEndpoint,
     VykedError,
 )
-from vyked.core.handler_styles import as_coroutine_function, is_async
+from vyked.core.handler_styles import Execution, as_coroutine_function, execution_of
+from vyked.core.inflight import InFlight, concurrency_limit
 from vyked.core.protocol import encode_frame, encode_payload
 from vyked.core.protocol.packets import Error, Request, Response
 from vyked.core.tasks import TaskSet
+from vyked.core.threads import HandlerPool, default_pool
 from vyked.core.transport import Connection
 from vyked.tcp.decorators import EndpointSpec
 
@@ -38,10 +48,12 @@ class Endpoint:
 
     name: str
     handler: Callable[..., Any]
-    is_async: bool
+    execution: Execution
     timeout: float | None
     deprecation: str | None
     signature: inspect.Signature
+    running: InFlight
+    """This endpoint's requests running now, and its ``max_concurrency``."""
 
     @classmethod
     def bind(cls, service_name: str, method: Callable[..., Any], spec: EndpointSpec) -> Endpoint:
@@ -53,29 +65,51 @@ class Endpoint:
         return cls(
             name=spec.name,
             handler=as_coroutine_function(method),
-            is_async=is_async(method),
+            execution=execution_of(method, inline=spec.inline),
             timeout=spec.timeout,
             deprecation=deprecation,
             signature=inspect.signature(method),
+            running=InFlight(f"{service_name}.{spec.name}", spec.max_concurrency),
         )
 
 
 class Dispatcher:
     """Routes ``request`` packets to endpoints and writes their answers."""
 
-    def __init__(self, service_name: str, endpoints: dict[str, Endpoint], *, max_in_flight: int = 1_000) -> None:
+    def __init__(
+        self,
+        service_name: str,
+        endpoints: dict[str, Endpoint],
+        *,
+        max_in_flight: int = 1_000,
+        max_concurrency: int | None = None,
+        pool: HandlerPool | None = None,
+    ) -> None:
+        """``max_concurrency`` caps the requests the service runs at once (default:
+        ``VYKED_MAX_CONCURRENCY``, else no cap); ``pool`` runs plain ``def`` handlers
+        (default: the process's :func:`~vyked.core.threads.default_pool`)."""
         self.service_name = service_name
         self.endpoints = endpoints
         self.max_in_flight = max_in_flight
         """Requests one connection may have running; at the limit the connection is not read."""
+        self.running = InFlight(service_name, concurrency_limit(max_concurrency))
+        """The service's requests running now (inline ones never show: they end before anything
+        else can look); its ``max_concurrency``; whether it is draining."""
+        self._pool = pool
         self._tasks = TaskSet()
 
     def dispatch(self, conn: Connection, request: Request) -> None:
         endpoint = self.endpoints.get(request.endpoint)
+        running = self.running
         if endpoint is None or (request.service and request.service != self.service_name):
-            self._send_error(conn, request.id, self._routing_error(request))
+            self._send_error(conn, request.id, running.refusal() or self._routing_error(request))
             return
-        if not endpoint.is_async:
+        refusal = running.refusal() or endpoint.running.refusal()
+        if refusal is not None:
+            self._send_error(conn, request.id, refusal)
+            return
+        execution = endpoint.execution
+        if execution is Execution.INLINE:
             try:
                 result = endpoint.handler(**request.params)
             except Exception as exc:
@@ -83,10 +117,15 @@ class Dispatcher:
             else:
                 self._send_result(conn, request.id, endpoint, result)
             return
+        running.enter()
+        endpoint.running.enter()
         conn.in_flight += 1
         if conn.in_flight == self.max_in_flight:
             conn.hold_reading()
-        self._tasks.spawn(self._run(conn, request, endpoint))
+        if execution is Execution.THREAD:
+            _ThreadCall(self, conn, request, endpoint).start(self._pool or default_pool())
+        else:
+            self._tasks.spawn(self._run(conn, request, endpoint))
 
     async def _run(self, conn: Connection, request: Request, endpoint: Endpoint) -> None:
         scope: asyncio.Timeout | None = None
@@ -99,20 +138,42 @@ class Dispatcher:
         except Exception as exc:
             error: Exception = exc
             if scope is not None and scope.expired():
-                error = RequestTimeout(
-                    f"{self.service_name}.{endpoint.name} did not finish within its timeout of {endpoint.timeout} s"
-                )
+                error = self._timeout_error(endpoint)
                 logger.warning("%s", error)
             self._send_error(conn, request.id, self._handler_error(endpoint, request, error))
         else:
             self._send_result(conn, request.id, endpoint, result)
         finally:
-            conn.in_flight -= 1
-            if conn.in_flight == self.max_in_flight - 1:
-                conn.release_reading()
+            self._finished(conn, endpoint)
+
+    def _finished(self, conn: Connection, endpoint: Endpoint) -> None:
+        self.running.exit()
+        endpoint.running.exit()
+        conn.in_flight -= 1
+        if conn.in_flight == self.max_in_flight - 1:
+            conn.release_reading()
+
+    def _timeout_error(self, endpoint: Endpoint) -> RequestTimeout:
+        return RequestTimeout(
+            f"{self.service_name}.{endpoint.name} did not finish within its timeout of {endpoint.timeout} s"
+        )
+
+    # -- draining ------------------------------------------------------------------------------
+
+    def start_draining(self) -> None:
+        """Answer every request from now on with ``draining`` (nothing runs; the caller may
+        send it to another instance). Requests already running go on."""
+        self.running.start_draining()
+
+    async def drained(self, grace: float) -> int:
+        """Wait until the requests running (async ones and those in threads, including threads
+        whose callers were already answered ``timeout``) have finished, at most ``grace``
+        seconds; returns how many are still running."""
+        return await self.running.drained(grace)
 
     async def close(self) -> None:
-        """Cancel handlers still running (their callers' connections are closing)."""
+        """Cancel handlers still running on the loop (their callers' connections are closing);
+        handlers in threads cannot be cancelled: they finish and their results are dropped."""
         await self._tasks.close()
 
     # -- answers ---------------------------------------------------------------------------
@@ -152,6 +213,65 @@ class Dispatcher:
                 "%s.%s raised %s: %s", self.service_name, endpoint.name, type(exc).__name__, exc, exc_info=exc
             )
         return exc
+
+
+class _ThreadCall:
+    """A request whose plain ``def`` handler runs in the thread pool.
+
+    Callbacks rather than a task: the hand-off costs one future and, with a timeout, one timer.
+    The caller is answered when the thread returns or when the timeout fires, whichever comes
+    first; the request's slots (connection, service, endpoint) are released when the thread
+    returns, since until then it occupies a thread.
+    """
+
+    __slots__ = ("answered", "conn", "dispatcher", "endpoint", "request", "timer")
+
+    def __init__(self, dispatcher: Dispatcher, conn: Connection, request: Request, endpoint: Endpoint) -> None:
+        self.dispatcher = dispatcher
+        self.conn = conn
+        self.request = request
+        self.endpoint = endpoint
+        self.answered = False
+        self.timer: asyncio.TimerHandle | None = None
+
+    def start(self, pool: HandlerPool) -> None:
+        future = pool.submit(self.endpoint.handler, **self.request.params)
+        if self.endpoint.timeout is not None:
+            self.timer = asyncio.get_running_loop().call_later(self.endpoint.timeout, self._overdue)
+        future.add_done_callback(self._returned)
+
+    def _overdue(self) -> None:
+        self.answered = True
+        dispatcher = self.dispatcher
+        error = dispatcher._timeout_error(self.endpoint)
+        logger.warning("%s; it runs on in its thread and its result will be dropped", error)
+        dispatcher._send_error(self.conn, self.request.id, error)
+
+    def _returned(self, future: asyncio.Future[Any]) -> None:
+        dispatcher = self.dispatcher
+        if self.timer is not None:
+            self.timer.cancel()
+        try:
+            if future.cancelled():
+                return
+            exc = future.exception()
+            if self.answered:
+                if exc is not None:
+                    dispatcher._handler_error(self.endpoint, self.request, _as_exception(exc))  # logged
+                return
+            if exc is not None:
+                error = dispatcher._handler_error(self.endpoint, self.request, _as_exception(exc))
+                dispatcher._send_error(self.conn, self.request.id, error)
+            else:
+                dispatcher._send_result(self.conn, self.request.id, self.endpoint, future.result())
+        finally:
+            dispatcher._finished(self.conn, self.endpoint)
+
+
+def _as_exception(exc: BaseException) -> Exception:
+    if isinstance(exc, Exception):
+        return exc
+    raise exc  # SystemExit, KeyboardInterrupt: as if the handler had run inline
 
 
 def error_packet(request_id: int | None, exc: BaseException) -> Error:

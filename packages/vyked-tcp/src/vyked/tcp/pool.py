@@ -18,8 +18,9 @@ from collections.abc import Callable
 from typing import Any
 
 from vyked.core.client import InstanceUnreachable
-from vyked.core.exceptions import ConnectionLost, InvalidParams, RequestTimeout, error_from_code
+from vyked.core.exceptions import ConnectionLost, Draining, InvalidParams, RequestTimeout, VykedError, error_from_code
 from vyked.core.extensions import ExtensionKey, HostExtension
+from vyked.core.health import InstanceHealth
 from vyked.core.instances import Instance
 from vyked.core.protocol import encode_frame
 from vyked.core.protocol.packets import Error, Packet, Request, Response
@@ -28,17 +29,27 @@ from vyked.core.transport import Connection, open_connection
 
 logger = logging.getLogger(__name__)
 
-_Pending = tuple["asyncio.Future[Any]", "asyncio.TimerHandle"]
+Retry = Callable[[VykedError], "asyncio.Future[Any]"]
+"""Takes over a request whose attempt failed (on the client's slow path, which decides
+whether and where to send it again); returns the future of the outcome."""
+
+_Pending = tuple["asyncio.Future[Any]", "asyncio.TimerHandle", Retry | None]
 
 
 class InstanceConnection:
     """Requests in flight to one instance, over one connection."""
 
-    __slots__ = ("_loop", "_next_id", "closing", "connection", "instance", "on_lost", "pending")
+    __slots__ = ("_loop", "_next_id", "closing", "connection", "health", "instance", "on_lost", "pending")
 
-    def __init__(self, instance: Instance, on_lost: Callable[[InstanceConnection], None] | None = None) -> None:
+    def __init__(
+        self,
+        instance: Instance,
+        on_lost: Callable[[InstanceConnection], None] | None = None,
+        health: InstanceHealth | None = None,
+    ) -> None:
         self.instance = instance
         self.on_lost = on_lost
+        self.health = health if health is not None else InstanceHealth()
         self.connection: Connection | None = None
         self.pending: dict[int, _Pending] = {}
         self._next_id = 0
@@ -50,11 +61,17 @@ class InstanceConnection:
         conn = self.connection
         return conn is not None and conn.ready and not self.closing
 
-    def request(self, service: str, endpoint: str, params: dict[str, Any], timeout: float) -> asyncio.Future[Any]:
-        """Send one request; the future resolves to the result or raises a vyked error."""
+    def request(
+        self, service: str, endpoint: str, params: dict[str, Any], timeout: float, retry: Retry | None = None
+    ) -> asyncio.Future[Any]:
+        """Send one request; the future resolves to the result or raises a vyked error.
+
+        With ``retry``, a failure other than an answer from the handler goes to ``retry``
+        (the client's slow path), whose outcome becomes the future's. Raises
+        :class:`InstanceUnreachable` when the connection is closed (nothing was sent)."""
         conn = self.connection
         if conn is None or not conn.ready:
-            raise ConnectionLost(f"connection to {self.instance.describe()} is closed")
+            raise InstanceUnreachable(f"connection to {self.instance.describe()} is closed")
         self._next_id += 1
         request_id = self._next_id
         try:
@@ -65,19 +82,28 @@ class InstanceConnection:
             ) from None
         future = self._loop.create_future()
         timer = self._loop.call_later(timeout, self._expire, request_id, endpoint, timeout)
-        self.pending[request_id] = (future, timer)
+        self.pending[request_id] = (future, timer, retry)
         conn.send_frame(frame)
         return future
 
     def _expire(self, request_id: int, endpoint: str, timeout: float) -> None:
         entry = self.pending.pop(request_id, None)
-        if entry is not None and not entry[0].done():
-            entry[0].set_exception(
-                RequestTimeout(
-                    f"{self.instance.service}.{endpoint} got no answer "
-                    f"from {self.instance.describe()} within {timeout} s"
-                )
+        if entry is not None:
+            error = RequestTimeout(
+                f"{self.instance.service}.{endpoint} got no answer from {self.instance.describe()} within {timeout} s"
             )
+            self._fail(entry, error)
+
+    def _fail(self, entry: _Pending, error: VykedError) -> None:
+        """End a request with ``error``, or hand it to its retry."""
+        future, timer, retry = entry
+        timer.cancel()
+        if future.done():
+            return
+        if retry is None:  # the client's slow path awaits it, and reports the outcome
+            future.set_exception(error)
+        else:
+            _chain(retry(error), future)
 
     # -- PacketHandler ------------------------------------------------------------------------
 
@@ -86,39 +112,56 @@ class InstanceConnection:
             entry = self.pending.pop(packet.id, None)
             if entry is None:
                 return  # answered after its timeout
-            future, timer = entry
+            future, timer, _ = entry
             timer.cancel()
+            if self.health:
+                self.health.succeeded(self.instance)
             if packet.deprecation:
                 warnings.warn(packet.deprecation, DeprecationWarning, stacklevel=2)
             if not future.done():
                 future.set_result(packet.result)
         elif isinstance(packet, Error):
             if packet.id is None:
-                logger.error("%s reported a connection error: %s", self.instance.describe(), packet.message)
+                self._connection_error(conn, packet)
                 return
             entry = self.pending.pop(packet.id, None)
             if entry is None:
                 return
-            future, timer = entry
-            timer.cancel()
-            if not future.done():
-                future.set_exception(error_from_code(packet.code, packet.message, packet.error_type, packet.args))
+            error = error_from_code(packet.code, packet.message, packet.error_type, packet.args)
+            if error.not_executed:
+                self._fail(entry, error)
+            else:  # the handler's own answer: the instance is fine
+                future, timer, _ = entry
+                timer.cancel()
+                if self.health:
+                    self.health.succeeded(self.instance)
+                if not future.done():
+                    future.set_exception(error)
         if self.closing and not self.pending:
             conn.close()
+
+    def _connection_error(self, conn: Connection, packet: Error) -> None:
+        if packet.code == Draining.code:
+            # The instance is shutting down: it answers what it has, refuses the rest, and
+            # closes once we are idle. Send it nothing more.
+            logger.info("%s is draining: %s", self.instance.describe(), packet.message)
+            self.health.draining(self.instance)
+            if self.on_lost is not None:
+                self.on_lost(self)
+            self.close_when_idle()
+        else:
+            logger.error("%s reported a connection error: %s", self.instance.describe(), packet.message)
 
     def connection_lost(self, conn: Connection, exc: BaseException | None) -> None:
         if self.on_lost is not None and not self.closing:
             self.on_lost(self)
         pending, self.pending = self.pending, {}
         reason = f": {exc}" if exc else ""
-        for future, timer in pending.values():
-            timer.cancel()
-            if not future.done():
-                future.set_exception(
-                    ConnectionLost(
-                        f"connection to {self.instance.describe()} closed with the request in flight{reason}"
-                    )
-                )
+        for entry in pending.values():
+            self._fail(
+                entry,
+                ConnectionLost(f"connection to {self.instance.describe()} closed with the request in flight{reason}"),
+            )
 
     def close_when_idle(self) -> None:
         self.closing = True
@@ -157,7 +200,7 @@ class ConnectionPool(HostExtension):
         return await asyncio.shield(waiting)
 
     async def _open(self, instance: Instance, ssl_context: ssl.SSLContext | None) -> InstanceConnection:
-        ic = InstanceConnection(instance, self._lost)
+        ic = InstanceConnection(instance, self._lost, self.host.directory.health)
         trust = self.host.trust
         try:
             ic.connection = await open_connection(
@@ -175,11 +218,15 @@ class ConnectionPool(HostExtension):
         self.connections[instance.node_id] = ic
         return ic
 
+    def outstanding(self, instance: Instance) -> int:
+        """Requests in flight to ``instance`` from this host."""
+        ic = self.connections.get(instance.node_id)
+        return 0 if ic is None else len(ic.pending)
+
     def _lost(self, ic: InstanceConnection) -> None:
-        """A connection died under us: skip its instance until the registry has its say."""
+        """A connection died (or is draining) under us: open a new one for the next request."""
         if self.connections.get(ic.instance.node_id) is ic:
             del self.connections[ic.instance.node_id]
-            self.host.directory.mark_unreachable(ic.instance)
 
     def _instance_changed(self, event: str, instance: Instance) -> None:
         if event == "removed":
@@ -198,6 +245,23 @@ class ConnectionPool(HostExtension):
         for ic in connections:
             if ic.connection is not None:
                 await ic.connection.wait_closed()
+
+
+def _chain(source: asyncio.Future[Any], target: asyncio.Future[Any]) -> None:
+    """Resolve ``target`` as ``source`` resolves."""
+
+    def copy(done: asyncio.Future[Any]) -> None:
+        if target.done():
+            if not done.cancelled():
+                done.exception()  # retrieved: nobody waits for it any more
+        elif done.cancelled():
+            target.cancel()
+        elif (error := done.exception()) is not None:
+            target.set_exception(error)
+        else:
+            target.set_result(done.result())
+
+    source.add_done_callback(copy)
 
 
 POOL = ExtensionKey("vyked.tcp.pool", ConnectionPool)

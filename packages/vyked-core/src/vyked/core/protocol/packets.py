@@ -131,6 +131,17 @@ class Registered(_Packet, tag="registered"):
     node_id: str
 
 
+class Deregister(_Packet, tag="deregister"):
+    """A host withdraws one of its instances before it stops (graceful drain): the registry
+    tells the watchers at once, rather than when the host's connection closes."""
+
+    node_id: str
+
+
+class Deregistered(_Packet, tag="deregistered"):
+    node_id: str
+
+
 class Watch(_Packet, tag="watch"):
     """Ask for the instances of these services and every later change to them."""
 
@@ -250,6 +261,8 @@ Packet = (
     | Response
     | Register
     | Registered
+    | Deregister
+    | Deregistered
     | Watch
     | Instances
     | InstanceAdded

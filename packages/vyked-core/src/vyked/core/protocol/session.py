@@ -25,6 +25,7 @@ from __future__ import annotations
 from vyked.core.exceptions import (
     AuthenticationFailed,
     ConnectionLost,
+    Draining,
     ProtocolError,
     ProtocolVersionMismatch,
     VykedError,
@@ -46,6 +47,11 @@ from vyked.core.protocol.packets import (
 
 HANDSHAKE_MAX_FRAME_SIZE = 64 * 1024
 """The largest frame accepted before the handshake completes."""
+
+
+DRAINING = Draining.code
+"""An ``error`` without id and with this code is a notice, not a refusal: the peer is shutting
+down and answers what it has; it goes to the handler and the connection stays open."""
 
 
 class Session:
@@ -169,7 +175,7 @@ class Session:
             if kind is not Ping and kind is not Pong:
                 if not self.ready:
                     self._handshake(packet)
-                elif kind is Error and isinstance(packet, Error) and packet.id is None:
+                elif kind is Error and isinstance(packet, Error) and packet.id is None and packet.code != DRAINING:
                     self._refused(packet)  # the peer closes next, and says why
                 else:
                     delivered.append(packet)

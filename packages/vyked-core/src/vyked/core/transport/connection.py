@@ -42,6 +42,7 @@ from vyked.core.memory import MemoryReleaser
 from vyked.core.protocol.framing import DEFAULT_MAX_FRAME_SIZE
 from vyked.core.protocol.packets import Packet
 from vyked.core.protocol.session import Session
+from vyked.core.tasks import wait_until
 
 logger = logging.getLogger(__name__)
 
@@ -425,6 +426,7 @@ class PacketServer:
         self.connections: set[Connection] = set()
         self.memory = MemoryReleaser()
         self._server: asyncio.Server | None = None
+        self._idle: asyncio.Event | None = None
 
     async def start(self, host: str, port: int) -> tuple[str, int]:
         """Bind and listen; returns the bound address (``port=0`` picks a free port)."""
@@ -463,9 +465,25 @@ class PacketServer:
             self.packet_received = server.handler.packet_received
 
         def connection_lost(self, conn: Connection, exc: BaseException | None) -> None:
-            self.server.connections.discard(conn)
-            self.server.handler.connection_lost(conn, exc)
+            server = self.server
+            server.connections.discard(conn)
+            if not server.connections and server._idle is not None:
+                server._idle.set()
+            server.handler.connection_lost(conn, exc)
             self.server.memory.connection_closed()
+
+    def stop_accepting(self) -> None:
+        """Stop listening; connections already accepted carry on (draining)."""
+        if self._server is not None:
+            self._server.close()
+
+    async def wait_idle(self, deadline: float) -> bool:
+        """Wait until every accepted connection has closed, or until ``deadline`` (event-loop
+        time); False if some are still open."""
+        if not self.connections:
+            return True
+        self._idle = asyncio.Event()
+        return await wait_until(self._idle, deadline - asyncio.get_running_loop().time())
 
     async def close(self) -> None:
         """Stop listening and close every accepted connection."""

@@ -5,7 +5,9 @@ events are framed once and written to every subscribed connection. An exclusive 
 one member of each subscribing group, chosen by the group's strategy, and stays in flight
 until that member answers ``event_ack``. A failed handler (``ok`` false), a lost connection or
 an ack overdue by ``ack_timeout`` sends it to another live member (the ones that failed it are
-avoided while others exist), up to ``max_attempts`` deliveries. A group with no member
+avoided while others exist), up to ``max_attempts`` deliveries; then it is a dead letter,
+kept in a list of the last ``dead_letter_maxlen`` with its last error, which
+:meth:`EmbeddedPublisher.replay_dead_letters` delivers again. A group with no member
 keeps its events (up to ``max_buffer``) until a member subscribes again, for at most
 ``empty_group_ttl`` seconds: then the group is dropped with its events. An event has at most
 ``max_groups`` groups, so subscribers that make up group names cannot make a publisher hold
@@ -28,6 +30,7 @@ from vyked.core.logs import log_count
 from vyked.core.protocol import encode_frame
 from vyked.core.protocol.packets import Event, EventAck, Packet, Subscribe, Subscribed
 from vyked.core.transport import Connection
+from vyked.tcp.pubsub.dead_letters import DeadLetter, now, truncate, unknown_error
 from vyked.tcp.pubsub.settings import PubSubSettings, PubSubStats
 
 logger = logging.getLogger(__name__)
@@ -63,6 +66,8 @@ class _Delivery:
     failed: set[str] = field(default_factory=set)
     conn: Connection | None = None
     timer: asyncio.TimerHandle | None = None
+    error: str = ""
+    """Why the last attempt failed, if known."""
 
 
 class EmbeddedPublisher:
@@ -79,6 +84,10 @@ class EmbeddedPublisher:
         self._closed = False
         self._groups_dropped = 0
         self._groups_refused = 0
+        self.dead_letters: deque[DeadLetter] = deque(maxlen=settings.dead_letter_maxlen)
+        """Exclusive events given up after ``max_attempts``, oldest first (the oldest are
+        forgotten beyond ``dead_letter_maxlen``)."""
+        self._dead_ids = itertools.count(1)
 
     @property
     def pending(self) -> int:
@@ -122,7 +131,7 @@ class EmbeddedPublisher:
             member.conn.send(packet)
         except ConnectionLost:
             self._settle(delivery_id)
-            self._retry(delivery, member.node_id, 0.0)
+            self._retry(delivery, member.node_id, 0.0, "the subscriber's connection was lost before acknowledging")
 
     def _choose(self, group: _Group, delivery: _Delivery) -> _Member | None:
         live = [m for m in group.members.values() if not m.conn.closed]
@@ -166,7 +175,7 @@ class EmbeddedPublisher:
             return  # answered after it was given to someone else
         self._settle(ack.id)
         if not ack.ok:
-            self._retry(delivery, conn.peer_node_id, self.settings.retry_delay)
+            self._retry(delivery, conn.peer_node_id, self.settings.retry_delay, truncate(ack.message))
 
     def _overdue(self, delivery_id: int) -> None:
         delivery = self._settle(delivery_id)
@@ -174,26 +183,65 @@ class EmbeddedPublisher:
             logger.warning(
                 "%s not acknowledged within %s s; redelivering", ".".join(delivery.topic), self.settings.ack_timeout
             )
-            self._retry(delivery, delivery.conn.peer_node_id, 0.0)
+            why = f"not acknowledged within {self.settings.ack_timeout:g} s"
+            self._retry(delivery, delivery.conn.peer_node_id, 0.0, why)
 
-    def _retry(self, delivery: _Delivery, failed_node: str, delay: float) -> None:
+    def _retry(self, delivery: _Delivery, failed_node: str, delay: float, error: str) -> None:
         delivery.failed.add(failed_node)
         delivery.conn = None
+        delivery.error = error
         if delivery.attempts >= self.settings.max_attempts:
-            self.stats.dead_lettered += 1
-            logger.error(
-                "giving up exclusive %s event for group %r after %d attempts: %s",
-                ".".join(delivery.topic),
-                delivery.group,
-                delivery.attempts,
-                delivery.payload[:200],
-            )
+            self._give_up(delivery)
             return
         self.stats.redelivered += 1
         if delay:
             asyncio.get_running_loop().call_later(delay, self._redispatch, delivery)
         else:
             self._redispatch(delivery)
+
+    def _give_up(self, delivery: _Delivery) -> None:
+        service, event = delivery.topic
+        letter = DeadLetter(
+            service=service,
+            event=event,
+            group=delivery.group,
+            payload=delivery.payload,
+            handler="",  # the subscriber's event_ack does not name it
+            attempts=delivery.attempts,
+            error=delivery.error or unknown_error(delivery.attempts),
+            time=now(),
+            id=str(next(self._dead_ids)),
+        )
+        self.dead_letters.append(letter)
+        self.stats.dead_lettered += 1
+        logger.error(
+            "gave up exclusive %s event for group %r after %d attempts (last error: %s); kept as dead letter %s "
+            "(%d kept): %s",
+            ".".join(delivery.topic),
+            delivery.group,
+            delivery.attempts,
+            letter.error,
+            letter.id,
+            len(self.dead_letters),
+            delivery.payload[:200],
+        )
+
+    def replay_dead_letters(self, letters: list[DeadLetter]) -> list[DeadLetter]:
+        """Deliver these dead letters again (with fresh attempts) to their groups, and forget
+        them; those whose group is gone from this publisher stay. Returns those replayed."""
+        wanted = {letter.id for letter in letters}
+        kept: deque[DeadLetter] = deque(maxlen=self.dead_letters.maxlen)
+        replayed: list[tuple[DeadLetter, _Group]] = []
+        for letter in self.dead_letters:
+            group = self._groups.get((letter.service, letter.event), {}).get(letter.group)
+            if letter.id in wanted and group is not None:
+                replayed.append((letter, group))
+            else:
+                kept.append(letter)
+        self.dead_letters = kept
+        for letter, group in replayed:
+            self._dispatch(_Delivery((letter.service, letter.event), letter.group, letter.payload), group)
+        return [letter for letter, _ in replayed]
 
     def _redispatch(self, delivery: _Delivery) -> None:
         group = self._groups.get(delivery.topic, {}).get(delivery.group)
@@ -320,7 +368,9 @@ class EmbeddedPublisher:
         for delivery_id in [i for i, d in self._in_flight.items() if d.conn is conn]:
             delivery = self._settle(delivery_id)
             if delivery is not None:
-                self._retry(delivery, conn.peer_node_id, 0.0)
+                self._retry(
+                    delivery, conn.peer_node_id, 0.0, "the subscriber's connection was lost before acknowledging"
+                )
 
     def close(self) -> None:
         """Forget everything; exclusive events not yet acknowledged are lost (and counted)."""

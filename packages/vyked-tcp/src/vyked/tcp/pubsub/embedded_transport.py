@@ -47,6 +47,11 @@ class EmbeddedTransport:
             await asyncio.sleep(0.01)
         return True
 
+    async def drain(self, deadline: float) -> None:
+        loop = asyncio.get_running_loop()
+        await self.subscriber.tasks.wait(deadline - loop.time())  # handlers finish; their acks go out
+        await self.flush(max(0.0, deadline - loop.time()))
+
     async def close(self) -> None:
         self.publisher.close()
         await self.subscriber.close()

@@ -13,7 +13,7 @@ import logging
 from typing import TYPE_CHECKING
 
 from vyked.core.client import ServiceClient
-from vyked.core.exceptions import DefinitionError, HostNotRunning, ProtocolError
+from vyked.core.exceptions import ConfigurationError, DefinitionError, HostNotRunning, ProtocolError
 from vyked.core.extensions import ExtensionKey, HostExtension
 from vyked.core.protocol.packets import Packet
 from vyked.core.service import Service
@@ -26,6 +26,7 @@ from vyked.tcp.pubsub.subscriptions import SubscriptionTable, subscriptions_of
 from vyked.tcp.pubsub.transport import EventTransport
 
 if TYPE_CHECKING:
+    from vyked.tcp.pubsub.dead_letters import DeadLetter
     from vyked.tcp.pubsub.embedded_transport import EmbeddedTransport
 
 logger = logging.getLogger(__name__)
@@ -154,6 +155,46 @@ class PubSub(HostExtension):
             return True
         return await self._transport.flush(timeout)
 
+    # -- dead letters (embedded transport) ---------------------------------------------------
+
+    def dead_letters(
+        self, service: str | None = None, event: str | None = None, *, group: str | None = None
+    ) -> list[DeadLetter]:
+        """Exclusive events this host published and gave up after ``max_attempts``, oldest
+        first (the last ``dead_letter_maxlen``), optionally of one service, event or
+        subscribing group. Embedded transport only: over Redis they are in Redis, read them
+        with :func:`vyked.tcp.pubsub.dead_letters.list_dead_letters`."""
+        embedded = self._embedded()
+        if embedded is None:
+            raise ConfigurationError(
+                "this host's dead letters are in Redis: use vyked.tcp.pubsub.dead_letters.list_dead_letters and replay"
+            )
+        return [
+            letter
+            for letter in embedded.publisher.dead_letters
+            if (service is None or letter.service == service)
+            and (event is None or letter.event == event)
+            and (group is None or letter.group == group)
+        ]
+
+    def replay_dead_letters(
+        self,
+        service: str | None = None,
+        event: str | None = None,
+        *,
+        group: str | None = None,
+        limit: int | None = None,
+    ) -> list[DeadLetter]:
+        """Deliver dead letters (:meth:`dead_letters`, oldest first, at most ``limit``) again,
+        each to its group, with fresh attempts, and forget them; returns those replayed. A
+        dead letter whose group this publisher no longer knows (no member for
+        ``empty_group_ttl``) stays. Embedded transport only: over Redis use
+        :func:`vyked.tcp.pubsub.dead_letters.replay`."""
+        letters = self.dead_letters(service, event, group=group)[:limit]
+        embedded = self._embedded()
+        assert embedded is not None  # dead_letters() raised otherwise
+        return embedded.publisher.replay_dead_letters(letters)
+
     # -- packets on the host's TCP services (embedded transport) ---------------------------
 
     def packet_received(self, conn: Connection, packet: Packet) -> None:
@@ -173,6 +214,12 @@ class PubSub(HostExtension):
 
         transport = self.transport if not self._closed else self._transport
         return transport if isinstance(transport, EmbeddedTransport) else None
+
+    async def drain(self, deadline: float) -> None:
+        """The host is stopping: finish the events in hand and send what is queued."""
+        if self._transport is not None:
+            await self._transport.drain(deadline)
+        await self.table.drain(deadline)
 
     async def close(self) -> None:
         self._closed = True

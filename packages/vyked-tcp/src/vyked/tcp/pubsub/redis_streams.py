@@ -12,8 +12,15 @@ An entry is acknowledged (``XACK``) once the handler returns. Otherwise it moves
   stream for as long): live instances claim its pending entries on their next heartbeat;
 - still pending after ``ack_timeout``: any instance claims it.
 
-An entry delivered ``max_attempts`` times is acknowledged without handling, logged and
-counted (dead-lettered). With ``LEADER`` only the leader reads and claims.
+An entry delivered ``max_attempts`` times is dead-lettered: moved to
+``vyked:dead:<service>:<major>:<event>`` with its error, attempts and handler, by
+:func:`.dead_letters.give_up`, logged and counted. The instance whose
+last attempt raised does it at once, knowing the error; one that takes over an entry whose
+last attempt never answered (a hung handler, a dead process) records the last error it saw
+for it, if any. With ``LEADER`` only the leader reads and claims.
+
+An entry with the field ``g`` (a replayed dead letter) is for that group only: the others
+acknowledge it without handling it.
 """
 
 from __future__ import annotations
@@ -21,7 +28,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from typing import Any
+from typing import Any, NamedTuple
 
 from redis.asyncio import Redis
 from redis.exceptions import RedisError, ResponseError
@@ -29,6 +36,7 @@ from redis.exceptions import RedisError, ResponseError
 from vyked.core.backoff import Attempts
 from vyked.core.tasks import TaskSet
 from vyked.tcp.decorators import SubscriptionStrategy
+from vyked.tcp.pubsub.dead_letters import dead_letter_stream, error_text, give_up, unknown_error
 from vyked.tcp.pubsub.events import RETRY_CONSUMER, EventKey, stream_name
 from vyked.tcp.pubsub.redis_client import command, reconnecting
 from vyked.tcp.pubsub.redis_membership import Membership
@@ -39,6 +47,15 @@ logger = logging.getLogger(__name__)
 
 _Entry = tuple[str, bytes]
 """(stream, entry id)."""
+
+
+class _Failure(NamedTuple):
+    """A handler of this host raised for an entry."""
+
+    at: float
+    """``time.monotonic()`` of the failure."""
+    attempt: int
+    error: str
 
 
 class StreamConsumer:
@@ -69,7 +86,7 @@ class StreamConsumer:
         self._created: set[str] = set()
         self._running: set[_Entry] = set()
         self._unacked: set[_Entry] = set()
-        self._failed_here: dict[_Entry, float] = {}
+        self._failed_here: dict[_Entry, _Failure] = {}
         self._room = asyncio.Event()
         self._room.set()
         self._tasks = TaskSet()
@@ -144,29 +161,39 @@ class StreamConsumer:
             for stream, entries in reply or ():
                 name = stream.decode()
                 for entry_id, fields in entries:
-                    self._spawn(name, entry_id, fields)
+                    self._spawn(name, entry_id, fields, 1)
 
     # -- handling ------------------------------------------------------------------------------
 
-    def _spawn(self, stream: str, entry_id: bytes, fields: dict[bytes, bytes] | None) -> None:
+    def _spawn(self, stream: str, entry_id: bytes, fields: dict[bytes, bytes] | None, attempt: int) -> None:
+        """Handle an entry; ``attempt`` is its delivery count (XREADGROUP and XCLAIM add one)."""
         entry = (stream, entry_id)
         if entry in self._running:
             return
         self._running.add(entry)
-        self._tasks.spawn(self._handle(entry, (fields or {}).get(b"p")))
+        self._tasks.spawn(self._handle(entry, fields or {}, attempt))
 
-    async def _handle(self, entry: _Entry, payload: bytes | None) -> None:
+    async def _handle(self, entry: _Entry, fields: dict[bytes, bytes], attempt: int) -> None:
         stream, entry_id = entry
         try:
             key = self.streams.get(stream)
-            if payload is not None and key is not None:
+            payload = fields.get(b"p")
+            target = fields.get(b"g")
+            if payload is not None and key is not None and (target is None or target.decode() == self.group):
                 await self.table.handle(key, self.group, payload)
-        except Exception:
-            self._failed_here[entry] = time.monotonic()
-            # JUSTID replies are bare ids: redis-py must be told, or its XCLAIM parser fails
-            await self._command_or_log(
-                "XCLAIM", stream, self.group, RETRY_CONSUMER, 0, entry_id, "JUSTID", parse_justid=True
-            )
+        except Exception as exc:
+            error = error_text(exc)
+            self._failed_here[entry] = _Failure(time.monotonic(), attempt, error)
+            if attempt >= self.settings.max_attempts:
+                try:
+                    await self._give_up(stream, [(entry_id, attempt, error)])
+                except (RedisError, OSError) as lost:
+                    logger.warning("could not dead-letter %s (%s); it stays pending and will be reclaimed", entry, lost)
+            else:
+                # JUSTID replies are bare ids: redis-py must be told, or its XCLAIM parser fails
+                await self._command_or_log(
+                    "XCLAIM", stream, self.group, RETRY_CONSUMER, 0, entry_id, "JUSTID", parse_justid=True
+                )
         else:
             if not await self._command_or_log("XACK", stream, self.group, entry_id):
                 self._unacked.add(entry)
@@ -188,7 +215,7 @@ class StreamConsumer:
         for stream in list(self.streams):
             await self._claim(stream)
         horizon = time.monotonic() - 10 * self.settings.retry_delay - self.settings.ack_timeout
-        self._failed_here = {e: t for e, t in self._failed_here.items() if t > horizon}
+        self._failed_here = {e: f for e, f in self._failed_here.items() if f.at > horizon}
 
     async def _claim(self, stream: str) -> None:
         consumers = await command(self.client, "XINFO", "CONSUMERS", stream, self.group)
@@ -213,7 +240,8 @@ class StreamConsumer:
         if retry:
             now = time.monotonic()
             for p in await self._pending(stream, RETRY_CONSUMER):
-                mine = now - self._failed_here.get((stream, p["message_id"]), -1e9) < self.settings.ack_timeout
+                failure = self._failed_here.get((stream, p["message_id"]))
+                mine = failure is not None and now - failure.at < self.settings.ack_timeout
                 wait = self.settings.retry_delay * (3 if mine else 1)
                 if p["time_since_delivered"] >= wait * 1000:
                     candidates[p["message_id"]] = p
@@ -234,23 +262,71 @@ class StreamConsumer:
         return result
 
     async def _take_over(self, stream: str, pending: list[dict[str, Any]]) -> None:
-        exhausted = [p["message_id"] for p in pending if p["times_delivered"] >= self.settings.max_attempts]
+        exhausted = [p for p in pending if p["times_delivered"] >= self.settings.max_attempts]
         if exhausted:
-            await command(self.client, "XACK", stream, self.group, *exhausted)
-            self.stats.dead_lettered += len(exhausted)
-            logger.error(
-                "gave up %d exclusive events of %s for group %r after %d attempts: %s",
-                len(exhausted), stream, self.group, self.settings.max_attempts,
-                ", ".join(i.decode() for i in exhausted),
-            )  # fmt: skip
-        ids = [p["message_id"] for p in pending if p["times_delivered"] < self.settings.max_attempts]
-        if not ids:
+            await self._give_up(
+                stream, [(p["message_id"], p["times_delivered"], self._last_error(stream, p)) for p in exhausted]
+            )
+        attempts = {
+            p["message_id"]: p["times_delivered"] for p in pending if p["times_delivered"] < self.settings.max_attempts
+        }
+        if not attempts:
             return
         min_idle = int(self.settings.retry_delay * 1000)
-        claimed = await command(self.client, "XCLAIM", stream, self.group, self.consumer, min_idle, *ids)
+        claimed = await command(self.client, "XCLAIM", stream, self.group, self.consumer, min_idle, *attempts)
         for entry_id, fields in claimed:
             self.stats.redelivered += 1
-            self._spawn(stream, entry_id, fields)
+            self._spawn(stream, entry_id, fields, attempts.get(entry_id, 0) + 1)
+
+    # -- giving up -------------------------------------------------------------------------------
+
+    def _last_error(self, stream: str, pending: dict[str, Any]) -> str:
+        """What is known of why an entry that nobody acknowledged failed: the last error a
+        handler of this host raised for it, else unknown (another instance failed it, or its
+        handler hung or its process died)."""
+        delivered = pending["times_delivered"]
+        failure = self._failed_here.get((stream, pending["message_id"]))
+        if failure is None:
+            return unknown_error(delivered)
+        if failure.attempt >= delivered:
+            return failure.error
+        later = delivered - failure.attempt
+        return f"{failure.error} (attempt {failure.attempt}; then delivered {later} more times without acknowledgement)"
+
+    def _handler_names(self, stream: str) -> str:
+        """The ``@xsubscribe`` methods of this group for ``stream``, ``module.Class.method``."""
+        key = self.streams.get(stream)
+        # SubscriptionTable has no public accessor for an exclusive route's handlers yet.
+        subscriptions = self.table._exclusive.get((key, self.group), ()) if key is not None else ()
+        names = []
+        for sub in subscriptions:
+            owner = getattr(sub.handler, "__self__", None)
+            module = type(owner).__module__ if owner is not None else getattr(sub.handler, "__module__", "")
+            names.append(f"{module}.{sub.label}" if module else sub.label)
+        return ", ".join(names)
+
+    async def _give_up(self, stream: str, entries: list[tuple[bytes, int, str]]) -> None:
+        """Move entries (id, attempts, error) to the dead-letter stream, acknowledging them."""
+        key = self.streams.get(stream)
+        dead = dead_letter_stream(key) if key is not None else stream.replace(":stream:", ":dead:", 1)
+        handler = self._handler_names(stream)
+        moved = await give_up(self.client, stream, dead, self.group, handler, entries, self.settings.dead_letter_maxlen)
+        for entry_id, _, _ in entries:
+            self._failed_here.pop((stream, entry_id), None)
+        if not moved:
+            return  # another instance gave them up first
+        self.stats.dead_lettered += len(moved)
+        logger.error(
+            "gave up %d exclusive events of %s for group %r after %d attempts (handler %s, last error: %s); "
+            "moved to the dead-letter stream %s: %s",
+            len(moved), stream, self.group, max(a for _, a, _ in entries), handler or "?", entries[-1][2], dead,
+            ", ".join(moved),
+        )  # fmt: skip
+
+    async def drain(self, deadline: float) -> None:
+        """Stop reading; let the handlers running finish and acknowledge, until ``deadline``."""
+        await self._loop.stop()
+        await self._tasks.wait(deadline - asyncio.get_running_loop().time())
 
     async def close(self) -> None:
         """Stop reading; handlers still running are cancelled and their events left pending,

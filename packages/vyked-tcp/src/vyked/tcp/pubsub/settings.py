@@ -27,8 +27,12 @@ class PubSubSettings:
     instance to subscribe again; then the group and its events are dropped (counted in
     :attr:`PubSubStats.dropped`)."""
     max_attempts: int = 5
-    """Deliveries of one exclusive event before it is given up (logged, counted in
-    :attr:`PubSubStats.dead_lettered`)."""
+    """Deliveries of one exclusive event before it is given up: moved to the dead letters
+    (see :mod:`.dead_letters`), logged and counted in :attr:`PubSubStats.dead_lettered`."""
+    dead_letter_maxlen: int = 10_000
+    """Dead letters kept: Redis, the approximate length each dead-letter stream
+    (``vyked:dead:<service>:<major>:<event>``) is trimmed to; embedded, the length of the
+    publisher's dead-letter list (the oldest are forgotten first)."""
     retry_delay: float = 0.2
     """Seconds before an exclusive event whose handler raised is offered again."""
     ack_timeout: float = 60.0
@@ -70,7 +74,8 @@ class PubSubStats:
     redelivered: int = 0
     """Exclusive events offered again after a failure or an instance's death."""
     dead_lettered: int = 0
-    """Exclusive events given up after :attr:`PubSubSettings.max_attempts`."""
+    """Exclusive events given up after :attr:`PubSubSettings.max_attempts` (moved to the
+    dead letters)."""
     reconnects: int = 0
     """Connections to Redis or to publishers lost and re-established."""
 

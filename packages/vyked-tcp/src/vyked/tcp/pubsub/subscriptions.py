@@ -2,13 +2,16 @@
 
 Handlers are ``@subscribe`` / ``@xsubscribe`` methods of the host's ``TCPServiceClient``\\ s,
 in any of the three styles (``async def``, plain ``def``, ``yield from`` generators). An event
-reaches every subscription of its key on this host. A handler that raises is logged and
-counted and never stops delivery; for exclusive subscriptions the failure is reported to the
-transport, which redelivers.
+reaches every subscription of its key on this host. Plain ``def`` handlers run in the handler
+thread pool (:mod:`vyked.core.threads`) unless declared ``inline=True``; the others run on the
+event loop. A handler that raises is logged and counted and never stops delivery; for
+exclusive subscriptions the failure is reported to the transport, which redelivers.
 """
 
 from __future__ import annotations
 
+import asyncio
+import functools
 import inspect
 import logging
 from collections.abc import Awaitable, Callable, Iterable
@@ -18,8 +21,9 @@ from typing import Any
 import msgspec
 
 from vyked.core.client import ServiceClient
-from vyked.core.handler_styles import as_coroutine_function
+from vyked.core.handler_styles import Execution, as_coroutine_function, execution_of
 from vyked.core.tasks import TaskSet
+from vyked.core.threads import default_pool
 from vyked.tcp.decorators import EndpointSpec, SubscriptionStrategy
 from vyked.tcp.pubsub.events import EventKey, decode_payload
 from vyked.tcp.pubsub.settings import PubSubStats
@@ -39,6 +43,8 @@ class Subscription:
     label: str
     group: str = ""
     strategy: SubscriptionStrategy | None = None
+    execution: Execution = Execution.LOOP
+    """Where the handler runs: on the loop, in a pool thread, or inline (plain ``def``)."""
 
     @property
     def exclusive(self) -> bool:
@@ -55,6 +61,7 @@ def subscriptions_of(client: ServiceClient, group: str) -> list[Subscription]:
             Subscription(
                 key=EventKey.of(client.name, client.version, event),
                 handler=as_coroutine_function(method),
+                execution=execution_of(method, inline=spec.inline),
                 label=f"{type(client).__name__}.{attr}",
                 group=group if spec.kind == "xsubscribe" else "",
                 strategy=(spec.strategy or SubscriptionStrategy.RANDOM) if spec.kind == "xsubscribe" else None,
@@ -122,6 +129,10 @@ class SubscriptionTable:
             return
         self.stats.received += 1
         for sub in subs:
+            if sub.execution is Execution.THREAD:
+                future = default_pool().submit(sub.handler, **fields)
+                future.add_done_callback(functools.partial(self._thread_returned, sub))
+                continue
             try:
                 result = sub.handler(**fields)
             except Exception as exc:
@@ -137,6 +148,9 @@ class SubscriptionTable:
         error: Exception | None = None
         for sub in self._exclusive.get((key, group), ()):
             try:
+                if sub.execution is Execution.THREAD:
+                    await default_pool().submit(sub.handler, **fields)
+                    continue
                 result = sub.handler(**fields)
                 if inspect.isawaitable(result):
                     await result
@@ -152,6 +166,15 @@ class SubscriptionTable:
         except Exception as exc:
             self._failed(sub, exc)
 
+    def _thread_returned(self, sub: Subscription, future: asyncio.Future[Any]) -> None:
+        if future.cancelled():
+            return
+        exc = future.exception()
+        if isinstance(exc, Exception):
+            self._failed(sub, exc)
+        elif exc is not None:
+            raise exc  # SystemExit, KeyboardInterrupt: as if the handler had run inline
+
     def _failed(self, sub: Subscription, exc: Exception) -> None:
         self.stats.handler_errors += 1
         logger.error("subscriber %s for %s raised %s: %s", sub.label, sub.key, type(exc).__name__, exc, exc_info=exc)
@@ -162,6 +185,10 @@ class SubscriptionTable:
         except (msgspec.DecodeError, msgspec.ValidationError) as exc:
             logger.error("dropping %s: its payload is not a JSON object (%s)", key, exc)
             return None
+
+    async def drain(self, deadline: float) -> None:
+        """Let the broadcast handlers running finish, until ``deadline`` at most."""
+        await self._tasks.wait(deadline - asyncio.get_running_loop().time())
 
     async def close(self) -> None:
         """Cancel broadcast handlers still running."""

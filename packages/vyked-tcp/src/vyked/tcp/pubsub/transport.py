@@ -29,5 +29,9 @@ class EventTransport(Protocol):
         """Wait until queued events are sent (and, embedded, exclusive ones acknowledged);
         False if some are still waiting after ``timeout`` seconds."""
 
+    async def drain(self, deadline: float) -> None:
+        """Take no new events; let the handlers running finish and acknowledge their events,
+        and send what is queued, until ``deadline`` (event-loop time) at most."""
+
     async def close(self) -> None:
         """Stop: send what can be sent quickly, then close every connection."""
