@@ -73,6 +73,11 @@ class FailureService(TCPService):
     async def unserialisable(self) -> object:
         return {"socket": object()}
 
+    @api(max_concurrency=1)
+    async def exclusive(self, seconds: float) -> str:
+        await asyncio.sleep(seconds)
+        return "done"
+
     @publish
     def happened(self, what: object) -> dict[str, Any]:
         return locals()
@@ -104,6 +109,10 @@ class FailureClient(TCPServiceClient):
 
     @request
     def missing(self) -> dict[str, Any]:
+        return locals()
+
+    @request
+    def exclusive(self, seconds: float) -> dict[str, Any]:
         return locals()
 
 
@@ -317,6 +326,15 @@ async def connection_dies_in_flight(w: World) -> None:
     raise results[0]  # type: ignore[misc]
 
 
+async def every_instance_refuses(w: World) -> None:
+    _, client = await w.serving()
+    busy = asyncio.ensure_future(client.exclusive(0.5))  # type: ignore[attr-defined]
+    await asyncio.sleep(0.1)
+    w.cleanups.append(lambda: asyncio.gather(busy, return_exceptions=True))
+    w.started_at = time.monotonic()
+    await client.exclusive(0)  # type: ignore[attr-defined]  # over max_concurrency: refused
+
+
 async def instance_freezes(w: World) -> None:
     proc, client = await w.sleeper()
     pending = asyncio.ensure_future(client.sleep(30))  # type: ignore[attr-defined]
@@ -510,6 +528,12 @@ CASES = [
     pytest.param(dependency_lost_its_last_instance, ServiceUnavailable, quick(1), id="dependency lost"),
     pytest.param(connection_dies_in_flight, ConnectionLost, quick(2), id="connection dies in flight"),
     pytest.param(instance_freezes, ConnectionLost, between(1.5, 5), id="instance freezes"),
+    pytest.param(
+        every_instance_refuses,
+        ServiceUnavailable,
+        all_of(message("none usable now", "last error: Overloaded", "max_concurrency=1"), quick(0.3)),
+        id="every instance refuses (overloaded)",
+    ),
     pytest.param(
         instance_unreachable,
         ServiceUnavailable,

@@ -258,7 +258,7 @@ class ServiceClient:
         except ServiceUnavailable as exc:
             if last_error is None:
                 raise
-            raise ServiceUnavailable(f"{exc}; last error: {last_error}") from last_error
+            raise ServiceUnavailable(f"{exc}; last error: {type(last_error).__name__}: {last_error}") from last_error
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} for {self.name} v{self.version}>"

@@ -63,7 +63,12 @@ def loop_name(loop: asyncio.AbstractEventLoop) -> str:
 def run(main: Coroutine[Any, Any, T], *, loop: str | None = None) -> T:
     """``asyncio.run(main)`` on the event loop :func:`loop_factory` picks (``loop`` or
     ``$VYKED_LOOP``)."""
-    with asyncio.Runner(loop_factory=loop_factory(loop)) as runner:
+    try:
+        factory = loop_factory(loop)
+    except BaseException:
+        main.close()  # never awaited, and nothing to warn about
+        raise
+    with asyncio.Runner(loop_factory=factory) as runner:
         return runner.run(main)
 
 

@@ -136,8 +136,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             require_identity=args.require_identity,
             max_connections=args.max_connections,
         ).start()
-    except MissingExtra as exc:  # --redis without the redis extra installed
-        print(f"vyked-registry: --redis: {exc}", file=sys.stderr)
+    except MissingExtra as exc:  # --redis without the redis extra, or VYKED_LOOP=uvloop without uvloop
+        option = "--redis: " if (exc.name or "").partition(".")[0] == "redis" else ""
+        print(f"vyked-registry: {option}{exc}", file=sys.stderr)
         return 2
     except (ListenError, RegistryUnavailable, ConfigurationError) as exc:  # address in use; Redis down; bad TLS
         print(f"vyked-registry: {exc}", file=sys.stderr)
