@@ -18,8 +18,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-
 from integration_support import wait_output
+
 from vyked import HTTPServiceClient, TCPServiceClient, get, request
 from vyked.core.exceptions import VykedError
 from vyked.core.service_host import ServiceHost
@@ -100,7 +100,8 @@ class OpenLoopTraffic:
         p99 = ordered[min(len(ordered) - 1, int(len(ordered) * 0.99))]
         return (
             f"{self.sent} calls sent, {len(self.latencies)} answered by {len(self.answered_by)} processes, "
-            f"p50 {statistics.median(ordered) * 1000:.1f} ms, p99 {p99 * 1000:.1f} ms, max {ordered[-1] * 1000:.1f} ms; "
+            f"p50 {statistics.median(ordered) * 1000:.1f} ms, p99 {p99 * 1000:.1f} ms, "
+            f"max {ordered[-1] * 1000:.1f} ms; "
             f"failed {sum(self.failures.values())} {dict(self.failures) or ''}"
         )
 

@@ -187,6 +187,14 @@ def test_without_uvloop_auto_is_asyncio_and_uvloop_names_the_extra(monkeypatch: 
         loop_factory("uvloop")
 
 
+def test_run_refuses_an_unknown_loop_before_starting_anything() -> None:
+    async def main() -> None:
+        raise AssertionError("never runs")
+
+    with pytest.raises(ConfigurationError, match="trio"):
+        run(main(), loop="trio")  # and the coroutine is closed: no "never awaited" warning
+
+
 SERVER_SCRIPT = """
 import asyncio
 from vyked.core.serving import configure_logging, run_until_signalled
