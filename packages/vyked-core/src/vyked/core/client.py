@@ -46,7 +46,7 @@ from vyked.core.exceptions import (
     VykedError,
 )
 from vyked.core.health import InstanceHealth
-from vyked.core.instances import Instance
+from vyked.core.instances import Instance, Load
 from vyked.core.versions import normalize
 
 if TYPE_CHECKING:
@@ -137,6 +137,7 @@ class ServiceClient:
             raise ConfigurationError(
                 f"{type(self).__name__}: unknown balancing {self.balancing!r}; choose one of {', '.join(BALANCING)}"
             )
+        self._load: Load | None = self.outstanding if self.balancing == "least_outstanding" else None
         self.host: ServiceHost | None = None
         self._bound_by_default = False
 
@@ -178,8 +179,7 @@ class ServiceClient:
 
     def select(self, host: ServiceHost, entity: object, tried: set[str] | frozenset[str] = frozenset()) -> Instance:
         """Pick the instance for one request with this client's balancing."""
-        load = self.outstanding if self.balancing == "least_outstanding" else None
-        return host.directory.select(self.name, self.version, self.kind, entity, tried, load)
+        return host.directory.select(self.name, self.version, self.kind, entity, tried, self._load)
 
     async def call(
         self,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import ssl
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any, ClassVar
 
 from vyked.core.client import IDEMPOTENT, NOT_IDEMPOTENT, RetryPolicy, ServiceClient
@@ -82,36 +82,61 @@ class TCPServiceClient(ServiceClient):
             )
         params.pop("self", None)
         entity = params.pop("entity", None)
-        what = f"{self.name}.{endpoint}"
-        attempt_timeout = policy.attempt_timeout or timeout
-
-        async def attempt(host: ServiceHost, instance: Instance) -> Any:
-            ic = await host.extension(POOL).connect(instance, self.ssl_context)
-            return await ic.request(self.name, endpoint, params, attempt_timeout)
-
         instance: Instance | None = None
         host = self.ready_host()
-        if host is not None:  # the fast path: no task, no coroutine unless the attempt fails
+        if host is not None:  # the fast path: no task, no coroutine, no closure
             try:
-                instance = self.select(host, entity)
+                instance = host.directory.select(self.name, self.version, "tcp", entity, (), self._load)
             except ServiceUnavailable as exc:
                 failed: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
                 failed.set_exception(exc)
                 return failed
             ic = host.extension(POOL).ready(instance)
             if ic is not None:
-                loop = asyncio.get_running_loop()
-                deadline = loop.time() + timeout
-                first = instance
+                resend = (self, endpoint, params, entity, timeout, policy)
+                return ic.request(self.name, endpoint, params, policy.attempt_timeout or timeout, resend)
+        return asyncio.ensure_future(
+            self.call(
+                f"{self.name}.{endpoint}",
+                entity,
+                timeout,
+                self._attempt(endpoint, params, timeout, policy),
+                instance,
+                policy=policy,
+            )
+        )
 
-                def retry(error: VykedError) -> asyncio.Future[Any]:
-                    return asyncio.ensure_future(
-                        self.call(what, entity, timeout, attempt, first, policy=policy, failed=error, deadline=deadline)
-                    )
+    def resend(
+        self,
+        error: VykedError,
+        instance: Instance,
+        sent_at: float,
+        endpoint: str,
+        params: dict[str, Any],
+        entity: object,
+        timeout: float,
+        policy: RetryPolicy,
+    ) -> asyncio.Future[Any]:
+        """Take over a request the fast path sent to ``instance`` at ``sent_at`` (event-loop
+        time), which failed with ``error``: :meth:`call` decides whether to send it again."""
+        attempt = self._attempt(endpoint, params, timeout, policy)
+        return asyncio.ensure_future(
+            self.call(
+                f"{self.name}.{endpoint}", entity, timeout, attempt, instance,
+                policy=policy, failed=error, deadline=sent_at + timeout,
+            )
+        )  # fmt: skip
 
-                return ic.request(self.name, endpoint, params, attempt_timeout, retry)
+    def _attempt(
+        self, endpoint: str, params: dict[str, Any], timeout: float, policy: RetryPolicy
+    ) -> Callable[[ServiceHost, Instance], Awaitable[Any]]:
+        attempt_timeout = policy.attempt_timeout or timeout
 
-        return asyncio.ensure_future(self.call(what, entity, timeout, attempt, instance, policy=policy))
+        async def attempt(host: ServiceHost, instance: Instance) -> Any:
+            ic = await host.extension(POOL).connect(instance, self.ssl_context)
+            return await ic.request(self.name, endpoint, params, attempt_timeout)
+
+        return attempt
 
 
 def _requester(method: Callable[..., Any], spec: EndpointSpec) -> Callable[..., asyncio.Future[Any]]:

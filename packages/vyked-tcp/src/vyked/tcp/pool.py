@@ -29,11 +29,12 @@ from vyked.core.transport import Connection, open_connection
 
 logger = logging.getLogger(__name__)
 
-Retry = Callable[[VykedError], "asyncio.Future[Any]"]
-"""Takes over a request whose attempt failed (on the client's slow path, which decides
-whether and where to send it again); returns the future of the outcome."""
+Resend = tuple[Any, str, dict[str, Any], object, float, Any]
+"""What the client's :meth:`~vyked.tcp.client.TCPServiceClient.resend` needs besides the error,
+the instance and the time: ``(client, endpoint, params, entity, timeout, policy)``. A tuple, not
+a closure: it is made for every request on the fast path."""
 
-_Pending = tuple["asyncio.Future[Any]", "asyncio.TimerHandle", Retry | None]
+_Pending = tuple["asyncio.Future[Any]", "asyncio.TimerHandle", Resend | None]
 
 
 class InstanceConnection:
@@ -62,12 +63,12 @@ class InstanceConnection:
         return conn is not None and conn.ready and not self.closing
 
     def request(
-        self, service: str, endpoint: str, params: dict[str, Any], timeout: float, retry: Retry | None = None
+        self, service: str, endpoint: str, params: dict[str, Any], timeout: float, resend: Resend | None = None
     ) -> asyncio.Future[Any]:
         """Send one request; the future resolves to the result or raises a vyked error.
 
-        With ``retry``, a failure other than an answer from the handler goes to ``retry``
-        (the client's slow path), whose outcome becomes the future's. Raises
+        With ``resend``, a failure other than an answer from the handler goes to the client's
+        ``resend`` (its slow path), whose outcome becomes the future's. Raises
         :class:`InstanceUnreachable` when the connection is closed (nothing was sent)."""
         conn = self.connection
         if conn is None or not conn.ready:
@@ -82,7 +83,7 @@ class InstanceConnection:
             ) from None
         future = self._loop.create_future()
         timer = self._loop.call_later(timeout, self._expire, request_id, endpoint, timeout)
-        self.pending[request_id] = (future, timer, retry)
+        self.pending[request_id] = (future, timer, resend)
         conn.send_frame(frame)
         return future
 
@@ -95,15 +96,17 @@ class InstanceConnection:
             self._fail(entry, error)
 
     def _fail(self, entry: _Pending, error: VykedError) -> None:
-        """End a request with ``error``, or hand it to its retry."""
-        future, timer, retry = entry
+        """End a request with ``error``, or hand it to its client's ``resend``."""
+        future, timer, resend = entry
         timer.cancel()
         if future.done():
             return
-        if retry is None:  # the client's slow path awaits it, and reports the outcome
+        if resend is None:  # the client's slow path awaits it, and reports the outcome
             future.set_exception(error)
         else:
-            _chain(retry(error), future)
+            client, endpoint, params, entity, timeout, policy = resend
+            sent_at = timer.when() - (policy.attempt_timeout or timeout)
+            _chain(client.resend(error, self.instance, sent_at, endpoint, params, entity, timeout, policy), future)
 
     # -- PacketHandler ------------------------------------------------------------------------
 
