@@ -221,7 +221,7 @@ async def test_drained_waits_for_zero_or_the_grace_period() -> None:
     tracker.enter()
     started = time.monotonic()
     assert await tracker.drained(0.2) == 2  # nothing finished: the grace period ran out
-    assert time.monotonic() - started >= 0.2
+    assert time.monotonic() - started >= 0.2 - 0.002  # uvloop's timers (libuv's ms clock) may fire 1 ms early
     loop = asyncio.get_running_loop()
     loop.call_later(0.1, tracker.exit)
     loop.call_later(0.2, tracker.exit)
