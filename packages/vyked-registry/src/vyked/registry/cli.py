@@ -2,8 +2,10 @@
 
 ::
 
-    vyked-registry [--host H] [--port P] [--redis URL] [--log-level L]
+    vyked-registry [--host H] [--port P] [--redis URL] [--dashboard-port N] [--log-level L] ...
     vyked-registry status [--registry HOST:PORT] [--json]
+
+Every option defaults to a ``VYKED_*`` variable (:mod:`vyked.registry.settings`).
 """
 
 from __future__ import annotations
@@ -14,7 +16,8 @@ import json
 import logging
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
 
 import msgspec
 
@@ -31,71 +34,132 @@ from vyked.core.protocol.packets import InstanceStatus, Packet, StatusQuery, Sta
 from vyked.core.security import Trust
 from vyked.core.transport import Connection, open_connection
 from vyked.core.transport.connection import DEFAULT_HEARTBEAT_INTERVAL, DEFAULT_HEARTBEAT_TIMEOUT
+from vyked.registry import settings
 from vyked.registry.replication import DEFAULT_LEASE_TTL
 from vyked.registry.server import DEFAULT_MAX_CONNECTIONS, Registry
 
+EXTRA_OPTIONS = {"redis": "--redis: ", "aiohttp": "--dashboard-port: "}
+"""The option that needs the optional dependency a MissingExtra names."""
 
-def build_parser() -> argparse.ArgumentParser:
+
+def build_parser(environ: Mapping[str, str] | None = None) -> argparse.ArgumentParser:
+    """The registry's options; each defaults to its ``VYKED_*`` variable (see
+    :mod:`vyked.registry.settings`), read from ``environ`` (default: the process's). A malformed
+    variable raises :class:`~vyked.core.exceptions.ConfigurationError`."""
+    env = settings.Environment(environ)
     parser = argparse.ArgumentParser(
         prog="vyked-registry",
-        description="Run the vyked service registry. 'vyked-registry status --help' for the status command.",
+        description="Run the vyked service registry. 'vyked-registry status --help' for the status command. "
+        "Every option defaults to the VYKED_* variable named in its help; options given here win.",
     )
-    parser.add_argument("--host", default="127.0.0.1", help="address to listen on (default: 127.0.0.1)")
-    parser.add_argument("--port", type=int, default=4500, help="port to listen on (default: 4500)")
-    parser.add_argument(
+
+    def option(flag: str, variable: str, convert: Callable[[str], Any], default: Any, help: str, **kw: Any) -> None:
+        value = env.get(variable, convert, default)
+        shown = "" if default is None else f"default: {default}; "
+        parser.add_argument(flag, type=_checked(convert), default=value, help=f"{help} ({shown}env {variable})", **kw)
+
+    option("--host", "VYKED_REGISTRY_HOST", settings.text, "127.0.0.1", "address to listen on")
+    option("--port", "VYKED_REGISTRY_PORT", settings.port, 4500, "port to listen on")
+    option(
         "--redis",
+        "VYKED_REGISTRY_REDIS",
+        settings.text,
+        None,
+        "keep state in Redis (redis://HOST:PORT/DB) and share it with the other registries using it",
         metavar="URL",
-        help="keep state in Redis (redis://HOST:PORT/DB) and share it with the other registries using it",
     )
-    parser.add_argument(
+    option(
         "--heartbeat-interval",
-        type=float,
-        default=DEFAULT_HEARTBEAT_INTERVAL,
-        help=f"seconds of silence before a host is pinged (default: {DEFAULT_HEARTBEAT_INTERVAL})",
+        "VYKED_HEARTBEAT_INTERVAL",
+        settings.seconds,
+        DEFAULT_HEARTBEAT_INTERVAL,
+        "seconds of silence before a host is pinged",
+        metavar="SECONDS",
     )
-    parser.add_argument(
+    option(
         "--heartbeat-timeout",
-        type=float,
-        default=DEFAULT_HEARTBEAT_TIMEOUT,
-        help=f"seconds of silence after which a host is dropped (default: {DEFAULT_HEARTBEAT_TIMEOUT})",
+        "VYKED_HEARTBEAT_TIMEOUT",
+        settings.seconds,
+        DEFAULT_HEARTBEAT_TIMEOUT,
+        "seconds of silence after which a host is dropped",
+        metavar="SECONDS",
     )
-    parser.add_argument(
+    option(
         "--lease-ttl",
-        type=float,
-        default=DEFAULT_LEASE_TTL,
-        help=f"with --redis: seconds an instance outlives its registry (default: {DEFAULT_LEASE_TTL})",
+        "VYKED_LEASE_TTL",
+        settings.seconds,
+        DEFAULT_LEASE_TTL,
+        "with --redis: seconds an instance outlives its registry",
+        metavar="SECONDS",
     )
     add_trust_arguments(parser)
     parser.add_argument(
         "--require-identity",
-        action="store_true",
+        action=argparse.BooleanOptionalAction,
+        default=env.get("VYKED_REQUIRE_IDENTITY", settings.boolean, False),
         help="with mutual TLS: accept a registration only for a service its client certificate names "
-        "(SAN URI vyked://<Service>, or the CN)",
+        "(SAN URI vyked://<Service>, or the CN) (default: no; env VYKED_REQUIRE_IDENTITY)",
     )
-    parser.add_argument(
+    option(
         "--max-connections",
-        type=int,
-        default=DEFAULT_MAX_CONNECTIONS,
-        help=f"hosts connected at once; more are refused (default: {DEFAULT_MAX_CONNECTIONS})",
+        "VYKED_MAX_CONNECTIONS",
+        settings.positive_int,
+        DEFAULT_MAX_CONNECTIONS,
+        "hosts connected at once; more are refused",
+        metavar="N",
     )
-    parser.add_argument(
+    option(
+        "--dashboard-port",
+        "VYKED_DASHBOARD_PORT",
+        settings.port,
+        None,
+        "serve the web dashboard and its JSON API on this port (0: any free port); "
+        "needs pip install 'vyked-registry[dashboard]'; it has no authentication",
+        metavar="PORT",
+    )
+    option(
+        "--dashboard-host",
+        "VYKED_DASHBOARD_HOST",
+        settings.text,
+        "127.0.0.1",
+        "address the dashboard listens on; anything but loopback exposes the cluster's topology",
+        metavar="HOST",
+    )
+    option(
         "--log-level",
-        default="INFO",
-        type=str.upper,
-        choices=["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"],
-        help="logging level (default: INFO)",
+        "VYKED_LOG_LEVEL",
+        settings.log_level,
+        "INFO",
+        "logging level",
+        choices=settings.LOG_LEVELS,
     )
     return parser
 
 
-def build_status_parser() -> argparse.ArgumentParser:
+def build_status_parser(environ: Mapping[str, str] | None = None) -> argparse.ArgumentParser:
+    env = settings.Environment(environ)
     parser = argparse.ArgumentParser(prog="vyked-registry status", description="Show what a registry knows.")
     parser.add_argument(
-        "--registry", default="127.0.0.1:4500", help="HOST:PORT of the registry (default: 127.0.0.1:4500)"
+        "--registry",
+        default=env.get("VYKED_REGISTRY", settings.text, "127.0.0.1:4500"),
+        help="HOST:PORT of the registry (default: 127.0.0.1:4500; env VYKED_REGISTRY)",
     )
     parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
     add_trust_arguments(parser)
     return parser
+
+
+def _checked(convert: Callable[[str], Any]) -> Callable[[str], Any]:
+    """``convert`` as an argparse type, whose message argparse shows."""
+
+    def checked(raw: str) -> Any:
+        try:
+            return convert(raw)
+        except ValueError as exc:
+            raise argparse.ArgumentTypeError(str(exc)) from None
+
+    checked.__name__ = convert.__name__
+    return checked
 
 
 def add_trust_arguments(parser: argparse.ArgumentParser) -> None:
@@ -122,7 +186,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     args_list = list(sys.argv[1:] if argv is None else argv)
     if args_list[:1] == ["status"]:
         return status_main(args_list[1:])
-    args = build_parser().parse_args(args_list)
+    try:
+        parser = build_parser()
+    except ConfigurationError as exc:  # a malformed VYKED_* variable
+        print(f"vyked-registry: {exc}", file=sys.stderr)
+        return 2
+    args = parser.parse_args(args_list)
     logging.basicConfig(level=args.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
         Registry(
@@ -135,9 +204,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             trust=trust_from(args),
             require_identity=args.require_identity,
             max_connections=args.max_connections,
+            dashboard_port=args.dashboard_port,
+            dashboard_host=args.dashboard_host,
         ).start()
-    except MissingExtra as exc:  # --redis without the redis extra, or VYKED_LOOP=uvloop without uvloop
-        option = "--redis: " if (exc.name or "").partition(".")[0] == "redis" else ""
+    except MissingExtra as exc:  # --redis or --dashboard-port without their extra, or VYKED_LOOP=uvloop without uvloop
+        option = EXTRA_OPTIONS.get((exc.name or "").partition(".")[0], "")
         print(f"vyked-registry: {option}{exc}", file=sys.stderr)
         return 2
     except (ListenError, RegistryUnavailable, ConfigurationError) as exc:  # address in use; Redis down; bad TLS
@@ -187,7 +258,12 @@ async def fetch_status(host: str, port: int, timeout: float = 5.0, trust: Trust 
 
 
 def status_main(argv: Sequence[str]) -> int:
-    args = build_status_parser().parse_args(argv)
+    try:
+        parser = build_status_parser()
+    except ConfigurationError as exc:
+        print(f"vyked-registry status: {exc}", file=sys.stderr)
+        return 2
+    args = parser.parse_args(argv)
     logging.getLogger("vyked").setLevel(logging.ERROR)  # the one-line message below says it all
     ((host, port),) = parse_addresses(args.registry)
     try:

@@ -3,8 +3,11 @@
 Hosts ``register`` their instances and ``watch`` the services they call; the registry answers
 each watch with a snapshot and then pushes every added and removed instance. An instance is
 removed as soon as the connection that registered it closes, or when its host stops
-answering heartbeats. With a Redis URL, the registry shares its instances with every other
-registry on the same Redis (see :mod:`vyked.registry.replication`).
+answering heartbeats; one its host withdraws (``deregister``) is removed from routing at once
+and listed as draining until that connection closes. With a Redis URL, the registry shares
+its instances with every other registry on the same Redis (see
+:mod:`vyked.registry.replication`). With a dashboard port, it serves a web page and a JSON
+API of what it knows (see :mod:`vyked.registry.dashboard`).
 """
 
 from __future__ import annotations
@@ -13,9 +16,11 @@ import asyncio
 import logging
 import ssl
 import uuid
-from collections.abc import Hashable
+from collections.abc import Callable, Hashable
+from typing import TYPE_CHECKING
 
 from vyked.core.exceptions import AuthenticationFailed, ConfigurationError, NodeIdTaken, ProtocolError
+from vyked.core.optional import require
 from vyked.core.protocol import encode_frame
 from vyked.core.protocol.packets import (
     Deregister,
@@ -37,6 +42,9 @@ from vyked.core.transport.connection import (
 )
 from vyked.registry.replication import DEFAULT_LEASE_TTL, RedisReplication
 from vyked.registry.state import Outbox, RegistryState
+
+if TYPE_CHECKING:
+    from vyked.registry.dashboard.app import Dashboard
 
 logger = logging.getLogger(__name__)
 
@@ -86,6 +94,10 @@ class Registry:
     serves TLS, mutual when a CA is given; with ``require_identity`` a host may register only
     the services its client certificate names (SAN URI ``vyked://<Service>``, or the CN).
     ``max_connections`` caps the hosts connected at once.
+
+    ``dashboard_port`` (with the ``dashboard`` extra) serves a web page and a JSON API of what
+    the registry knows on ``dashboard_host`` (default 127.0.0.1: it has no authentication);
+    ``0`` picks a free port, found in :attr:`dashboard_port` once open.
     """
 
     def __init__(
@@ -104,11 +116,17 @@ class Registry:
         require_identity: bool = False,
         max_connections: int = DEFAULT_MAX_CONNECTIONS,
         handshake_timeout: float = DEFAULT_HANDSHAKE_TIMEOUT,
+        dashboard_port: int | None = None,
+        dashboard_host: str = "127.0.0.1",
     ) -> None:
         self.ip = ip
         self.port = port
         self.id = uuid.uuid4().hex[:12]
-        self.state = RegistryState(self.id)
+        self._listeners: list[Callable[[], None]] = []
+        self.state = RegistryState(self.id, on_change=self._state_changed)
+        self.heartbeat_interval, self.heartbeat_timeout = heartbeat_interval, heartbeat_timeout
+        self.dashboard_host, self.dashboard_port = dashboard_host, dashboard_port
+        self.dashboard: Dashboard | None = None
         self.trust = trust or Trust.configure(secret=secret, server_ssl=ssl_context)
         self.require_identity = require_identity
         # A live host is heard from at least every 1.5 heartbeat intervals (pings go both
@@ -142,12 +160,25 @@ class Registry:
         run_until_signalled(self.open, self.close)
 
     async def open(self) -> None:
-        """Start listening in the running loop (after loading shared state, if any)."""
+        """Start listening in the running loop (after loading shared state, if any), and serve
+        the dashboard if asked to."""
+        if self.dashboard_port is not None:
+            # before anything listens: a missing extra fails the start, not half of it
+            app = require("vyked.registry.dashboard.app", "vyked-registry[dashboard]", dependency="aiohttp")
+            self.dashboard = app.Dashboard(self, self.dashboard_host, self.dashboard_port)
         if self.replication is not None:
             await self.replication.start()
-        self.ip, self.port = await self._server.start(self.ip, self.port)
+        try:
+            self.ip, self.port = await self._server.start(self.ip, self.port)
+            if self.dashboard is not None:
+                self.dashboard_host, self.dashboard_port = await self.dashboard.start()
+        except BaseException:
+            await self.close()
+            raise
         mode = "shared through Redis" if self.replication else "in memory"
         logger.info("vyked registry %s listening on %s:%s, state %s", self.id, self.ip, self.port, mode)
+        if self.dashboard is not None:
+            logger.info("dashboard on %s (no authentication: whoever reaches it sees the cluster)", self.dashboard.url)
         if self.trust.secret is None:
             logger.warning("no cluster secret is configured (VYKED_SECRET): any process that reaches this registry "
                            "may register as any service")  # fmt: skip
@@ -156,6 +187,8 @@ class Registry:
             logger.info("serving TLS%s", " with client certificates required" if mutual else "")
 
     async def close(self) -> None:
+        if self.dashboard is not None:
+            await self.dashboard.close()  # first: pages see their stream end and reconnect
         await self._server.close()
         if self.replication is not None:
             await self.replication.close()
@@ -166,6 +199,32 @@ class Registry:
 
     async def __aexit__(self, *exc_info: object) -> None:
         await self.close()
+
+    # -- observers ----------------------------------------------------------------------------
+
+    def add_listener(self, listener: Callable[[], None]) -> Callable[[], None]:
+        """Call ``listener()`` after every change to what :meth:`status_report` shows (an
+        instance added, draining, gone, a state recomputed); returns the function that removes
+        it. Listeners run in the middle of the change: they must only schedule their work."""
+        self._listeners.append(listener)
+        return lambda: self._listeners.remove(listener) if listener in self._listeners else None
+
+    def _state_changed(self) -> None:
+        for listener in list(self._listeners):
+            try:
+                listener()
+            except Exception:
+                logger.exception("registry listener %r failed", listener)
+
+    def status_report(self) -> StatusReport:
+        """Every instance this registry knows, live, draining or gone (``vyked-registry status``)."""
+        return StatusReport(registry=self.id, instances=self.state.status(self.last_seen))
+
+    def last_seen(self, owner: Hashable) -> float | None:
+        """Seconds since anything arrived on ``owner``'s connection; None for another registry's."""
+        if isinstance(owner, Connection):
+            return asyncio.get_running_loop().time() - owner.last_received
+        return None
 
     # -- PacketHandler ------------------------------------------------------------------------
 
@@ -207,7 +266,7 @@ class Registry:
             self._watch_counts[conn] = watched
             self._deliver(self.state.watch(conn, packet.services))
         elif isinstance(packet, StatusQuery):
-            conn.send(StatusReport(registry=self.id, instances=self.state.status(self._last_seen)))
+            conn.send(self.status_report())
         else:
             conn.fail(ProtocolError(f"the registry does not accept {type(packet).__name__.lower()!r} packets"))
 
@@ -215,7 +274,7 @@ class Registry:
         registration = self.state.get(node_id)
         if registration is not None and registration.owner is conn:
             logger.info("instance %s of %s deregistered (draining)", node_id, registration.instance.service)
-            self._deliver(self.state.unregister(node_id))
+            self._deliver(self.state.drain(node_id))
             if self.replication is not None:
                 self.replication.unregistered(node_id)
         conn.send(Deregistered(node_id=node_id))  # also for an unknown id: it is not registered
@@ -272,8 +331,3 @@ class Registry:
                 frames.setdefault(watcher, bytearray()).extend(encode_frame(packet))
         for watcher, data in frames.items():
             watcher.send_frame(data)
-
-    def _last_seen(self, owner: Hashable) -> float | None:
-        if isinstance(owner, Connection):
-            return asyncio.get_running_loop().time() - owner.last_received
-        return None

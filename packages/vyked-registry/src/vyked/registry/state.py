@@ -7,8 +7,15 @@ has owner ``None``: this registry mirrors it and tells its own watchers about it
 not judge its health.
 
 An instance is *pending* while one of its dependencies has no live instance of a matching
-version, *active* otherwise. Instances that go are kept for a while as *down*, so that
-status can show downtime, and so that a node that comes back keeps its history.
+version, *active* otherwise. An instance its host withdraws (``deregister``: the host is
+stopping) is *draining* until its host's connection closes: watchers are told it is gone at
+once and it counts for no dependent, but status still lists it. Instances that go are kept
+for a while as *down*, so that status can show downtime, and so that a node that comes back
+keeps its history.
+
+``on_change`` (if given) is called, with no arguments, after anything status shows has
+changed: an instance added, withdrawn or gone, or a state recomputed. It is called in the
+middle of an operation and must not touch the state; it may schedule work that reads it.
 """
 
 from __future__ import annotations
@@ -34,7 +41,7 @@ logger = logging.getLogger(__name__)
 
 Outbox = list[tuple[Hashable, Packet]]
 
-ACTIVE, PENDING, DOWN = "active", "pending", "down"
+ACTIVE, PENDING, DRAINING, DOWN = "active", "pending", "draining", "down"
 GONE_RETENTION = 3600.0
 """Seconds a departed instance is remembered (for status and for its downtime)."""
 GONE_LIMIT = 10_000
@@ -59,10 +66,17 @@ class Registration:
 class RegistryState:
     """Instances by service, watchers by service, and the dependency graph between them."""
 
-    def __init__(self, registry_id: str = "registry", clock: Callable[[], float] = time.time) -> None:
+    def __init__(
+        self,
+        registry_id: str = "registry",
+        clock: Callable[[], float] = time.time,
+        on_change: Callable[[], None] | None = None,
+    ) -> None:
         self.registry_id = registry_id
         self._clock = clock
+        self._on_change = on_change
         self._live: dict[str, Registration] = {}
+        self._draining: dict[str, Registration] = {}
         self._by_service: dict[str, dict[str, Registration]] = {}
         self._by_owner: dict[Hashable, set[str]] = {}
         self._gone: dict[str, Registration] = {}
@@ -88,11 +102,12 @@ class RegistryState:
             self._set_owner(current, owner)
             current.registry = registry
             current.dependencies = dependencies
+            self._changed()
             return self._update_states([current])
         outbox: Outbox = []
         if current is not None:
             outbox += self.unregister(instance.node_id)
-        past = self._gone.pop(instance.node_id, None)
+        past = self._gone.pop(instance.node_id, None) or self._stop_draining(instance.node_id)
         reg = Registration(
             instance,
             dependencies,
@@ -109,27 +124,32 @@ class RegistryState:
         outbox += [(w, added) for w in self._watchers.get(instance.service, ())]
         reg.state = ""  # forces its first state to be sent
         outbox += self._update_states([reg, *self._dependents_of(instance.service)])
+        self._changed()
         return outbox
 
     def unregister(self, node_id: str, registry: str | None = None) -> Outbox:
         """Forget a live instance. With ``registry``, only if that registry still holds it
         (a late removal from a registry the host has left must not undo its move)."""
-        reg = self._live.get(node_id)
-        if reg is None or (registry is not None and reg.registry != registry):
+        reg = self._withdraw(node_id, registry)
+        if reg is None:
             return []
-        del self._live[node_id]
-        service = reg.instance.service
-        instances = self._by_service[service]
-        del instances[node_id]
-        if not instances:
-            del self._by_service[service]
         self._set_owner(reg, None)
-        reg.down_since = self._clock()
-        reg.state = DOWN
-        self._remember_gone(reg)
-        removed = InstanceRemoved(service=service, node_id=node_id)
-        outbox: Outbox = [(w, removed) for w in self._watchers.get(service, ())]
-        return outbox + self._update_states(self._dependents_of(service))
+        self._go_down(reg)
+        return self._removal(reg)
+
+    def drain(self, node_id: str) -> Outbox:
+        """Withdraw a live instance that its host is stopping: watchers are told it is gone and
+        dependents stop counting on it, but it stays listed as *draining*, with its owner, until
+        :meth:`drop_owner` (its host's connection closing) makes it *down*."""
+        reg = self._withdraw(node_id)
+        if reg is None:
+            return []
+        reg.state, reg.waiting_for = DRAINING, []
+        self._draining[node_id] = reg
+        if reg.owner is None:  # nobody here will close its connection
+            self._stop_draining(node_id)
+            self._go_down(reg)
+        return self._removal(reg)
 
     def watch(self, watcher: Hashable, services: list[str]) -> Outbox:
         """Subscribe ``watcher`` to ``services``; answers with a snapshot of each."""
@@ -150,7 +170,13 @@ class RegistryState:
                     del self._watchers[service]
         outbox: Outbox = []
         for node_id in list(self._by_owner.get(owner, ())):
-            outbox += self.unregister(node_id)
+            if node_id in self._draining:
+                reg = self._stop_draining(node_id)
+                assert reg is not None
+                self._go_down(reg)
+                logger.info("%s finished draining: down", _name(reg))
+            else:
+                outbox += self.unregister(node_id)
         return outbox
 
     # -- queries ------------------------------------------------------------------------------
@@ -164,35 +190,84 @@ class RegistryState:
     def get(self, node_id: str) -> Registration | None:
         return self._live.get(node_id)
 
+    def draining(self, node_id: str) -> Registration | None:
+        return self._draining.get(node_id)
+
     def owned_by(self, owner: Hashable) -> list[Registration]:
-        return [self._live[n] for n in self._by_owner.get(owner, ())]
+        """The live instances ``owner`` registered (not those it is draining)."""
+        return [self._live[n] for n in self._by_owner.get(owner, ()) if n in self._live]
+
+    def known(self) -> list[Registration]:
+        """Every instance status lists: live, draining and remembered (down), by service,
+        version and node id."""
+        regs = [*self._live.values(), *self._draining.values(), *self._gone.values()]
+        return sorted(regs, key=lambda r: (r.instance.service, r.instance.version, r.instance.node_id))
 
     def dependents_of(self, service: str) -> list[Registration]:
         """Live instances that declared ``service`` as a dependency."""
         return self._dependents_of(service)
 
     def status(self, last_seen: Callable[[Hashable], float | None]) -> list[InstanceStatus]:
-        """Every live and remembered instance; ``last_seen(owner)`` gives seconds since its
-        host was last heard from."""
+        """Every live, draining and remembered instance; ``last_seen(owner)`` gives seconds
+        since its host was last heard from."""
         now = self._clock()
-        report = []
-        for reg in [*self._live.values(), *self._gone.values()]:
-            down = reg.down_since is not None
-            report.append(
-                InstanceStatus(
-                    instance=reg.instance,
-                    state=reg.state,
-                    waiting_for=list(reg.waiting_for),
-                    registered_at=reg.registered_at,
-                    uptime=0.0 if down else now - reg.up_since,
-                    downtime=reg.total_downtime + (now - reg.down_since if reg.down_since is not None else 0.0),
-                    last_heartbeat=last_seen(reg.owner) if reg.owner is not None else None,
-                    registry=reg.registry,
-                )
-            )
-        return sorted(report, key=lambda s: (s.instance.service, s.instance.version, s.instance.node_id))
+        return [self.status_of(reg, last_seen, now) for reg in self.known()]
+
+    def status_of(
+        self, reg: Registration, last_seen: Callable[[Hashable], float | None], now: float | None = None
+    ) -> InstanceStatus:
+        now = self._clock() if now is None else now
+        return InstanceStatus(
+            instance=reg.instance,
+            state=reg.state,
+            waiting_for=list(reg.waiting_for),
+            registered_at=reg.registered_at,
+            uptime=0.0 if reg.down_since is not None else now - reg.up_since,
+            downtime=reg.total_downtime + (now - reg.down_since if reg.down_since is not None else 0.0),
+            last_heartbeat=last_seen(reg.owner) if reg.owner is not None else None,
+            registry=reg.registry,
+        )
 
     # -- internals ----------------------------------------------------------------------------
+
+    def _changed(self) -> None:
+        if self._on_change is not None:
+            self._on_change()
+
+    def _withdraw(self, node_id: str, registry: str | None = None) -> Registration | None:
+        """Take a live instance out of routing (and out of its dependents' reckoning)."""
+        reg = self._live.get(node_id)
+        if reg is None or (registry is not None and reg.registry != registry):
+            return None
+        del self._live[node_id]
+        service = reg.instance.service
+        instances = self._by_service[service]
+        del instances[node_id]
+        if not instances:
+            del self._by_service[service]
+        return reg
+
+    def _removal(self, reg: Registration) -> Outbox:
+        """Tell watchers a withdrawn instance is gone, and its dependents' owners their state."""
+        service = reg.instance.service
+        removed = InstanceRemoved(service=service, node_id=reg.instance.node_id)
+        outbox: Outbox = [(w, removed) for w in self._watchers.get(service, ())]
+        outbox += self._update_states(self._dependents_of(service))
+        self._changed()
+        return outbox
+
+    def _stop_draining(self, node_id: str) -> Registration | None:
+        reg = self._draining.pop(node_id, None)
+        if reg is not None:
+            self._set_owner(reg, None)
+        return reg
+
+    def _go_down(self, reg: Registration) -> None:
+        reg.down_since = self._clock()
+        reg.state = DOWN
+        reg.waiting_for = []
+        self._remember_gone(reg)
+        self._changed()
 
     def _set_owner(self, reg: Registration, owner: Hashable | None) -> None:
         node_id = reg.instance.node_id
@@ -220,19 +295,22 @@ class RegistryState:
     def _update_states(self, regs: list[Registration]) -> Outbox:
         """Recompute pending/active; tell the local owners of those that changed."""
         outbox: Outbox = []
+        changed = False
         for reg in regs:
             waiting = self._missing(reg)
             state = PENDING if waiting else ACTIVE
             if state == reg.state and waiting == reg.waiting_for:
                 continue
             reg.state, reg.waiting_for = state, waiting
-            name = f"{reg.instance.service} v{reg.instance.version} [{reg.instance.node_id[:8]}]"
+            changed = True
             if waiting:
-                logger.info("%s is pending: waiting for %s", name, ", ".join(waiting))
+                logger.info("%s is pending: waiting for %s", _name(reg), ", ".join(waiting))
             else:
-                logger.info("%s is active", name)
+                logger.info("%s is active", _name(reg))
             if reg.owner is not None:
                 outbox.append((reg.owner, ServiceState(node_id=reg.instance.node_id, state=state, waiting_for=waiting)))
+        if changed:
+            self._changed()
         return outbox
 
     def _remember_gone(self, reg: Registration) -> None:
@@ -243,3 +321,7 @@ class RegistryState:
             if len(self._gone) <= GONE_LIMIT and (oldest.down_since or 0.0) >= cutoff:
                 break
             del self._gone[node_id]
+
+
+def _name(reg: Registration) -> str:
+    return f"{reg.instance.service} v{reg.instance.version} [{reg.instance.node_id[:8]}]"
