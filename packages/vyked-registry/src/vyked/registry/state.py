@@ -81,6 +81,7 @@ class RegistryState:
         self._by_owner: dict[Hashable, set[str]] = {}
         self._gone: dict[str, Registration] = {}
         self._watchers: dict[str, set[Hashable]] = {}
+        self._watchers_peak = 0
         self._watching: dict[Hashable, set[str]] = {}
 
     # -- changes ------------------------------------------------------------------------------
@@ -158,6 +159,7 @@ class RegistryState:
             self._watchers.setdefault(service, set()).add(watcher)
             self._watching.setdefault(watcher, set()).add(service)
             outbox.append((watcher, Instances(service=service, instances=self.instances_of(service))))
+        self._watchers_peak = max(self._watchers_peak, len(self._watchers))
         return outbox
 
     def drop_owner(self, owner: Hashable) -> Outbox:
@@ -168,6 +170,10 @@ class RegistryState:
                 watchers.discard(owner)
                 if not watchers:
                     del self._watchers[service]
+        if len(self._watchers) * 4 < self._watchers_peak:
+            # a dict never shrinks its table by itself: after many watchers left, copy it
+            self._watchers = dict(self._watchers)
+            self._watchers_peak = len(self._watchers)
         outbox: Outbox = []
         for node_id in list(self._by_owner.get(owner, ())):
             if node_id in self._draining:
