@@ -155,9 +155,16 @@ class RegistryState:
     def watch(self, watcher: Hashable, services: list[str]) -> Outbox:
         """Subscribe ``watcher`` to ``services``; answers with a snapshot of each."""
         outbox: Outbox = []
+        watching = self._watching.get(watcher)
+        if watching is None:
+            watching = self._watching[watcher] = set()
         for service in services:
-            self._watchers.setdefault(service, set()).add(watcher)
-            self._watching.setdefault(watcher, set()).add(service)
+            # not setdefault(service, set()): that makes (and drops) a set for every name
+            watchers = self._watchers.get(service)
+            if watchers is None:
+                watchers = self._watchers[service] = set()
+            watchers.add(watcher)
+            watching.add(service)
             outbox.append((watcher, Instances(service=service, instances=self.instances_of(service))))
         self._watchers_peak = max(self._watchers_peak, len(self._watchers))
         return outbox
