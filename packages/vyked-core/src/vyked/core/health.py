@@ -26,6 +26,7 @@ import time
 from collections import Counter
 from dataclasses import dataclass
 
+from vyked.core.observe import Family
 from vyked.core.protocol.packets import InstanceInfo
 
 logger = logging.getLogger(__name__)
@@ -145,6 +146,19 @@ class InstanceHealth:
         breaker = self._breakers.get(node_id)
         if breaker is not None and breaker.state == HALF_OPEN:
             breaker.probing = True
+
+    def metric_families(self) -> list[Family]:
+        """Transitions so far, and the instances not plainly healthy now, by state."""
+        moved = Family(
+            "vyked_circuit_transitions_total", "Circuit breaker transitions, by the state entered", "counter", ["state"]
+        )
+        for state in (OPEN, HALF_OPEN, CLOSED, DRAINING):
+            moved.add([state], self.transitions[state])
+        now = Counter(breaker.state for breaker in list(self._breakers.values()))
+        current = Family("vyked_circuits", "Instances called whose circuit is not closed, by state", "gauge", ["state"])
+        for state in (OPEN, HALF_OPEN, DRAINING):
+            current.add([state], now[state])
+        return [moved, current]
 
     # -- internals -----------------------------------------------------------------------------
 

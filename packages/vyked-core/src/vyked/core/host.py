@@ -49,6 +49,9 @@ class Host:
     drain_grace: ClassVar[float | None] = None
     """Seconds a stopping host lets requests in flight finish (default: ``VYKED_DRAIN_GRACE``,
     else 10; see :meth:`ServiceHost.stop`)."""
+    metrics_port: ClassVar[int | None] = None
+    """Serve ``/metrics``, ``/livez`` and ``/readyz`` on this port (0: a free one; default:
+    ``VYKED_METRICS_PORT``, else none); needs ``pip install 'vyked-core[metrics]'``."""
 
     _tcp_service: ClassVar[Service | None] = None
     _http_service: ClassVar[Service | None] = None
@@ -128,6 +131,7 @@ class Host:
                 name=cls.name or "",
                 secret=cls.secret,
                 drain_grace=cls.drain_grace,
+                metrics_port=cls.metrics_port,
             )
             cls._runtime = runtime
         return runtime

@@ -206,6 +206,7 @@ class RegistryClient:
                 continue
             self._address_index = (self._address_index + attempt) % len(self.addresses)
             self.connection = conn
+            self.states.clear()  # a new registry tells again what is pending; active is its default
             conn.start_heartbeat(*self.heartbeat)  # a frozen registry is left for another
             self._replay(conn)
             logger.info("connected to registry at %s:%s", host, port)

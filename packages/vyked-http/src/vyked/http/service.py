@@ -12,6 +12,7 @@ from aiohttp import web
 
 from vyked.core.endpoints import check_reserved, collect
 from vyked.core.inflight import InFlight, concurrency_limit
+from vyked.core.observe import Family
 from vyked.core.service import Service
 from vyked.core.service_host import ServiceHost
 from vyked.http.cors import add_cors_headers
@@ -121,6 +122,8 @@ class HTTPService(Service):
             self.stats,
             websockets=websockets,
             allow_cross_domain=self.allow_cross_domain,
+            version=self.version,
+            observers=self.host.observers if self.host is not None else None,
         )
 
     def make_app(self) -> web.Application:
@@ -157,6 +160,16 @@ class HTTPService(Service):
         site = web.TCPSite(runner, self.host_ip, self.host_port, ssl_context=self.ssl_context)
         await site.start()
         self.host_port = int(runner.addresses[0][1])
+
+    def metric_families(self) -> list[Family]:
+        """The figures of ``/_stats`` and the requests running now (read by the host's metrics)."""
+        running = Family(
+            "vyked_server_requests_in_flight",
+            "Requests running now",
+            "gauge",
+            ["kind", "service", "version", "endpoint"],
+        ).add(["http", self.name, self.version, ""], self.in_flight.count)
+        return [*self.stats.metric_families(), running]
 
     async def drain(self, deadline: float) -> None:
         """Answer new requests 503 ``draining`` (clients send them to another instance) and

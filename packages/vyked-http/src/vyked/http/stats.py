@@ -1,4 +1,6 @@
-"""Per-endpoint request statistics, served as JSON by every HTTP service at ``GET /_stats``.
+"""Per-endpoint request statistics, served as JSON by every HTTP service at ``GET /_stats``
+and, the same figures, as Prometheus metrics (:meth:`ServiceStats.metric_families`, read by a
+host with a ``metrics_port``): one counting engine for both.
 
 Recording is on every request's path, so it is a handful of integer and float updates; the
 percentiles are computed only when ``/_stats`` is asked, from a window of recent latencies.
@@ -11,6 +13,8 @@ import math
 import time
 from typing import Any
 
+from vyked.core.observe import Family, Histogram
+
 LATENCY_WINDOW = 1024
 """How many recent latencies each endpoint keeps for its percentiles."""
 
@@ -22,14 +26,14 @@ class EndpointStats:
         "_next",
         "_window",
         "errors",
-        "latency_count",
+        "latency",
         "latency_max",
         "latency_min",
-        "latency_total",
         "name",
         "requests",
         "routes",
         "status_classes",
+        "statuses",
         "timeouts",
         "websocket",
     )
@@ -44,10 +48,12 @@ class EndpointStats:
         self.timeouts = 0
         """Requests whose handler ran past its timeout (answered 504)."""
         self.status_classes = [0] * 6  # index status // 100; 0 for anything out of range
-        self.latency_total = 0.0
+        self.statuses: dict[int, int] = {}
+        """Requests by the status they were answered."""
+        self.latency = Histogram()
+        """Latencies in the buckets of :data:`vyked.core.observe.LATENCY_BUCKETS`, with their sum."""
         self.latency_min = math.inf
         self.latency_max = 0.0
-        self.latency_count = 0
         self._window: list[float] = []
         self._next = 0
 
@@ -55,10 +61,11 @@ class EndpointStats:
         """Count one answered request and its latency."""
         self.requests += 1
         self.status_classes[status // 100 if 100 <= status < 600 else 0] += 1
+        statuses = self.statuses
+        statuses[status] = statuses.get(status, 0) + 1
         if self.websocket:
             return  # a websocket's duration is its conversation, not a latency
-        self.latency_total += seconds
-        self.latency_count += 1
+        self.latency.observe(seconds)
         if seconds < self.latency_min:
             self.latency_min = seconds
         if seconds > self.latency_max:
@@ -88,13 +95,13 @@ class EndpointStats:
         return result
 
     def _latency(self) -> dict[str, float | int]:
-        count = self.latency_count
+        count = self.latency.count
         if not count:
             return {"count": 0}
         ordered = sorted(self._window)
         return {
             "count": count,
-            "mean": _ms(self.latency_total / count),
+            "mean": _ms(self.latency.sum / count),
             "min": _ms(self.latency_min),
             "max": _ms(self.latency_max),
             "p50": _ms(_percentile(ordered, 0.50)),
@@ -141,6 +148,37 @@ class ServiceStats:
             },
             "endpoints": endpoints,
         }
+
+    def metric_families(self) -> list[Family]:
+        """The same figures as :meth:`as_dict`, for Prometheus: requests by endpoint and status,
+        handler errors and timeouts, latency histograms."""
+        labels = [self.service, self.version]
+        requests = Family(
+            "vyked_http_requests_total",
+            "HTTP requests answered, by endpoint (decorated method) and status",
+            "counter",
+            ["service", "version", "endpoint", "status"],
+        )
+        failures = Family(
+            "vyked_http_handler_failures_total",
+            "HTTP handlers that raised (error, answered 500) or ran past their timeout (timeout, 504)",
+            "counter",
+            ["service", "version", "endpoint", "failure"],
+        )
+        latency = Family(
+            "vyked_http_request_duration_seconds",
+            "HTTP requests answered: latency",
+            "histogram",
+            ["service", "version", "endpoint"],
+        )
+        for name, stats in list(self.endpoints.items()):
+            for status, count in sorted(stats.statuses.items()):
+                requests.add([*labels, name, str(status)], count)
+            failures.add([*labels, name, "error"], stats.errors)
+            failures.add([*labels, name, "timeout"], stats.timeouts)
+            if not stats.websocket:
+                latency.add([*labels, name], stats.latency)
+        return [requests, failures, latency]
 
 
 def _percentile(ordered: list[float], fraction: float) -> float:

@@ -11,6 +11,7 @@ from vyked.core.client import IDEMPOTENT, NOT_IDEMPOTENT, RetryPolicy, ServiceCl
 from vyked.core.endpoints import check_reserved, collect, install_senders
 from vyked.core.exceptions import InvalidParams, ServiceUnavailable, VykedError
 from vyked.core.instances import Instance
+from vyked.core.observe import Observation
 from vyked.core.service_host import ServiceHost
 from vyked.tcp.decorators import DEFAULT_REQUEST_TIMEOUT, EndpointSpec, of_kind
 from vyked.tcp.pool import POOL
@@ -85,16 +86,28 @@ class TCPServiceClient(ServiceClient):
         instance: Instance | None = None
         host = self.ready_host()
         if host is not None:  # the fast path: no task, no coroutine, no closure
+            observers = host.observers
             try:
                 instance = host.directory.select(self.name, self.version, "tcp", entity, (), self._load)
             except ServiceUnavailable as exc:
+                if observers:
+                    Observation(observers, self.labels(endpoint)).end(exc)
                 failed: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
                 failed.set_exception(exc)
                 return failed
             ic = host.extension(POOL).ready(instance)
             if ic is not None:
                 resend = (self, endpoint, params, entity, timeout, policy)
-                return ic.request(self.name, endpoint, params, policy.attempt_timeout or timeout, resend)
+                if not observers:
+                    return ic.request(self.name, endpoint, params, policy.attempt_timeout or timeout, resend)
+                observation = Observation(observers, self.labels(endpoint))
+                try:
+                    return ic.request(
+                        self.name, endpoint, params, policy.attempt_timeout or timeout, resend, observation
+                    )
+                except BaseException as exc:
+                    observation.end(exc)
+                    raise
         return asyncio.ensure_future(
             self.call(
                 f"{self.name}.{endpoint}",
@@ -103,6 +116,7 @@ class TCPServiceClient(ServiceClient):
                 self._attempt(endpoint, params, timeout, policy),
                 instance,
                 policy=policy,
+                endpoint=endpoint,
             )
         )
 
@@ -116,14 +130,16 @@ class TCPServiceClient(ServiceClient):
         entity: object,
         timeout: float,
         policy: RetryPolicy,
+        observation: Observation | None = None,
     ) -> asyncio.Future[Any]:
         """Take over a request the fast path sent to ``instance`` at ``sent_at`` (event-loop
-        time), which failed with ``error``: :meth:`call` decides whether to send it again."""
+        time), which failed with ``error``: :meth:`call` decides whether to send it again (and
+        ends ``observation``, the fast path's)."""
         attempt = self._attempt(endpoint, params, timeout, policy)
         return asyncio.ensure_future(
             self.call(
                 f"{self.name}.{endpoint}", entity, timeout, attempt, instance,
-                policy=policy, failed=error, deadline=sent_at + timeout,
+                policy=policy, failed=error, deadline=sent_at + timeout, endpoint=endpoint, observation=observation,
             )
         )  # fmt: skip
 

@@ -32,6 +32,7 @@ from vyked.core.exceptions import (
 )
 from vyked.core.handler_styles import Execution, as_coroutine_function, execution_of
 from vyked.core.inflight import InFlight, concurrency_limit
+from vyked.core.observe import Family, Labels, Observation, Observer
 from vyked.core.protocol import encode_frame, encode_payload
 from vyked.core.protocol.packets import Error, Request, Response
 from vyked.core.tasks import TaskSet
@@ -84,11 +85,20 @@ class Dispatcher:
         max_in_flight: int = 1_000,
         max_concurrency: int | None = None,
         pool: HandlerPool | None = None,
+        version: str = "",
+        observers: list[Observer] | None = None,
     ) -> None:
         """``max_concurrency`` caps the requests the service runs at once (default:
         ``VYKED_MAX_CONCURRENCY``, else no cap); ``pool`` runs plain ``def`` handlers
-        (default: the process's :func:`~vyked.core.threads.default_pool`)."""
+        (default: the process's :func:`~vyked.core.threads.default_pool`); ``observers`` (the
+        host's list, read on every request) see each request (:mod:`vyked.core.observe`)."""
         self.service_name = service_name
+        self.version = version
+        self.observers: list[Observer] = observers if observers is not None else []
+        self._labels: dict[str, Labels] = {name: ("server", "tcp", service_name, version, name) for name in endpoints}
+        self._unknown: Labels = ("server", "tcp", service_name, version, "")
+        """What observers see requests as; an unknown endpoint as "" (names sent by callers
+        would make labels without end)."""
         self.endpoints = endpoints
         self.max_in_flight = max_in_flight
         """Requests one connection may have running; at the limit the connection is not read."""
@@ -101,21 +111,33 @@ class Dispatcher:
     def dispatch(self, conn: Connection, request: Request) -> None:
         endpoint = self.endpoints.get(request.endpoint)
         running = self.running
+        observers = self.observers
+        observation = Observation(observers, self._labels.get(request.endpoint, self._unknown)) if observers else None
         if endpoint is None or (request.service and request.service != self.service_name):
-            self._send_error(conn, request.id, running.refusal() or self._routing_error(request))
+            error: BaseException = running.refusal() or self._routing_error(request)
+            self._send_error(conn, request.id, error)
+            if observation is not None:
+                observation.end(error)
             return
         refusal = running.refusal() or endpoint.running.refusal()
         if refusal is not None:
             self._send_error(conn, request.id, refusal)
+            if observation is not None:
+                observation.end(refusal)
             return
         execution = endpoint.execution
         if execution is Execution.INLINE:
             try:
                 result = endpoint.handler(**request.params)
             except Exception as exc:
-                self._send_error(conn, request.id, self._handler_error(endpoint, request, exc))
+                error = self._handler_error(endpoint, request, exc)
+                self._send_error(conn, request.id, error)
+                if observation is not None:
+                    observation.end(error)
             else:
-                self._send_result(conn, request.id, endpoint, result)
+                failure = self._send_result(conn, request.id, endpoint, result)
+                if observation is not None:
+                    observation.end(failure)
             return
         running.enter()
         endpoint.running.enter()
@@ -123,12 +145,15 @@ class Dispatcher:
         if conn.in_flight == self.max_in_flight:
             conn.hold_reading()
         if execution is Execution.THREAD:
-            _ThreadCall(self, conn, request, endpoint).start(self._pool or default_pool())
+            _ThreadCall(self, conn, request, endpoint, observation).start(self._pool or default_pool())
         else:
-            self._tasks.spawn(self._run(conn, request, endpoint))
+            self._tasks.spawn(self._run(conn, request, endpoint, observation))
 
-    async def _run(self, conn: Connection, request: Request, endpoint: Endpoint) -> None:
+    async def _run(
+        self, conn: Connection, request: Request, endpoint: Endpoint, observation: Observation | None
+    ) -> None:
         scope: asyncio.Timeout | None = None
+        outcome: BaseException | None = None
         try:
             if endpoint.timeout is None:
                 result = await endpoint.handler(**request.params)
@@ -140,11 +165,17 @@ class Dispatcher:
             if scope is not None and scope.expired():
                 error = self._timeout_error(endpoint)
                 logger.warning("%s", error)
-            self._send_error(conn, request.id, self._handler_error(endpoint, request, error))
+            outcome = self._handler_error(endpoint, request, error)
+            self._send_error(conn, request.id, outcome)
+        except BaseException as exc:  # cancelled (the service stops)
+            outcome = exc
+            raise
         else:
-            self._send_result(conn, request.id, endpoint, result)
+            outcome = self._send_result(conn, request.id, endpoint, result)
         finally:
             self._finished(conn, endpoint)
+            if observation is not None:
+                observation.end(outcome)
 
     def _finished(self, conn: Connection, endpoint: Endpoint) -> None:
         self.running.exit()
@@ -178,16 +209,31 @@ class Dispatcher:
 
     # -- answers ---------------------------------------------------------------------------
 
-    def _send_result(self, conn: Connection, request_id: int, endpoint: Endpoint, result: Any) -> None:
+    def _send_result(self, conn: Connection, request_id: int, endpoint: Endpoint, result: Any) -> Exception | None:
+        """Answer ``result``; returns the error answered instead if JSON cannot carry it."""
         if conn.closed:
-            return
+            return None
         try:
             frame = encode_frame(Response(id=request_id, result=result, deprecation=endpoint.deprecation))
         except TypeError as exc:
             logger.error("%s.%s returned a value JSON cannot carry: %s", self.service_name, endpoint.name, exc)
-            self._send_error(conn, request_id, TypeError(f"{endpoint.name} returned a value JSON cannot carry: {exc}"))
-            return
+            error = TypeError(f"{endpoint.name} returned a value JSON cannot carry: {exc}")
+            self._send_error(conn, request_id, error)
+            return error
         conn.send_frame(frame)
+        return None
+
+    def metric_families(self) -> list[Family]:
+        """Requests running now, by endpoint (inline ones never show: they end first)."""
+        family = Family(
+            "vyked_server_requests_in_flight",
+            "Requests running now",
+            "gauge",
+            ["kind", "service", "version", "endpoint"],
+        )
+        for name, endpoint in self.endpoints.items():
+            family.add(["tcp", self.service_name, self.version, name], endpoint.running.count)
+        return [family]
 
     def _send_error(self, conn: Connection, request_id: int, exc: BaseException) -> None:
         if conn.closed:
@@ -224,13 +270,21 @@ class _ThreadCall:
     returns, since until then it occupies a thread.
     """
 
-    __slots__ = ("answered", "conn", "dispatcher", "endpoint", "request", "timer")
+    __slots__ = ("answered", "conn", "dispatcher", "endpoint", "observation", "request", "timer")
 
-    def __init__(self, dispatcher: Dispatcher, conn: Connection, request: Request, endpoint: Endpoint) -> None:
+    def __init__(
+        self,
+        dispatcher: Dispatcher,
+        conn: Connection,
+        request: Request,
+        endpoint: Endpoint,
+        observation: Observation | None = None,
+    ) -> None:
         self.dispatcher = dispatcher
         self.conn = conn
         self.request = request
         self.endpoint = endpoint
+        self.observation = observation
         self.answered = False
         self.timer: asyncio.TimerHandle | None = None
 
@@ -246,13 +300,17 @@ class _ThreadCall:
         error = dispatcher._timeout_error(self.endpoint)
         logger.warning("%s; it runs on in its thread and its result will be dropped", error)
         dispatcher._send_error(self.conn, self.request.id, error)
+        if self.observation is not None:
+            self.observation.end(error)
 
     def _returned(self, future: asyncio.Future[Any]) -> None:
         dispatcher = self.dispatcher
         if self.timer is not None:
             self.timer.cancel()
+        outcome: BaseException | None = None
         try:
             if future.cancelled():
+                outcome = asyncio.CancelledError()
                 return
             exc = future.exception()
             if self.answered:
@@ -260,12 +318,14 @@ class _ThreadCall:
                     dispatcher._handler_error(self.endpoint, self.request, _as_exception(exc))  # logged
                 return
             if exc is not None:
-                error = dispatcher._handler_error(self.endpoint, self.request, _as_exception(exc))
-                dispatcher._send_error(self.conn, self.request.id, error)
+                outcome = dispatcher._handler_error(self.endpoint, self.request, _as_exception(exc))
+                dispatcher._send_error(self.conn, self.request.id, outcome)
             else:
-                dispatcher._send_result(self.conn, self.request.id, self.endpoint, future.result())
+                outcome = dispatcher._send_result(self.conn, self.request.id, self.endpoint, future.result())
         finally:
             dispatcher._finished(self.conn, self.endpoint)
+            if self.observation is not None:
+                self.observation.end(outcome)
 
 
 def _as_exception(exc: BaseException) -> Exception:

@@ -22,6 +22,7 @@ from vyked.core.exceptions import ConnectionLost, Draining, InvalidParams, Reque
 from vyked.core.extensions import ExtensionKey, HostExtension
 from vyked.core.health import InstanceHealth
 from vyked.core.instances import Instance
+from vyked.core.observe import Family, Observation
 from vyked.core.protocol import encode_frame
 from vyked.core.protocol.packets import Error, Packet, Request, Response
 from vyked.core.service_host import ServiceHost
@@ -34,7 +35,7 @@ Resend = tuple[Any, str, dict[str, Any], object, float, Any]
 the instance and the time: ``(client, endpoint, params, entity, timeout, policy)``. A tuple, not
 a closure: it is made for every request on the fast path."""
 
-_Pending = tuple["asyncio.Future[Any]", "asyncio.TimerHandle", Resend | None]
+_Pending = tuple["asyncio.Future[Any]", "asyncio.TimerHandle", Resend | None, Observation | None]
 
 
 class InstanceConnection:
@@ -63,13 +64,20 @@ class InstanceConnection:
         return conn is not None and conn.ready and not self.closing
 
     def request(
-        self, service: str, endpoint: str, params: dict[str, Any], timeout: float, resend: Resend | None = None
+        self,
+        service: str,
+        endpoint: str,
+        params: dict[str, Any],
+        timeout: float,
+        resend: Resend | None = None,
+        observation: Observation | None = None,
     ) -> asyncio.Future[Any]:
         """Send one request; the future resolves to the result or raises a vyked error.
 
         With ``resend``, a failure other than an answer from the handler goes to the client's
         ``resend`` (its slow path), whose outcome becomes the future's. Raises
-        :class:`InstanceUnreachable` when the connection is closed (nothing was sent)."""
+        :class:`InstanceUnreachable` when the connection is closed (nothing was sent).
+        ``observation`` (the fast path's) is ended with the answer, or handed to ``resend``."""
         conn = self.connection
         if conn is None or not conn.ready:
             raise InstanceUnreachable(f"connection to {self.instance.describe()} is closed")
@@ -83,7 +91,7 @@ class InstanceConnection:
             ) from None
         future = self._loop.create_future()
         timer = self._loop.call_later(timeout, self._expire, request_id, endpoint, timeout)
-        self.pending[request_id] = (future, timer, resend)
+        self.pending[request_id] = (future, timer, resend, observation)
         conn.send_frame(frame)
         return future
 
@@ -97,16 +105,23 @@ class InstanceConnection:
 
     def _fail(self, entry: _Pending, error: VykedError) -> None:
         """End a request with ``error``, or hand it to its client's ``resend``."""
-        future, timer, resend = entry
+        future, timer, resend, observation = entry
         timer.cancel()
         if future.done():
+            if observation is not None:
+                observation.end(error)
             return
         if resend is None:  # the client's slow path awaits it, and reports the outcome
             future.set_exception(error)
+            if observation is not None:
+                observation.end(error)
         else:
             client, endpoint, params, entity, timeout, policy = resend
             sent_at = timer.when() - (policy.attempt_timeout or timeout)
-            _chain(client.resend(error, self.instance, sent_at, endpoint, params, entity, timeout, policy), future)
+            _chain(
+                client.resend(error, self.instance, sent_at, endpoint, params, entity, timeout, policy, observation),
+                future,
+            )
 
     # -- PacketHandler ------------------------------------------------------------------------
 
@@ -115,10 +130,12 @@ class InstanceConnection:
             entry = self.pending.pop(packet.id, None)
             if entry is None:
                 return  # answered after its timeout
-            future, timer, _ = entry
+            future, timer, _, observation = entry
             timer.cancel()
             if self.health:
                 self.health.succeeded(self.instance)
+            if observation is not None:
+                observation.end()
             if packet.deprecation:
                 warnings.warn(packet.deprecation, DeprecationWarning, stacklevel=2)
             if not future.done():
@@ -134,10 +151,12 @@ class InstanceConnection:
             if error.not_executed:
                 self._fail(entry, error)
             else:  # the handler's own answer: the instance is fine
-                future, timer, _ = entry
+                future, timer, _, observation = entry
                 timer.cancel()
                 if self.health:
                     self.health.succeeded(self.instance)
+                if observation is not None:
+                    observation.end(error)
                 if not future.done():
                     future.set_exception(error)
         if self.closing and not self.pending:
@@ -225,6 +244,19 @@ class ConnectionPool(HostExtension):
         """Requests in flight to ``instance`` from this host."""
         ic = self.connections.get(instance.node_id)
         return 0 if ic is None else len(ic.pending)
+
+    def metric_families(self) -> list[Family]:
+        """Calls in flight from this host, by service (TCP)."""
+        in_flight: dict[str, int] = {}
+        for ic in list(self.connections.values()):
+            service = ic.instance.service
+            in_flight[service] = in_flight.get(service, 0) + len(ic.pending)
+        family = Family(
+            "vyked_client_requests_in_flight", "Calls sent and not yet answered", "gauge", ["kind", "service"]
+        )
+        for service, count in sorted(in_flight.items()):
+            family.add(["tcp", service], count)
+        return [family]
 
     def _lost(self, ic: InstanceConnection) -> None:
         """A connection died (or is draining) under us: open a new one for the next request."""

@@ -10,6 +10,7 @@ from typing import Any, ClassVar
 
 from vyked.core.endpoints import check_reserved, collect, install_senders
 from vyked.core.exceptions import Draining
+from vyked.core.observe import Family
 from vyked.core.protocol import DEFAULT_MAX_FRAME_SIZE
 from vyked.core.protocol.packets import Error
 from vyked.core.service import Service
@@ -100,7 +101,12 @@ class TCPService(Service):
         if self.ssl_context is None:
             self.ssl_context = host.trust.server_ssl
         self._dispatcher = Dispatcher(
-            self.name, self.endpoints(), max_in_flight=self.max_in_flight, max_concurrency=self.max_concurrency
+            self.name,
+            self.endpoints(),
+            max_in_flight=self.max_in_flight,
+            max_concurrency=self.max_concurrency,
+            version=self.version,
+            observers=host.observers,
         )
         self._server = PacketServer(
             ServiceProtocolHandler(self._dispatcher, PubSub.of(host)),
@@ -112,6 +118,10 @@ class TCPService(Service):
             max_connections=self.max_connections,
         )
         _, self.host_port = await self._server.start(self.host_ip, self.host_port)
+
+    def metric_families(self) -> list[Family]:
+        """Requests running now (read by the host's metrics)."""
+        return [] if self._dispatcher is None else self._dispatcher.metric_families()
 
     async def drain(self, deadline: float) -> None:
         """Stop accepting connections; tell every connected caller that this instance is

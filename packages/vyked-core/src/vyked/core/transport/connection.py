@@ -39,6 +39,7 @@ from vyked.core.exceptions import (
     map_exceptions,
 )
 from vyked.core.memory import MemoryReleaser
+from vyked.core.observe import Family
 from vyked.core.protocol.framing import DEFAULT_MAX_FRAME_SIZE
 from vyked.core.protocol.packets import Packet
 from vyked.core.protocol.session import Session
@@ -56,6 +57,36 @@ WRITE_HIGH_WATER = 256 * 1024
 quarter of it): a peer that sends requests but never reads answers cannot grow our memory."""
 PROGRESS_BYTES = 64 * 1024
 """Bytes of one large frame that count as a sign of life while it is still arriving."""
+
+
+class ConnectionCounts:
+    """The process's packet connections, counted for metrics: opened and closed, accepted
+    (``in``) or made (``out``), and those ended by a heartbeat timeout. Process-wide (a
+    connection knows no host); updated in the event loop's thread."""
+
+    __slots__ = ("closed", "heartbeat_timeouts", "opened")
+
+    def __init__(self) -> None:
+        self.opened = {"in": 0, "out": 0}
+        self.closed = {"in": 0, "out": 0}
+        self.heartbeat_timeouts = 0
+
+    def metric_families(self) -> list[Family]:
+        opened = Family("vyked_connections_opened_total", "Packet connections opened", "counter", ["direction"])
+        closed = Family("vyked_connections_closed_total", "Packet connections closed", "counter", ["direction"])
+        current = Family("vyked_connections_open", "Packet connections open now", "gauge", ["direction"])
+        for direction in ("in", "out"):
+            opened.add([direction], self.opened[direction])
+            closed.add([direction], self.closed[direction])
+            current.add([direction], self.opened[direction] - self.closed[direction])
+        timeouts = Family(
+            "vyked_heartbeat_timeouts_total", "Connections aborted because the peer went silent", "counter"
+        ).add([], self.heartbeat_timeouts)
+        return [opened, closed, current, timeouts]
+
+
+COUNTS = ConnectionCounts()
+"""The process's :class:`ConnectionCounts`."""
 
 
 class PacketHandler(Protocol):
@@ -136,6 +167,7 @@ class Connection(asyncio.BufferedProtocol):
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         self.peername = tuple(transport.get_extra_info("peername") or ("", 0))[:2]
         self.sockname = tuple(transport.get_extra_info("sockname") or ("", 0))[:2]
+        COUNTS.opened["in" if self.session.accepting else "out"] += 1
         self._transport.set_write_buffer_limits(high=WRITE_HIGH_WATER)
         if self._refusal is not None:
             self.fail(self._refusal)
@@ -179,6 +211,8 @@ class Connection(asyncio.BufferedProtocol):
         return False  # close the transport; the peer has gone
 
     def connection_lost(self, exc: Exception | None) -> None:
+        if self._transport is not None:
+            COUNTS.closed["in" if self.session.accepting else "out"] += 1
         self.closed = True
         self.ready = False
         self.session.close()
@@ -339,6 +373,7 @@ class Connection(asyncio.BufferedProtocol):
                 f"{self._peer_text()} sent nothing for {quiet:.1f} s (heartbeat timeout {self._heartbeat_timeout} s)"
             )
             logger.warning("%s", self._failure)
+            COUNTS.heartbeat_timeouts += 1
             self.abort()
             return
         if quiet >= self._heartbeat_interval * 0.5 and self._transport is not None:

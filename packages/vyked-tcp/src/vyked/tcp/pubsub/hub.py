@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING
 from vyked.core.client import ServiceClient
 from vyked.core.exceptions import ConfigurationError, DefinitionError, HostNotRunning, ProtocolError
 from vyked.core.extensions import ExtensionKey, HostExtension
+from vyked.core.observe import Family
 from vyked.core.protocol.packets import Packet
 from vyked.core.service import Service
 from vyked.core.service_host import ServiceHost
@@ -43,7 +44,7 @@ class PubSub(HostExtension):
         self.host = host
         self.settings = settings or PubSubSettings()
         self.stats = PubSubStats()
-        self.table = SubscriptionTable(self.stats)
+        self.table = SubscriptionTable(self.stats, host.observers)
         self._clients: list[ServiceClient] = []
         self._transport: EventTransport | None = None
         self._started = False
@@ -143,6 +144,9 @@ class PubSub(HostExtension):
         if self._closed:
             raise HostNotRunning(f"cannot publish {service.name}.{event}: the host has stopped")
         self.stats.published += 1
+        if self.host.observers:
+            for observer in self.host.observers:
+                observer.event_published(service.name, service.version, event)
         key = self._keys.get((service.name, service.version, event))
         if key is None:
             key = self._keys[(service.name, service.version, event)] = EventKey.of(service.name, service.version, event)
@@ -214,6 +218,38 @@ class PubSub(HostExtension):
 
         transport = self.transport if not self._closed else self._transport
         return transport if isinstance(transport, EmbeddedTransport) else None
+
+    def buffered(self) -> int:
+        """Events waiting to leave this host: for Redis, or (embedded) exclusive events in
+        flight or waiting for a member of their group."""
+        transport = self._transport
+        publisher = getattr(transport, "publisher", None)
+        if publisher is None:
+            return 0
+        waiting: int | None = getattr(publisher, "buffered", None)
+        if waiting is None:
+            waiting = getattr(publisher, "pending", 0)
+        return int(waiting or 0)
+
+    def metric_families(self) -> list[Family]:
+        """:class:`PubSubStats` and the publish buffer's depth, for the host's metrics."""
+        stats = self.stats
+        events = Family(
+            "vyked_events_total",
+            "Events, by what happened to them on this host: published, sent, received (reached handlers), "
+            "handler_errors, redelivered, dead_lettered, dropped",
+            "counter",
+            ["what"],
+        )
+        for what in ("published", "sent", "received", "handler_errors", "redelivered", "dead_lettered", "dropped"):
+            events.add([what], getattr(stats, what))
+        reconnects = Family(
+            "vyked_pubsub_reconnects_total", "Connections to Redis or publishers re-established", "counter"
+        ).add([], stats.reconnects)
+        buffered = Family(
+            "vyked_pubsub_buffered_events", "Events waiting to leave this host (the publish buffer)", "gauge"
+        ).add([], self.buffered())
+        return [events, reconnects, buffered]
 
     async def drain(self, deadline: float) -> None:
         """The host is stopping: finish the events in hand and send what is queued."""

@@ -22,6 +22,7 @@ import msgspec
 
 from vyked.core.client import ServiceClient
 from vyked.core.handler_styles import Execution, as_coroutine_function, execution_of
+from vyked.core.observe import Observer
 from vyked.core.tasks import TaskSet
 from vyked.core.threads import default_pool
 from vyked.tcp.decorators import EndpointSpec, SubscriptionStrategy
@@ -73,8 +74,10 @@ def subscriptions_of(client: ServiceClient, group: str) -> list[Subscription]:
 class SubscriptionTable:
     """Every subscription of one host, by event key."""
 
-    def __init__(self, stats: PubSubStats) -> None:
+    def __init__(self, stats: PubSubStats, observers: list[Observer] | None = None) -> None:
         self.stats = stats
+        self.observers: list[Observer] = observers if observers is not None else []
+        """The host's observers: told of each event that reaches handlers."""
         self._broadcast: dict[EventKey, list[Subscription]] = {}
         self._exclusive: dict[tuple[EventKey, str], list[Subscription]] = {}
         self._routes: dict[EventKey, dict[str, SubscriptionStrategy]] = {}
@@ -128,6 +131,9 @@ class SubscriptionTable:
         if fields is None:
             return
         self.stats.received += 1
+        if self.observers:
+            for observer in self.observers:
+                observer.event_received(key.service, key.major, key.event, False)
         for sub in subs:
             if sub.execution is Execution.THREAD:
                 future = default_pool().submit(sub.handler, **fields)
@@ -145,6 +151,9 @@ class SubscriptionTable:
         """Run the exclusive handlers of ``key`` in ``group``; raises if one of them raised."""
         fields = payload if isinstance(payload, dict) else decode_payload(payload)
         self.stats.received += 1
+        if self.observers:
+            for observer in self.observers:
+                observer.event_received(key.service, key.major, key.event, True)
         error: Exception | None = None
         for sub in self._exclusive.get((key, group), ()):
             try:

@@ -1,0 +1,260 @@
+"""The instrumentation seam: what a host tells its observers (metrics, tracing).
+
+Every :class:`~vyked.core.service_host.ServiceHost` holds a list of :class:`Observer` objects,
+``host.observers``, empty unless metrics (``metrics_port``) or an application turned something
+on. The few places that matter call the observers: a client call and a served request start
+and end (:class:`Observation`), an event is published or reaches a handler. With no observer
+the cost on the hot paths is one empty-list test. Observers are called in the event loop's
+thread and must be quick: they run inside every request.
+
+Counting is not the observers' job where vyked counts already (``PubSubStats``, an HTTP
+service's ``/_stats``, circuit breaker transitions, requests in flight): those objects are
+*metric sources*, read only when metrics are scraped, by :func:`families_of`. A source is any
+object with a ``metric_families()`` method returning :class:`Family` objects, which are plain
+data: prometheus-client is imported only by :mod:`vyked.core.metrics`, which turns them into
+its own types.
+
+Writing an observer (tracing, say)::
+
+    class Tracing(Observer):
+        def request_started(self, observation):
+            return tracer.start_span(f"{observation.service}/{observation.endpoint}")
+
+        def request_ended(self, observation, state, outcome, error, duration):
+            state.end()
+
+    host.observers.append(Tracing())
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from bisect import bisect_left
+from collections.abc import Iterable, Sequence
+from time import perf_counter
+from typing import Any, Literal, Protocol
+
+from vyked.core.exceptions import VykedError
+
+__all__ = [
+    "LATENCY_BUCKETS",
+    "Family",
+    "Histogram",
+    "Labels",
+    "MetricSource",
+    "Observation",
+    "Observer",
+    "families_of",
+    "outcome_of",
+]
+
+logger = logging.getLogger(__name__)
+
+LATENCY_BUCKETS: tuple[float, ...] = (
+    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+)  # fmt: skip
+"""Upper bounds (seconds) of every latency histogram vyked keeps; a last bucket takes the rest."""
+
+
+def outcome_of(error: BaseException | None, other: str = "error") -> str:
+    """The ``outcome`` label of a request that ended with ``error``: ``ok``, a vyked error's
+    code (``remote_error``, ``timeout``, ``service_unavailable``, ``connection_lost``,
+    ``overloaded``, ``draining``, ``unknown_endpoint``...), ``cancelled``, ``timeout`` for a
+    builtin :class:`TimeoutError`, else ``other``."""
+    if error is None:
+        return "ok"
+    if isinstance(error, VykedError):
+        return error.code
+    if isinstance(error, asyncio.CancelledError):
+        return "cancelled"
+    if isinstance(error, TimeoutError):
+        return "timeout"
+    return other
+
+
+class Observer:
+    """Hooks a host calls; each does nothing unless overridden.
+
+    A request (``observation.side`` is ``client`` for a call this host makes, ``server`` for
+    one its services answer; ``observation.kind`` is ``tcp`` or ``http``) calls
+    :meth:`request_started` once and :meth:`request_ended` once, with whatever
+    :meth:`request_started` returned (a span, say) as ``state``. A client call is observed once
+    however many attempts (retries, fail-over) it takes.
+    """
+
+    def request_started(self, observation: Observation) -> Any:
+        """A request starts; the value returned comes back to :meth:`request_ended`."""
+        return None
+
+    def request_ended(
+        self, observation: Observation, state: Any, outcome: str, error: BaseException | None, duration: float
+    ) -> None:
+        """The request ended after ``duration`` seconds: ``outcome`` is :func:`outcome_of`
+        ``error`` (HTTP services: ``observation.status`` holds the answer's status)."""
+
+    def event_published(self, service: str, version: str, event: str) -> None:
+        """A ``@publish`` method of a service of this host published ``event``."""
+
+    def event_received(self, service: str, version: str, event: str, exclusive: bool) -> None:
+        """An event of ``service`` reached this host's handlers (once per event and route)."""
+
+
+_OTHER = {"server": "remote_error", "client": "error"}
+"""The outcome of an error that is not vyked's: a handler raised it (server), or it is no answer."""
+
+Labels = tuple[str, str, str, str, str]
+"""``(side, kind, service, version, endpoint)``: what an :class:`Observation` is about. Call
+sites build each once (per endpoint), not per request."""
+
+
+class Observation:
+    """One request being observed, from its start to its end; made only when the host has
+    observers. ``labels`` says which request (see :data:`Labels`; also as the properties
+    :attr:`side`, :attr:`kind`, :attr:`service`, :attr:`version`, :attr:`endpoint`); ``app``
+    is the caller's ``app_name`` when it sent one (HTTP); ``status`` the HTTP status answered
+    (services), once ended."""
+
+    __slots__ = ("app", "labels", "observers", "started", "states", "status")
+
+    def __init__(self, observers: Sequence[Observer], labels: Labels, app: str | None = None) -> None:
+        self.observers: Sequence[Observer] | None = observers
+        self.labels = labels
+        self.app = app
+        self.status = 0
+        # One observer (metrics, or tracing) is the common case: no list for it.
+        if len(observers) == 1:
+            self.states: Any = observers[0].request_started(self)
+        else:
+            self.states = [observer.request_started(self) for observer in observers]
+        self.started = perf_counter()
+
+    @property
+    def side(self) -> str:
+        """``client`` (a call this host makes) or ``server`` (a request its services answer)."""
+        return self.labels[0]
+
+    @property
+    def kind(self) -> str:
+        """``tcp`` or ``http``."""
+        return self.labels[1]
+
+    @property
+    def service(self) -> str:
+        return self.labels[2]
+
+    @property
+    def version(self) -> str:
+        return self.labels[3]
+
+    @property
+    def endpoint(self) -> str:
+        """The ``@api`` / ``@request`` name, or the HTTP endpoint (decorated method) name."""
+        return self.labels[4]
+
+    def end(self, error: BaseException | None = None, status: int = 0) -> None:
+        """The request ended (with ``error``, or answered); a second call does nothing."""
+        duration = perf_counter() - self.started
+        observers = self.observers
+        if observers is None:
+            return
+        self.observers = None
+        self.status = status
+        outcome = "ok" if error is None else outcome_of(error, _OTHER[self.labels[0]])
+        try:
+            if len(observers) == 1:
+                observers[0].request_ended(self, self.states, outcome, error, duration)
+            else:
+                for observer, state in zip(observers, self.states, strict=True):
+                    observer.request_ended(self, state, outcome, error, duration)
+        except Exception:
+            logger.exception("an observer failed at the end of %r", self)
+
+    def __repr__(self) -> str:
+        side, kind, service, _, endpoint = self.labels
+        return f"<Observation {side} {kind} {service}.{endpoint}>"
+
+
+# -- metric sources -----------------------------------------------------------------------------
+
+
+class Histogram:
+    """Latencies counted in :data:`LATENCY_BUCKETS`: one bisection and two additions a value.
+
+    Updated only in the event loop's thread; read there too (see :func:`families_of`).
+    """
+
+    __slots__ = ("counts", "sum")
+
+    def __init__(self) -> None:
+        self.counts = [0] * (len(LATENCY_BUCKETS) + 1)
+        self.sum = 0.0
+
+    def observe(self, seconds: float) -> None:
+        self.counts[bisect_left(LATENCY_BUCKETS, seconds)] += 1
+        self.sum += seconds
+
+    @property
+    def count(self) -> int:
+        return sum(self.counts)
+
+    def snapshot(self) -> Histogram:
+        """A copy, taken where the histogram changes (the event loop's thread)."""
+        copy = Histogram()
+        copy.counts = list(self.counts)
+        copy.sum = self.sum
+        return copy
+
+    def cumulative(self) -> list[tuple[float, int]]:
+        """``(upper bound, observations at most that)`` pairs, ending with ``(inf, count)``."""
+        pairs, total = [], 0
+        for bound, n in zip((*LATENCY_BUCKETS, float("inf")), self.counts, strict=True):
+            total += n
+            pairs.append((bound, total))
+        return pairs
+
+
+FamilyKind = Literal["counter", "gauge", "histogram"]
+
+
+class Family:
+    """One metric and its samples, as plain data: ``name`` (counters end in ``_total``),
+    ``help``, ``kind`` and label names; :meth:`add` one value (a :class:`Histogram` for a
+    histogram) per combination of label values."""
+
+    __slots__ = ("help", "kind", "labels", "name", "samples")
+
+    def __init__(self, name: str, help: str, kind: FamilyKind, labels: Sequence[str] = ()) -> None:
+        self.name = name
+        self.help = help
+        self.kind = kind
+        self.labels = tuple(labels)
+        self.samples: list[tuple[tuple[str, ...], float | Histogram]] = []
+
+    def add(self, values: Sequence[str], value: float | Histogram) -> Family:
+        self.samples.append((tuple(values), value))
+        return self
+
+    def __repr__(self) -> str:
+        return f"<Family {self.kind} {self.name} ({len(self.samples)} samples)>"
+
+
+class MetricSource(Protocol):
+    """Something that counts already and can say what, when metrics are scraped."""
+
+    def metric_families(self) -> Iterable[Family]: ...
+
+
+def families_of(*sources: object) -> list[Family]:
+    """The families of every source that has a ``metric_families`` method (services, host
+    extensions...); in the event loop's thread, where the sources change."""
+    families: list[Family] = []
+    for source in sources:
+        method = getattr(source, "metric_families", None)
+        if method is None:
+            continue
+        try:
+            families.extend(method())
+        except Exception:
+            logger.exception("collecting the metrics of %r failed", source)
+    return families

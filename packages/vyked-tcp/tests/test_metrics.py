@@ -1,0 +1,213 @@
+"""Metrics of TCP hosts, scraped over HTTP from their metrics port after real calls."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import pytest
+
+from vyked import (
+    RemoteError,
+    RequestTimeout,
+    ServiceHost,
+    ServiceUnavailable,
+    TCPService,
+    TCPServiceClient,
+    api,
+    publish,
+    request,
+    subscribe,
+)
+from vyked.core.exceptions import ConfigurationError
+from vyked.core.pytest_plugin import HostFactory
+from vyked.core.testing import http_get
+
+pytest.importorskip("prometheus_client", reason="needs vyked-core[metrics]")
+from prometheus_client.parser import text_string_to_metric_families
+
+METRICS = {"metrics_port": 0, "metrics_host": "127.0.0.1"}
+
+
+class Metered(TCPService):
+    def __init__(self) -> None:
+        super().__init__("Metered", 1, "127.0.0.1", 0)
+        self.release = asyncio.Event()
+
+    @api(inline=True)
+    def echo(self, x: int) -> int:
+        return x
+
+    @api
+    async def fail(self) -> None:
+        raise ValueError("no")
+
+    @api
+    async def hold(self) -> str:
+        await self.release.wait()
+        return "released"
+
+    @api
+    def in_thread(self, x: int) -> int:
+        return x * 2
+
+    @publish
+    def happened(self, n: int) -> dict[str, Any]:
+        return locals()
+
+
+class MeteredClient(TCPServiceClient):
+    def __init__(self) -> None:
+        super().__init__("Metered", 1)
+        self.seen: list[int] = []
+
+    @request
+    def echo(self, x: int) -> dict[str, Any]:
+        return locals()
+
+    @request
+    def fail(self) -> dict[str, Any]:
+        return locals()
+
+    @request(timeout=0.2)
+    def hold(self) -> dict[str, Any]:
+        return locals()
+
+    @request
+    def in_thread(self, x: int) -> dict[str, Any]:
+        return locals()
+
+    @subscribe
+    def happened(self, n: int) -> None:
+        self.seen.append(n)
+
+
+class NobodyClient(TCPServiceClient):
+    def __init__(self) -> None:
+        super().__init__("Nobody", 1)
+
+    @request
+    def anything(self) -> dict[str, Any]:
+        return locals()
+
+
+Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
+
+
+async def scrape(host: ServiceHost) -> Samples:
+    """Every sample of the host's ``/metrics``, fetched over HTTP (from a thread: the server
+    reads vyked's figures in this loop)."""
+    status, body = await asyncio.to_thread(http_get, f"http://127.0.0.1:{host.metrics_port}/metrics")
+    assert status == 200, body
+    found: Samples = {}
+    for family in text_string_to_metric_families(body):
+        for sample in family.samples:
+            found[(sample.name, frozenset(sample.labels.items()))] = sample.value
+    return found
+
+
+def value(samples: Samples, name: str, **labels: str) -> float:
+    """The sample ``name`` with exactly these labels (0 if absent)."""
+    return samples.get((name, frozenset(labels.items())), 0.0)
+
+
+async def test_calls_are_counted_by_outcome_on_both_sides(vyked_host: HostFactory) -> None:
+    service = Metered()
+    server = await vyked_host(service, **METRICS)
+    client, nobody = MeteredClient(), NobodyClient()
+    caller = await vyked_host(clients=(client, nobody), **METRICS)
+
+    for i in range(3):
+        assert await client.echo(i) == i
+    assert await client.in_thread(4) == 8
+    for _ in range(2):
+        with pytest.raises(RemoteError):
+            await client.fail()
+    with pytest.raises(RequestTimeout):
+        await client.hold()
+    with pytest.raises(ServiceUnavailable):
+        await nobody.anything()
+
+    calls = await scrape(caller)
+    labels = {"kind": "tcp", "service": "Metered", "version": "1"}
+    assert value(calls, "vyked_client_requests_total", **labels, endpoint="echo", outcome="ok") == 3
+    assert value(calls, "vyked_client_requests_total", **labels, endpoint="in_thread", outcome="ok") == 1
+    assert value(calls, "vyked_client_requests_total", **labels, endpoint="fail", outcome="remote_error") == 2
+    assert value(calls, "vyked_client_requests_total", **labels, endpoint="hold", outcome="timeout") == 1
+    assert (
+        value(
+            calls,
+            "vyked_client_requests_total",
+            kind="tcp",
+            service="Nobody",
+            version="1",
+            endpoint="anything",
+            outcome="service_unavailable",
+        )
+        == 1
+    )
+    histogram = {**labels, "endpoint": "hold", "outcome": "timeout"}
+    assert value(calls, "vyked_client_request_duration_seconds_count", **histogram) == 1
+    assert value(calls, "vyked_client_request_duration_seconds_sum", **histogram) >= 0.2
+    assert value(calls, "vyked_client_request_duration_seconds_bucket", **histogram, le="0.1") == 0
+    assert value(calls, "vyked_client_request_duration_seconds_bucket", **histogram, le="+Inf") == 1
+    assert value(calls, "vyked_connections_opened_total", direction="out") >= 2  # registry, instance
+
+    # The handler of the timed-out call still runs: in flight on the service's side.
+    served = await scrape(server)
+    assert value(served, "vyked_server_requests_in_flight", **labels, endpoint="hold") == 1
+    assert value(served, "vyked_server_requests_total", **labels, endpoint="echo", outcome="ok") == 3
+    assert value(served, "vyked_server_requests_total", **labels, endpoint="in_thread", outcome="ok") == 1
+    assert value(served, "vyked_server_requests_total", **labels, endpoint="fail", outcome="remote_error") == 2
+    assert value(served, "vyked_server_request_duration_seconds_count", **labels, endpoint="echo", outcome="ok") == 3
+    assert value(served, "vyked_service_info", service="Metered", version="1", kind="tcp") == 1
+    assert value(served, "vyked_host_state", state="running") == 1
+
+    service.release.set()
+    for _ in range(100):
+        served = await scrape(server)
+        if value(served, "vyked_server_requests_total", **labels, endpoint="hold", outcome="ok") == 1:
+            break
+        await asyncio.sleep(0.02)
+    assert value(served, "vyked_server_requests_in_flight", **labels, endpoint="hold") == 0
+    assert value(served, "vyked_server_requests_total", **labels, endpoint="hold", outcome="ok") == 1
+
+
+async def test_events_and_the_publish_buffer_are_counted(vyked_host: HostFactory) -> None:
+    service = Metered()
+    publisher = await vyked_host(service, **METRICS)
+    client = MeteredClient()
+    subscriber = await vyked_host(clients=(client,), **METRICS)
+    for n in range(3):
+        service.happened(n)
+    for _ in range(200):
+        if len(client.seen) == 3:
+            break
+        await asyncio.sleep(0.01)
+    assert sorted(client.seen) == [0, 1, 2]
+
+    published = await scrape(publisher)
+    assert value(published, "vyked_events_total", what="published") == 3
+    assert value(published, "vyked_events_total", what="sent") == 3
+    assert value(published, "vyked_pubsub_buffered_events") == 0
+    received = await scrape(subscriber)
+    assert value(received, "vyked_events_total", what="received") == 3
+    assert value(received, "vyked_events_total", what="published") == 0
+
+
+async def test_without_a_metrics_port_nothing_observes(
+    vyked_host: HostFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("VYKED_METRICS_PORT", raising=False)
+    host = await vyked_host(Metered())
+    assert host.observers == []
+    assert host.metrics is None and host.metrics_port is None
+
+
+async def test_the_metrics_port_comes_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("VYKED_METRICS_PORT", "0")
+    assert ServiceHost("127.0.0.1:1").metrics_port == 0
+    assert ServiceHost("127.0.0.1:1", metrics_port=9999).metrics_port == 9999  # explicit first
+    monkeypatch.setenv("VYKED_METRICS_PORT", "nine")
+    with pytest.raises(ConfigurationError, match="VYKED_METRICS_PORT='nine'"):
+        ServiceHost("127.0.0.1:1")
