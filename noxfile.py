@@ -27,7 +27,11 @@ if (PACKAGES_DIR / "vyked-http").exists():
 
 # The extras a distribution declares; tests install them, since they test what they enable
 # (``--redis``, Redis pub-sub). Plain installs, the demo among them, stay without them.
-EXTRAS: dict[str, str] = {"vyked-core": "[metrics]", "vyked-registry": "[redis,dashboard]", "vyked-tcp": "[redis]"}
+EXTRAS: dict[str, str] = {
+    "vyked-core": "[metrics]",
+    "vyked-registry": "[redis,dashboard,metrics]",
+    "vyked-tcp": "[redis]",
+}
 
 # Sibling distributions a package's tests use as infrastructure, not at run time: services
 # and clients are tested against a real registry. The runtime dependencies stay as declared.

@@ -30,6 +30,7 @@ from vyked.core.exceptions import (
     RegistryUnavailable,
     VykedError,
 )
+from vyked.core.logs import configure_logging
 from vyked.core.protocol.packets import InstanceStatus, Packet, StatusQuery, StatusReport
 from vyked.core.security import Trust
 from vyked.core.transport import Connection, open_connection
@@ -38,7 +39,7 @@ from vyked.registry import settings
 from vyked.registry.replication import DEFAULT_LEASE_TTL
 from vyked.registry.server import DEFAULT_MAX_CONNECTIONS, Registry
 
-EXTRA_OPTIONS = {"redis": "--redis: ", "aiohttp": "--dashboard-port: "}
+EXTRA_OPTIONS = {"redis": "--redis: ", "aiohttp": "--dashboard-port: ", "prometheus_client": "--metrics-port: "}
 """The option that needs the optional dependency a MissingExtra names."""
 
 
@@ -126,6 +127,26 @@ def build_parser(environ: Mapping[str, str] | None = None) -> argparse.ArgumentP
         metavar="HOST",
     )
     option(
+        "--metrics-port",
+        "VYKED_METRICS_PORT",
+        settings.port,
+        None,
+        "serve /metrics (Prometheus), /livez and /readyz on this port (0: any free port); "
+        "needs pip install 'vyked-registry[metrics]'",
+        metavar="PORT",
+    )
+    option(
+        "--metrics-host", "VYKED_METRICS_HOST", settings.text, "0.0.0.0", "address of the metrics port", metavar="HOST"
+    )
+    option(
+        "--log-format",
+        "VYKED_LOG_FORMAT",
+        settings.log_format,
+        "text",
+        "log lines as text or JSON",
+        choices=("text", "json"),
+    )
+    option(
         "--log-level",
         "VYKED_LOG_LEVEL",
         settings.log_level,
@@ -192,7 +213,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"vyked-registry: {exc}", file=sys.stderr)
         return 2
     args = parser.parse_args(args_list)
-    logging.basicConfig(level=args.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    configure_logging(args.log_level, args.log_format, force=True)
     try:
         Registry(
             args.host,
@@ -206,6 +227,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             max_connections=args.max_connections,
             dashboard_port=args.dashboard_port,
             dashboard_host=args.dashboard_host,
+            metrics_port=args.metrics_port,
+            metrics_host=args.metrics_host,
         ).start()
     except MissingExtra as exc:  # --redis or --dashboard-port without their extra, or VYKED_LOOP=uvloop without uvloop
         option = EXTRA_OPTIONS.get((exc.name or "").partition(".")[0], "")

@@ -187,6 +187,11 @@ class RedisReplication:
 
     # -- changes from the other registries ----------------------------------------------------
 
+    @property
+    def connected(self) -> bool:
+        """Following the change feed now (``/readyz``)."""
+        return self._subscribed.is_set()
+
     async def _listen(self) -> None:
         await reconnect_forever(self._follow_changes, retry_on=Exception, logger=logger, what="the Redis change feed")
 
@@ -204,6 +209,7 @@ class RedisReplication:
                 if message is not None:
                     self._apply_change(_decode_change(message["data"]))
         except Exception as exc:
+            self._subscribed.clear()
             logger.warning("lost the Redis change feed (%s); resubscribing", exc)
             raise
         finally:

@@ -17,7 +17,7 @@ import logging
 import ssl
 import uuid
 from collections.abc import Callable, Hashable
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from vyked.core.exceptions import AuthenticationFailed, ConfigurationError, NodeIdTaken, ProtocolError
 from vyked.core.optional import require
@@ -40,6 +40,7 @@ from vyked.core.transport.connection import (
     DEFAULT_HEARTBEAT_INTERVAL,
     DEFAULT_HEARTBEAT_TIMEOUT,
 )
+from vyked.registry.metrics import registry_families
 from vyked.registry.replication import DEFAULT_LEASE_TTL, RedisReplication
 from vyked.registry.state import Outbox, RegistryState
 
@@ -118,6 +119,8 @@ class Registry:
         handshake_timeout: float = DEFAULT_HANDSHAKE_TIMEOUT,
         dashboard_port: int | None = None,
         dashboard_host: str = "127.0.0.1",
+        metrics_port: int | None = None,
+        metrics_host: str = "0.0.0.0",
     ) -> None:
         self.ip = ip
         self.port = port
@@ -127,6 +130,9 @@ class Registry:
         self.heartbeat_interval, self.heartbeat_timeout = heartbeat_interval, heartbeat_timeout
         self.dashboard_host, self.dashboard_port = dashboard_host, dashboard_port
         self.dashboard: Dashboard | None = None
+        self.metrics_host, self.metrics_port = metrics_host, metrics_port
+        self.metrics: Any = None
+        """The metrics server (``/metrics``, ``/livez``, ``/readyz``) once open, with ``metrics_port``."""
         self.trust = trust or Trust.configure(secret=secret, server_ssl=ssl_context)
         self.require_identity = require_identity
         # A live host is heard from at least every 1.5 heartbeat intervals (pings go both
@@ -166,12 +172,25 @@ class Registry:
             # before anything listens: a missing extra fails the start, not half of it
             app = require("vyked.registry.dashboard.app", "vyked-registry[dashboard]", dependency="aiohttp")
             self.dashboard = app.Dashboard(self, self.dashboard_host, self.dashboard_port)
+        metrics = None
+        if self.metrics_port is not None:
+            metrics = require("vyked.core.metrics", "vyked-registry[metrics]", dependency="prometheus_client")
         if self.replication is not None:
             await self.replication.start()
         try:
             self.ip, self.port = await self._server.start(self.ip, self.port)
             if self.dashboard is not None:
                 self.dashboard_host, self.dashboard_port = await self.dashboard.start()
+            if metrics is not None:
+                assert self.metrics_port is not None
+                self.metrics = metrics.MetricsServer(
+                    asyncio.get_running_loop(),
+                    self.metrics_port,
+                    self.metrics_host,
+                    sources=lambda: registry_families(self),
+                    readiness=self._readiness,
+                ).start()
+                self.metrics_port = self.metrics.port
         except BaseException:
             await self.close()
             raise
@@ -187,6 +206,9 @@ class Registry:
             logger.info("serving TLS%s", " with client certificates required" if mutual else "")
 
     async def close(self) -> None:
+        if self.metrics is not None:
+            self.metrics.close()
+            self.metrics = None
         if self.dashboard is not None:
             await self.dashboard.close()  # first: pages see their stream end and reconnect
         await self._server.close()
@@ -215,6 +237,12 @@ class Registry:
                 listener()
             except Exception:
                 logger.exception("registry listener %r failed", listener)
+
+    def _readiness(self) -> tuple[bool, dict[str, Any]]:
+        """``/readyz``: listening, and with ``--redis`` its change feed is up."""
+        if self.replication is not None and not self.replication.connected:
+            return False, {"status": "redis_down", "reason": "the shared state in Redis is unreachable"}
+        return True, {"status": "ready", "registry": self.id}
 
     def status_report(self) -> StatusReport:
         """Every instance this registry knows, live, draining or gone (``vyked-registry status``)."""

@@ -17,6 +17,9 @@ option                      variable
 ``--max-connections``       ``VYKED_MAX_CONNECTIONS``
 ``--dashboard-port``        ``VYKED_DASHBOARD_PORT``
 ``--dashboard-host``        ``VYKED_DASHBOARD_HOST``
+``--metrics-port``          ``VYKED_METRICS_PORT``
+``--metrics-host``          ``VYKED_METRICS_HOST``
+``--log-format``            ``VYKED_LOG_FORMAT``
 ``--log-level``             ``VYKED_LOG_LEVEL``
 ``status --registry``       ``VYKED_REGISTRY``
 ``--secret-file``, ``--tls-*``  ``VYKED_SECRET``/``_SECRET_FILE``, ``VYKED_TLS_*`` (:mod:`vyked.core.security`)
@@ -90,6 +93,12 @@ def log_level(raw: str) -> str:
     if raw.upper() not in LOG_LEVELS:
         raise ValueError(f"expected one of {', '.join(LOG_LEVELS)}")
     return raw.upper()
+
+
+def log_format(raw: str) -> str:
+    if raw.lower() not in ("text", "json"):
+        raise ValueError("expected text or json")
+    return raw.lower()
 
 
 def text(raw: str) -> str:

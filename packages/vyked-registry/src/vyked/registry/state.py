@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections import Counter
 from collections.abc import Callable, Hashable
 from dataclasses import dataclass, field
 
@@ -81,6 +82,8 @@ class RegistryState:
         self._by_owner: dict[Hashable, set[str]] = {}
         self._gone: dict[str, Registration] = {}
         self._watchers: dict[str, set[Hashable]] = {}
+        self.counts: Counter[str] = Counter()
+        """``registered`` and ``removed`` instances since start (metrics)."""
         self._watchers_peak = 0
         self._watching: dict[Hashable, set[str]] = {}
 
@@ -119,6 +122,7 @@ class RegistryState:
             total_downtime=(past.total_downtime + now - (past.down_since or now)) if past else 0.0,
         )
         self._live[instance.node_id] = reg
+        self.counts["registered"] += 1
         self._by_service.setdefault(instance.service, {})[instance.node_id] = reg
         self._set_owner(reg, owner)
         added = InstanceAdded(instance=instance)
@@ -203,6 +207,11 @@ class RegistryState:
     def get(self, node_id: str) -> Registration | None:
         return self._live.get(node_id)
 
+    def watch_counts(self) -> tuple[int, int]:
+        """``(watchers, watched services)``: connections watching something, and services
+        somebody watches."""
+        return len(self._watching), len(self._watchers)
+
     def draining(self, node_id: str) -> Registration | None:
         return self._draining.get(node_id)
 
@@ -253,6 +262,7 @@ class RegistryState:
         if reg is None or (registry is not None and reg.registry != registry):
             return None
         del self._live[node_id]
+        self.counts["removed"] += 1
         service = reg.instance.service
         instances = self._by_service[service]
         del instances[node_id]
