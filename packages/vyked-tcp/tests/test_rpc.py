@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from typing import Any
 
 import pytest
 from tcp_testservices import Calculator, CalculatorClient, PatientClient, SloppyClient
@@ -14,9 +15,12 @@ from vyked import (
     RemoteError,
     RequestTimeout,
     ServiceUnavailable,
+    TCPServiceClient,
     UnknownEndpoint,
+    request,
 )
 from vyked.core.pytest_plugin import HostFactory
+from vyked.tcp.pool import POOL
 
 
 async def test_every_handler_style(vyked_host: HostFactory) -> None:
@@ -174,3 +178,28 @@ async def test_service_clients_attribute_declares_dependencies(vyked_host: HostF
     assert await client.add(1, 2) == 3
     registry_state = vyked_registry.state  # type: ignore[attr-defined]
     assert [r.instance.node_id for r in registry_state.dependents_of("Calculator")] == [front.node_id]
+
+
+class HastyClient(TCPServiceClient):
+    def __init__(self) -> None:
+        super().__init__("Calculator", 1)
+
+    @request(timeout=0.3)
+    def sleep(self, seconds: float) -> dict[str, Any]:
+        return locals()
+
+
+async def test_mixed_timeouts_on_one_connection_each_end_on_time(vyked_host: HostFactory) -> None:
+    """Timeouts share one timer per connection: a short one sent after long ones still ends
+    on time, and the long ones are not cut short."""
+    await vyked_host(Calculator())
+    patient, hasty = PatientClient(), HastyClient()
+    host = await vyked_host(clients=(patient, hasty))
+    assert await patient.sleep(0) == "slept"  # the connection is open: both share it
+    slow = [patient.sleep(1.0) for _ in range(3)]
+    started = time.monotonic()
+    with pytest.raises(RequestTimeout):
+        await hasty.sleep(5)
+    assert 0.25 < time.monotonic() - started < 0.6
+    assert await asyncio.gather(*slow) == ["slept"] * 3
+    assert len(host.extension(POOL).connections) == 1

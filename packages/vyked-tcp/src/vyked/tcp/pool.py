@@ -1,8 +1,13 @@
 """Client side of request-response: one connection per remote instance, shared by the host.
 
 :class:`InstanceConnection` keeps the requests in flight on one connection, matches answers to
-them by id, enforces each request's timeout with a timer, and fails everything in flight at
-once with :class:`~vyked.core.exceptions.ConnectionLost` when the connection dies.
+them by id, enforces each request's timeout, and fails everything in flight at once with
+:class:`~vyked.core.exceptions.ConnectionLost` when the connection dies.
+
+Timeouts use one timer per connection, not one per request (a timer and its cancellation cost
+more than the rest of sending a request): it is set for the earliest deadline of the requests
+in flight, and when it fires it fails those past their deadline and is set again for the
+earliest of the others. A request with an earlier deadline than the timer's moves it.
 :class:`ConnectionPool` (a host extension) opens them on demand; an instance it cannot reach,
 or whose connection dies, is marked unreachable in the host's instance directory, so that
 balancing skips it for a second.
@@ -35,13 +40,25 @@ Resend = tuple[Any, str, dict[str, Any], object, float, Any]
 the instance and the time: ``(client, endpoint, params, entity, timeout, policy)``. A tuple, not
 a closure: it is made for every request on the fast path."""
 
-_Pending = tuple["asyncio.Future[Any]", "asyncio.TimerHandle", Resend | None, Observation | None]
+_Pending = tuple["asyncio.Future[Any]", float, Resend | None, Observation | None, str, float]
+"""``(future, deadline, resend, observation, endpoint, timeout)``; the deadline in loop time."""
 
 
 class InstanceConnection:
     """Requests in flight to one instance, over one connection."""
 
-    __slots__ = ("_loop", "_next_id", "closing", "connection", "health", "instance", "on_lost", "pending")
+    __slots__ = (
+        "_deadline",
+        "_loop",
+        "_next_id",
+        "_timer",
+        "closing",
+        "connection",
+        "health",
+        "instance",
+        "on_lost",
+        "pending",
+    )
 
     def __init__(
         self,
@@ -56,6 +73,9 @@ class InstanceConnection:
         self.pending: dict[int, _Pending] = {}
         self._next_id = 0
         self._loop = asyncio.get_running_loop()
+        self._timer: asyncio.TimerHandle | None = None
+        self._deadline = 0.0
+        """When :attr:`_timer` fires (loop time)."""
         self.closing = False
 
     @property
@@ -89,24 +109,41 @@ class InstanceConnection:
             raise InvalidParams(
                 f"cannot send {service}.{endpoint}: a parameter is not JSON-serialisable ({exc})"
             ) from None
-        future = self._loop.create_future()
-        timer = self._loop.call_later(timeout, self._expire, request_id, endpoint, timeout)
-        self.pending[request_id] = (future, timer, resend, observation)
+        loop = self._loop
+        future = loop.create_future()
+        deadline = loop.time() + timeout
+        self.pending[request_id] = (future, deadline, resend, observation, endpoint, timeout)
+        if self._timer is None or deadline < self._deadline:
+            self._arm(deadline)
         conn.send_frame(frame)
         return future
 
-    def _expire(self, request_id: int, endpoint: str, timeout: float) -> None:
-        entry = self.pending.pop(request_id, None)
-        if entry is not None:
+    def _arm(self, deadline: float) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+        self._deadline = deadline
+        self._timer = self._loop.call_at(deadline, self._expire)
+
+    def _expire(self) -> None:
+        """Fail the requests past their deadline; set the timer for the next one."""
+        self._timer = None
+        now = self._loop.time() + 0.001  # timers may fire a little early (uvloop: by up to 1 ms)
+        expired = [request_id for request_id, entry in self.pending.items() if entry[1] <= now]
+        for request_id in expired:
+            entry = self.pending.pop(request_id)
+            _, _, _, _, endpoint, timeout = entry
             error = RequestTimeout(
                 f"{self.instance.service}.{endpoint} got no answer from {self.instance.describe()} within {timeout} s"
             )
             self._fail(entry, error)
+        if self.pending:  # resends may have set the timer meanwhile, for a later deadline
+            earliest = min(entry[1] for entry in self.pending.values())
+            if self._timer is None or earliest < self._deadline:
+                self._arm(earliest)
 
     def _fail(self, entry: _Pending, error: VykedError) -> None:
         """End a request with ``error``, or hand it to its client's ``resend``."""
-        future, timer, resend, observation = entry
-        timer.cancel()
+        future, deadline, resend, observation, _, _ = entry
         if future.done():
             if observation is not None:
                 observation.end(error)
@@ -117,7 +154,7 @@ class InstanceConnection:
                 observation.end(error)
         else:
             client, endpoint, params, entity, timeout, policy = resend
-            sent_at = timer.when() - (policy.attempt_timeout or timeout)
+            sent_at = deadline - (policy.attempt_timeout or timeout)
             _chain(
                 client.resend(error, self.instance, sent_at, endpoint, params, entity, timeout, policy, observation),
                 future,
@@ -130,8 +167,7 @@ class InstanceConnection:
             entry = self.pending.pop(packet.id, None)
             if entry is None:
                 return  # answered after its timeout
-            future, timer, _, observation = entry
-            timer.cancel()
+            future, _, _, observation, _, _ = entry
             if self.health:
                 self.health.succeeded(self.instance)
             if observation is not None:
@@ -151,8 +187,7 @@ class InstanceConnection:
             if error.not_executed:
                 self._fail(entry, error)
             else:  # the handler's own answer: the instance is fine
-                future, timer, _, observation = entry
-                timer.cancel()
+                future, _, _, observation, _, _ = entry
                 if self.health:
                     self.health.succeeded(self.instance)
                 if observation is not None:
@@ -178,6 +213,9 @@ class InstanceConnection:
         if self.on_lost is not None and not self.closing:
             self.on_lost(self)
         pending, self.pending = self.pending, {}
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
         reason = f": {exc}" if exc else ""
         for entry in pending.values():
             self._fail(
