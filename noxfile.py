@@ -28,7 +28,7 @@ if (PACKAGES_DIR / "vyked-http").exists():
 # The extras a distribution declares; tests install them, since they test what they enable
 # (``--redis``, Redis pub-sub). Plain installs, the demo among them, stay without them.
 EXTRAS: dict[str, str] = {
-    "vyked-core": "[metrics]",
+    "vyked-core": "[metrics,cli,reload]",
     "vyked-registry": "[redis,dashboard,metrics]",
     "vyked-tcp": "[redis]",
 }
@@ -62,7 +62,7 @@ UVLOOP_DEPS = ["uvloop>=0.19"]
 # Left out of tests_uvloop: the sans-IO properties never touch a loop.
 UVLOOP_SKIP = ["packages/vyked-core/tests/test_fuzz_properties.py"]
 LINT_DEPS = ["ruff>=0.6"]
-TYPE_DEPS = ["mypy>=1.11", "pytest", "redis>=5", "aiohttp>=3.9", "prometheus-client>=0.20"]
+TYPE_DEPS = ["mypy>=1.11", "pytest", "redis>=5", "aiohttp>=3.9", "prometheus-client>=0.20", "typer>=0.12", "rich>=13"]
 
 nox.options.default_venv_backend = "uv|virtualenv"
 nox.options.sessions = ["tests", "integration", "tests_uvloop", "wheels", "lint", "typecheck"]
@@ -102,7 +102,7 @@ def tests_uvloop(session: nox.Session) -> None:
     """The core, TCP and HTTP tests on uvloop, installed through the
     ``vyked-core[uvloop]`` extra: every asyncio test (``VYKED_TEST_LOOP``) and every server
     process the tests start (``VYKED_LOOP``); but :data:`UVLOOP_SKIP`."""
-    session.install(*TEST_DEPS, *_editable(*PACKAGES, extras={**EXTRAS, "vyked-core": "[metrics,uvloop]"}))
+    session.install(*TEST_DEPS, *_editable(*PACKAGES, extras={**EXTRAS, "vyked-core": "[metrics,cli,reload,uvloop]"}))
     test_dirs = [str(PACKAGES_DIR / p / "tests") for p in ("vyked-core", "vyked-tcp", "vyked-http") if p in PACKAGES]
     skipped = [f"--ignore={ROOT / path}" for path in UVLOOP_SKIP if not any(path in arg for arg in session.posargs)]
     env = {"VYKED_TEST_LOOP": "uvloop", "VYKED_LOOP": "uvloop"}

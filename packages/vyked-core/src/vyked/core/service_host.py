@@ -15,7 +15,7 @@ import uuid
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, cast
 
-from vyked.core.addresses import DEFAULT_REGISTRY_PORT, RegistrySpec, parse_addresses
+from vyked.core.addresses import DEFAULT_REGISTRY_PORT, RegistrySpec
 from vyked.core.client import ServiceClient
 from vyked.core.exceptions import ConfigurationError, HostNotRunning, RegistryUnavailable
 from vyked.core.extensions import E, ExtensionKey, HostExtension
@@ -25,7 +25,7 @@ from vyked.core.observe import Observer
 from vyked.core.registry_client import RegistryClient
 from vyked.core.security import Trust
 from vyked.core.service import Service
-from vyked.core.transport.connection import DEFAULT_HEARTBEAT_INTERVAL, DEFAULT_HEARTBEAT_TIMEOUT
+from vyked.core.settings import HostSettings
 from vyked.core.watchdog import watch_running_loop
 
 if TYPE_CHECKING:
@@ -64,8 +64,8 @@ class ServiceHost:
         registry_port: int = DEFAULT_REGISTRY_PORT,
         pubsub: str | None = None,
         name: str = "",
-        heartbeat_interval: float = DEFAULT_HEARTBEAT_INTERVAL,
-        heartbeat_timeout: float = DEFAULT_HEARTBEAT_TIMEOUT,
+        heartbeat_interval: float | None = None,
+        heartbeat_timeout: float | None = None,
         secret: str | bytes | None = None,
         tls_cert: str | None = None,
         tls_key: str | None = None,
@@ -83,17 +83,29 @@ class ServiceHost:
         ``metrics_port`` (default ``VYKED_METRICS_PORT``, else none) serves ``/metrics``,
         ``/livez`` and ``/readyz`` on ``metrics_host`` (default ``VYKED_METRICS_HOST``, else
         ``0.0.0.0``) while the host runs; 0 picks a free port (:attr:`metrics_port` holds it
-        once started). It needs ``pip install 'vyked-core[metrics]'``: see ``docs/observability.md``."""
-        self.name = name
+        once started). It needs ``pip install 'vyked-core[metrics]'``: see ``docs/observability.md``.
+
+        ``registry`` (default ``VYKED_REGISTRY``, else ``127.0.0.1:4500``), ``pubsub``
+        (``VYKED_PUBSUB``), ``name`` (``VYKED_NAME``) and the heartbeat (``VYKED_HEARTBEAT_*``,
+        else 0.5 s / 2 s) come from :class:`~vyked.core.settings.HostSettings`."""
+        self.settings = HostSettings.load(
+            registry=registry,
+            registry_port=registry_port,
+            pubsub=pubsub,
+            name=name,
+            heartbeat_interval=heartbeat_interval,
+            heartbeat_timeout=heartbeat_timeout,
+        )
+        self.name = self.settings.name
         self.drain_grace = drain_grace if drain_grace is not None else _drain_grace_from_env()
         self.trust = trust or Trust.configure(secret=secret, tls_cert=tls_cert, tls_key=tls_key, tls_ca=tls_ca)
         """The cluster secret and TLS contexts of every connection this host makes or serves."""
-        self.heartbeat = (heartbeat_interval, heartbeat_timeout)
+        self.heartbeat = (self.settings.heartbeat_interval, self.settings.heartbeat_timeout)
         """``(interval, timeout)`` for the connections this host opens: to the registry and to
         the instances it calls. A peer silent for ``timeout`` seconds is taken for dead."""
         self.node_id = uuid.uuid4().hex
-        self.registry_addresses = parse_addresses(registry, registry_port)
-        self.pubsub = pubsub
+        self.registry_addresses = list(self.settings.registry)
+        self.pubsub = self.settings.pubsub
         """Redis URL for publish-subscribe, or None for the embedded transport."""
         self.directory = InstanceDirectory()
         self.services: list[Service] = []
@@ -191,6 +203,11 @@ class ServiceHost:
         if not self.registry_addresses:
             raise RegistryUnavailable(
                 "no registry configured: set Host.registry_host / Host.registry_port (or pass registry= to ServiceHost)"
+            )
+        if self.settings.registry_source == "default":
+            logger.info(
+                "no registry configured (VYKED_REGISTRY, Host.registry_host): using %s",
+                self.settings.describe_registry(),
             )
         self._registry = RegistryClient(
             self.registry_addresses, self.directory, node_id=self.node_id, heartbeat=self.heartbeat, trust=self.trust

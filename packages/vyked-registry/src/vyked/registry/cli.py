@@ -15,7 +15,6 @@ import asyncio
 import json
 import logging
 import sys
-import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
@@ -31,9 +30,8 @@ from vyked.core.exceptions import (
     VykedError,
 )
 from vyked.core.logs import configure_logging
-from vyked.core.protocol.packets import InstanceStatus, Packet, StatusQuery, StatusReport
 from vyked.core.security import Trust
-from vyked.core.transport import Connection, open_connection
+from vyked.core.status import fetch_status, format_table
 from vyked.core.transport.connection import DEFAULT_HEARTBEAT_INTERVAL, DEFAULT_HEARTBEAT_TIMEOUT
 from vyked.registry import settings
 from vyked.registry.replication import DEFAULT_LEASE_TTL
@@ -243,43 +241,6 @@ def main(argv: Sequence[str] | None = None) -> int:
 # -- status ------------------------------------------------------------------------------------
 
 
-class _Answer:
-    def __init__(self) -> None:
-        self.future: asyncio.Future[StatusReport] = asyncio.get_running_loop().create_future()
-
-    def packet_received(self, conn: Connection, packet: Packet) -> None:
-        if isinstance(packet, StatusReport) and not self.future.done():
-            self.future.set_result(packet)
-
-    def connection_lost(self, conn: Connection, exc: BaseException | None) -> None:
-        if not self.future.done():
-            self.future.set_exception(ConnectionLost("the registry closed the connection"))
-
-
-async def fetch_status(host: str, port: int, timeout: float = 5.0, trust: Trust | None = None) -> StatusReport:
-    """Ask the registry at ``host:port`` for its :class:`StatusReport`."""
-    answer = _Answer()
-    trust = trust or Trust.configure()
-    try:
-        conn = await open_connection(
-            host,
-            port,
-            answer,
-            role="status",
-            timeout=timeout,
-            secret=trust.secret,
-            ssl_context=trust.connect_context() if trust.tls else None,
-        )
-    except BaseException:
-        answer.future.cancel()  # nobody will wait for it
-        raise
-    try:
-        conn.send(StatusQuery())
-        return await asyncio.wait_for(answer.future, timeout)
-    finally:
-        conn.close()
-
-
 def status_main(argv: Sequence[str]) -> int:
     try:
         parser = build_status_parser()
@@ -302,29 +263,3 @@ def status_main(argv: Sequence[str]) -> int:
     else:
         print(format_table(report))
     return 0
-
-
-def format_table(report: StatusReport) -> str:
-    headers = ("SERVICE", "VERSION", "TYPE", "ADDRESS", "NODE", "STATE", "UPTIME", "DOWNTIME", "HEARTBEAT")
-    rows = [headers] + [_row(s) for s in report.instances]
-    widths = [max(len(row[i]) for row in rows) for i in range(len(headers))]
-    lines = ["  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip() for row in rows]
-    lines.append(f"registry {report.registry}: {len(report.instances)} instance(s) at {time.strftime('%H:%M:%S')}")
-    return "\n".join(lines)
-
-
-def _row(s: InstanceStatus) -> tuple[str, ...]:
-    i = s.instance
-    state = s.state + (f" (waiting for {', '.join(s.waiting_for)})" if s.waiting_for else "")
-    heartbeat = "-" if s.last_heartbeat is None else f"{s.last_heartbeat:.1f}s ago"
-    return (i.service, i.version, i.kind, f"{i.host}:{i.port}", i.node_id[:12], state,
-            _duration(s.uptime), _duration(s.downtime), heartbeat)  # fmt: skip
-
-
-def _duration(seconds: float) -> str:
-    seconds = int(seconds)
-    if seconds < 60:
-        return f"{seconds}s"
-    if seconds < 3600:
-        return f"{seconds // 60}m{seconds % 60:02d}s"
-    return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m"

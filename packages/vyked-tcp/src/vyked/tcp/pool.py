@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import ssl
 import warnings
 from collections.abc import Callable
@@ -74,8 +75,8 @@ class InstanceConnection:
         self._next_id = 0
         self._loop = asyncio.get_running_loop()
         self._timer: asyncio.TimerHandle | None = None
-        self._deadline = 0.0
-        """When :attr:`_timer` fires (loop time)."""
+        self._deadline = math.inf
+        """When :attr:`_timer` fires (loop time); infinity while it is not set."""
         self.closing = False
 
     @property
@@ -113,7 +114,7 @@ class InstanceConnection:
         future = loop.create_future()
         deadline = loop.time() + timeout
         self.pending[request_id] = (future, deadline, resend, observation, endpoint, timeout)
-        if self._timer is None or deadline < self._deadline:
+        if deadline < self._deadline:
             self._arm(deadline)
         conn.send_frame(frame)
         return future
@@ -126,7 +127,7 @@ class InstanceConnection:
 
     def _expire(self) -> None:
         """Fail the requests past their deadline; set the timer for the next one."""
-        self._timer = None
+        self._timer, self._deadline = None, math.inf
         now = self._loop.time() + 0.001  # timers may fire a little early (uvloop: by up to 1 ms)
         expired = [request_id for request_id, entry in self.pending.items() if entry[1] <= now]
         for request_id in expired:
@@ -138,7 +139,7 @@ class InstanceConnection:
             self._fail(entry, error)
         if self.pending:  # resends may have set the timer meanwhile, for a later deadline
             earliest = min(entry[1] for entry in self.pending.values())
-            if self._timer is None or earliest < self._deadline:
+            if earliest < self._deadline:
                 self._arm(earliest)
 
     def _fail(self, entry: _Pending, error: VykedError) -> None:
@@ -215,7 +216,7 @@ class InstanceConnection:
         pending, self.pending = self.pending, {}
         if self._timer is not None:
             self._timer.cancel()
-            self._timer = None
+            self._timer, self._deadline = None, math.inf
         reason = f": {exc}" if exc else ""
         for entry in pending.values():
             self._fail(
