@@ -15,10 +15,10 @@ Not thread-safe, and need not be: every call happens in the event loop's thread.
 from __future__ import annotations
 
 import asyncio
-import os
 from collections.abc import Mapping
 
-from vyked.core.exceptions import ConfigurationError, Draining, Overloaded, VykedError
+from vyked.core.exceptions import Draining, Overloaded, VykedError
+from vyked.core.settings import env_positive_int
 
 MAX_CONCURRENCY_VARIABLE = "VYKED_MAX_CONCURRENCY"
 
@@ -94,14 +94,4 @@ def concurrency_limit(limit: int | None, environ: Mapping[str, str] | None = Non
     else None (no limit). A malformed variable is a :class:`ConfigurationError`."""
     if limit is not None:
         return check_limit(limit)
-    env = os.environ if environ is None else environ
-    text = env.get(MAX_CONCURRENCY_VARIABLE, "").strip()
-    if not text:
-        return None
-    try:
-        value = int(text)
-    except ValueError:
-        value = 0
-    if value < 1:
-        raise ConfigurationError(f"{MAX_CONCURRENCY_VARIABLE}={text!r}: must be a positive number of requests")
-    return value
+    return env_positive_int(MAX_CONCURRENCY_VARIABLE, None, "requests", environ)

@@ -25,7 +25,7 @@ from vyked.core.observe import Observer
 from vyked.core.registry_client import RegistryClient
 from vyked.core.security import Trust
 from vyked.core.service import Service
-from vyked.core.settings import HostSettings
+from vyked.core.settings import HostSettings, env_seconds_or_zero
 from vyked.core.watchdog import watch_running_loop
 
 if TYPE_CHECKING:
@@ -97,7 +97,9 @@ class ServiceHost:
             heartbeat_timeout=heartbeat_timeout,
         )
         self.name = self.settings.name
-        self.drain_grace = drain_grace if drain_grace is not None else _drain_grace_from_env()
+        self.drain_grace = (
+            drain_grace if drain_grace is not None else env_seconds_or_zero("VYKED_DRAIN_GRACE", DEFAULT_DRAIN_GRACE)
+        )
         self.trust = trust or Trust.configure(secret=secret, tls_cert=tls_cert, tls_key=tls_key, tls_ca=tls_ca)
         """The cluster secret and TLS contexts of every connection this host makes or serves."""
         self.heartbeat = (self.settings.heartbeat_interval, self.settings.heartbeat_timeout)
@@ -390,16 +392,3 @@ def _metrics_port_from_env() -> int | None:
     if not 0 <= port <= 65535:
         raise ConfigurationError(f"{METRICS_PORT_ENV}={raw!r}: expected a port number (0 for a free one)")
     return port
-
-
-def _drain_grace_from_env() -> float:
-    raw = os.environ.get("VYKED_DRAIN_GRACE", "").strip()
-    if not raw:
-        return DEFAULT_DRAIN_GRACE
-    try:
-        grace = float(raw)
-    except ValueError:
-        grace = -1.0
-    if not grace >= 0:
-        raise ConfigurationError(f"VYKED_DRAIN_GRACE={raw!r}: expected a number of seconds, 0 or more")
-    return grace

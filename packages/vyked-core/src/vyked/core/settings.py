@@ -176,6 +176,38 @@ def _seconds(env: Mapping[str, str], variable: str, default: float) -> float:
     return value
 
 
+def env_positive_int(
+    variable: str, default: int | None, what: str, environ: Mapping[str, str] | None = None
+) -> int | None:
+    """``$variable`` as a whole number of ``what`` (1 or more), ``default`` when unset; anything
+    else is a :class:`~vyked.core.exceptions.ConfigurationError` naming the variable."""
+    raw = _get(os.environ if environ is None else environ, variable)
+    if not raw:
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise ConfigurationError(f"{variable}={raw!r}: must be a positive number of {what}")
+    return value
+
+
+def env_seconds_or_zero(variable: str, default: float, environ: Mapping[str, str] | None = None) -> float:
+    """``$variable`` as seconds, 0 or more, ``default`` when unset; anything else is a
+    :class:`~vyked.core.exceptions.ConfigurationError` naming the variable."""
+    raw = _get(os.environ if environ is None else environ, variable)
+    if not raw:
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        value = -1.0
+    if not value >= 0:
+        raise ConfigurationError(f"{variable}={raw!r}: expected a number of seconds, 0 or more")
+    return value
+
+
 def _format_address(address: Address) -> str:
     host, port = address
     return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"

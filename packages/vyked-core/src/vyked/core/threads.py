@@ -32,7 +32,7 @@ import time
 from collections.abc import Callable, Mapping
 from typing import Any, TypeVar
 
-from vyked.core.exceptions import ConfigurationError
+from vyked.core.settings import env_positive_int
 
 logger = logging.getLogger(__name__)
 
@@ -210,16 +210,8 @@ _default_lock = threading.Lock()
 def pool_size_from_env(environ: Mapping[str, str] | None = None) -> int:
     """``VYKED_THREAD_POOL_SIZE`` if set, else :data:`DEFAULT_POOL_SIZE`; a value that is not
     a positive integer is a :class:`~vyked.core.exceptions.ConfigurationError`."""
-    env = os.environ if environ is None else environ
-    text = env.get(POOL_SIZE_VARIABLE, "").strip()
-    if not text:
-        return DEFAULT_POOL_SIZE
-    try:
-        size = int(text)
-    except ValueError:
-        size = 0
-    if size < 1:
-        raise ConfigurationError(f"{POOL_SIZE_VARIABLE}={text!r}: must be a positive number of threads")
+    size = env_positive_int(POOL_SIZE_VARIABLE, DEFAULT_POOL_SIZE, "threads", environ)
+    assert size is not None
     return size
 
 
