@@ -75,7 +75,7 @@ async def test_stats_count_requests_errors_timeouts_and_latency(serve: Serve, ht
     assert endpoints["fail"]["errors"] == 2
     assert endpoints["fail"]["status"] == {"5xx": 2}
     assert endpoints["slow"]["timeouts"] == 1
-    assert endpoints["slow"]["latency_ms"]["min"] >= 50  # timed out after 0.05 s
+    assert endpoints["slow"]["latency_ms"]["min"] >= 49  # timed out after 0.05 s (uvloop timers: up to 1 ms early)
     assert endpoints["created"]["status"] == {"2xx": 1}
 
 
