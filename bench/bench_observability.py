@@ -1,36 +1,108 @@
-"""The cost of metrics on the RPC path: the same echo calls with metrics off and on, in one run.
+"""The cost of metrics and of tracing on the RPC path and on publish-subscribe, in one run.
 
-A child process runs a registry and two hosts of the same echo service under two names, one
-without a metrics port and one with (``metrics_port=0``: every request observed by
-:class:`vyked.core.metrics.RequestMetrics`); this process calls each through a client host of
-the same kind (metrics off for the first, on for the second), rounds interleaved so that drift
-hits both alike. With metrics on, both sides of every call are counted and timed, and the
-service side's ``/metrics`` is scraped once a round (the figures are checked).
+Three configurations, measured side by side:
+
+- ``off``: no metrics port, tracing off (``host.tracing = False``: neither ``VYKED_TRACING``
+  nor a global tracer provider can turn it on);
+- ``metrics``: ``metrics_port=0`` on both hosts (caller and callee, publisher and subscriber):
+  every request observed by :class:`vyked.core.metrics.RequestMetrics`, ``/metrics`` served;
+- ``tracing``: in each process an OpenTelemetry SDK ``TracerProvider`` with a
+  ``BatchSpanProcessor`` feeding an exporter that drops the spans, given to both hosts as a
+  :class:`vyked.core.tracing.Tracing` observer (a local provider, not the global one, so the
+  other configurations stay untraced): every call and event makes its spans and carries the
+  trace context across the wire (the ``request`` and ``event`` packets' ``trace`` field).
+
+RPC: a child process runs a registry and one host per configuration, each serving the same
+echo service under a name of its own; this process calls each through a client host of the
+same configuration (see ``bench_rpc.py``):
 
 - sequential: one request in flight; latency p50
 - pipelined: 100 requests in flight on one connection; requests per second
 
-Target (the observability issue): metrics on within 5% of metrics off. Run:
-``python bench/bench_observability.py`` (needs ``vyked-core[metrics]``).
+Publish-subscribe (embedded transport, no Redis; see ``bench_pubsub.py``): in this process, a
+registry and one publisher host and one subscriber host (an inline ``@subscribe`` handler) per
+configuration; events per second from the first ``@publish`` until the subscriber has handled
+the last one, sent in batches of ``BATCH``, each followed by ``PubSub.flush()``.
+
+The configurations run in interleaved blocks, off, metrics, tracing, tracing, metrics, off, so
+that a load drifting during a round weighs on all alike. A figure is the best of the rounds;
+a change is the median of the rounds' ratios to ``off``. Checked along the way: the callee's
+``/metrics`` counts the calls (scraped once a round), a traced call's server span and a traced
+event's handler join the caller's trace.
+
+Target (the observability issue): metrics within 5% of off; tracing is reported, no target.
+Run: ``python bench/bench_observability.py`` (needs ``vyked-core[metrics,otel]`` and
+``opentelemetry-sdk``); ``--help`` for the counts.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import functools
 import importlib.util
 import statistics
 import sys
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 from bench_rpc import percentile, pipelined, sequential
+from opentelemetry import trace
+from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
+from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, SpanExportResult
 from server_process import server_process
 
-from vyked import ServiceHost, TCPService, TCPServiceClient, api, request
+from vyked import ServiceHost, TCPService, TCPServiceClient, api, publish, request, subscribe
 from vyked.core.serving import run
 from vyked.core.testing import http_get
+from vyked.core.tracing import Tracing
+from vyked.registry import Registry
+from vyked.tcp.pubsub import PubSub
 
 TARGET = 0.05
+CONFIGS = ("off", "metrics", "tracing")
+ORDER = ("off", "metrics", "tracing", "tracing", "metrics", "off")
+BATCH = 256
+HIGHER_IS_BETTER = {"p50": False, "rps": True, "eps": True}
+
+
+# -- configurations -----------------------------------------------------------------------------
+
+
+class DropSpans(SpanExporter):
+    """An exporter that takes every batch and does nothing with it."""
+
+    def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
+        return SpanExportResult.SUCCESS
+
+    def shutdown(self) -> None:
+        pass
+
+
+def tracer_provider() -> TracerProvider:
+    """This process's provider for the ``tracing`` hosts; never made the global one."""
+    provider = TracerProvider()
+    provider.add_span_processor(BatchSpanProcessor(DropSpans()))
+    return provider
+
+
+def make_host(registry_port: int, config: str, provider: TracerProvider) -> ServiceHost:
+    """A host in ``config``, whatever ``VYKED_METRICS_PORT`` or ``VYKED_TRACING`` say."""
+    host = ServiceHost(f"127.0.0.1:{registry_port}", metrics_host="127.0.0.1")
+    host.metrics_port = 0 if config == "metrics" else None
+    host.tracing = False
+    if config == "tracing":
+        host.observers.append(Tracing(provider))
+    return host
+
+
+def service_name(prefix: str, config: str) -> str:
+    return f"{prefix}{config.capitalize()}"
+
+
+# -- RPC ----------------------------------------------------------------------------------------
 
 
 class Echo(TCPService):
@@ -41,6 +113,11 @@ class Echo(TCPService):
     def echo(self, x: int, name: str) -> dict[str, Any]:
         return {"x": x, "name": name}
 
+    @api(inline=True)
+    def trace_id(self) -> int:
+        """The trace of the span current in the handler (0: none)."""
+        return trace.get_current_span().get_span_context().trace_id
+
 
 class EchoClient(TCPServiceClient):
     def __init__(self, name: str) -> None:
@@ -50,82 +127,294 @@ class EchoClient(TCPServiceClient):
     def echo(self, x: int, name: str) -> dict[str, Any]:
         return locals()
 
+    @request
+    def trace_id(self) -> int:
+        return locals()
+
 
 async def serve() -> None:
-    from vyked.registry import Registry
-
+    """The child process: a registry and an echo host per configuration, until stdin closes."""
+    provider = tracer_provider()
     registry = Registry("127.0.0.1", 0)
     await registry.open()
-    off = ServiceHost(f"127.0.0.1:{registry.port}")
-    off.attach(Echo("EchoOff"))
-    on = ServiceHost(f"127.0.0.1:{registry.port}", metrics_port=0, metrics_host="127.0.0.1")
-    on.attach(Echo("EchoOn"))
-    await off.start()
-    await on.start()
-    print(registry.port, on.metrics_port, flush=True)
-    await asyncio.get_running_loop().run_in_executor(None, sys.stdin.read)
-    await on.stop()
-    await off.stop()
-    await registry.close()
-
-
-async def measure(registry_port: int, metrics_port: int, n_seq: int, n_pipe: int, rounds: int) -> dict[str, Any]:
-    hosts, calls = [], {}
-    for name, metrics in (("off", None), ("on", 0)):
-        host = ServiceHost(f"127.0.0.1:{registry_port}", metrics_port=metrics, metrics_host="127.0.0.1")
-        client = EchoClient(f"Echo{name.capitalize()}")
-        host.bind_client(client)
+    hosts = {config: make_host(registry.port, config, provider) for config in CONFIGS}
+    for config, host in hosts.items():
+        host.attach(Echo(service_name("Echo", config)))
         await host.start()
-        hosts.append(host)
-        calls[name] = lambda i, client=client: client.echo(i, "bench")
-    for call in calls.values():  # warm up
-        await sequential(call, 500)
-        await pipelined(call, 5000)
-
-    # ABBA blocks (off, on, on, off), so that a load that drifts during a round weighs on
-    # both alike; each round gives one ratio, and the median ratio is the cost reported.
-    results: dict[str, dict[str, list[float]]] = {"off": {"p50": [], "rps": []}, "on": {"p50": [], "rps": []}}
-    ratios: dict[str, list[float]] = {"p50": [], "rps": []}
-    for _ in range(rounds):
-        block: dict[str, dict[str, list[float]]] = {"off": {"p50": [], "rps": []}, "on": {"p50": [], "rps": []}}
-        for name in ("off", "on", "on", "off"):
-            block[name]["p50"].append(percentile(await sequential(calls[name], n_seq), 50))
-            block[name]["rps"].append(await pipelined(calls[name], n_pipe))
-        for name in ("off", "on"):
-            results[name]["p50"].append(min(block[name]["p50"]))
-            results[name]["rps"].append(max(block[name]["rps"]))
-        ratios["p50"].append(min(block["on"]["p50"]) / min(block["off"]["p50"]))
-        ratios["rps"].append(max(block["on"]["rps"]) / max(block["off"]["rps"]))
-        status, text = await asyncio.to_thread(http_get, f"http://127.0.0.1:{metrics_port}/metrics")
-        assert status == 200, text
-        assert 'vyked_server_requests_total{endpoint="echo"' in text, text[:500]
-    scraped = await asyncio.to_thread(http_get, f"http://127.0.0.1:{hosts[1].metrics_port}/metrics")
-    counted = [line for line in scraped[1].splitlines() if line.startswith("vyked_client_requests_total{")]
-    for host in hosts:
+    print(registry.port, hosts["metrics"].metrics_port, flush=True)
+    await asyncio.get_running_loop().run_in_executor(None, sys.stdin.read)
+    for host in hosts.values():
         await host.stop()
-    return {
-        "best": {name: {"p50": min(r["p50"]), "rps": max(r["rps"])} for name, r in results.items()},
-        "ratio": {key: statistics.median(values) for key, values in ratios.items()},
-        "counted": counted,
-    }
+    await registry.close()
+    provider.shutdown()
 
 
-def report(loop: str, figures: dict[str, Any], rounds: int) -> bool:
-    best, ratio = figures["best"], figures["ratio"]
-    off, on = best["off"], best["on"]
-    p50 = ratio["p50"] - 1
-    rps = 1 - ratio["rps"]
-    ok = p50 <= TARGET and rps <= TARGET
-    print(f"\nmetrics on vs off, RPC echo over loopback, {loop} loop: best of {rounds} ABBA rounds;")
-    print("cost: the median of the rounds' on/off ratios")
-    print(f"{'':24}{'off':>12}{'on':>12}{'cost':>9}   target")
-    flag = {True: "", False: "  OVER TARGET"}
-    print(f"{'sequential p50 (us)':24}{off['p50'] * 1e6:12.1f}{on['p50'] * 1e6:12.1f}{p50:+9.1%}   <= {TARGET:.0%}")
-    print(f"{'pipelined x100 (req/s)':24}{off['rps']:12,.0f}{on['rps']:12,.0f}{-rps:+9.1%}   >= -{TARGET:.0%}")
-    if not ok:
-        print(flag[False])
-    for line in figures["counted"]:
-        print("  client side:", line)
+async def check_propagation(client: EchoClient, provider: TracerProvider) -> None:
+    """A traced call's server span belongs to the caller's trace."""
+    with provider.get_tracer("bench").start_as_current_span("check") as span:
+        served = await client.trace_id()
+    assert served == span.get_span_context().trace_id != 0, (served, span.get_span_context())
+
+
+async def scrape(port: int) -> str:
+    status, text = await asyncio.to_thread(http_get, f"http://127.0.0.1:{port}/metrics")
+    assert status == 200, text
+    return text
+
+
+async def start_caller(registry_port: int, config: str, provider: TracerProvider) -> tuple[ServiceHost, EchoClient]:
+    """A client host in ``config`` calling the echo host of the same configuration, warmed up."""
+    host = make_host(registry_port, config, provider)
+    client = EchoClient(service_name("Echo", config))
+    host.bind_client(client)
+    await host.start()
+    assert await client.echo(1, "bench") == {"x": 1, "name": "bench"}
+    call = functools.partial(echo, client)
+    await sequential(call, 500)
+    await pipelined(call, 5000)
+    return host, client
+
+
+def echo(client: EchoClient, i: int) -> Any:
+    return client.echo(i, "bench")
+
+
+async def measure_rpc(
+    registry_port: int, metrics_port: int, provider: TracerProvider, n_seq: int, n_pipe: int, rounds: int
+) -> Figures:
+    callers = {config: await start_caller(registry_port, config, provider) for config in CONFIGS}
+    await check_propagation(callers["tracing"][1], provider)
+
+    async def one(config: str) -> dict[str, float]:
+        call = functools.partial(echo, callers[config][1])
+        p50 = percentile(await sequential(call, n_seq), 50)
+        return {"p50": p50, "rps": await pipelined(call, n_pipe)}
+
+    async def check_scrape() -> None:
+        text = await scrape(metrics_port)
+        assert 'vyked_server_requests_total{endpoint="echo"' in text, text[:500]
+
+    figures = await interleave(one, rounds, check_scrape)
+    text = await scrape(callers["metrics"][0].metrics_port)
+    counted = [line for line in text.splitlines() if line.startswith("vyked_client_requests_total{")]
+    figures.notes = [f"RPC caller: {line}" for line in counted]
+    for host, _ in callers.values():
+        await host.stop()
+    return figures
+
+
+# -- publish-subscribe --------------------------------------------------------------------------
+
+
+class Ticker(TCPService):
+    def __init__(self, name: str) -> None:
+        super().__init__(name, 1, "127.0.0.1", 0)
+
+    @publish
+    def tick(self, n: int, user: str) -> dict[str, Any]:
+        return locals()
+
+    @publish
+    def probe(self) -> dict[str, Any]:
+        return {}
+
+
+class Counter:
+    """Events a subscriber handled, and when it has handled the number expected."""
+
+    def __init__(self) -> None:
+        self.count = self.expected = 0
+        self.done = asyncio.Event()
+
+    def expect(self, count: int) -> None:
+        self.count, self.expected = 0, count
+        self.done.clear()
+
+    def hit(self) -> None:
+        self.count += 1
+        if self.count >= self.expected:
+            self.done.set()
+
+
+class TickerClient(TCPServiceClient):
+    def __init__(self, name: str, counter: Counter) -> None:
+        super().__init__(name, 1)
+        self.counter = counter
+        self.probed: asyncio.Future[int] | None = None
+
+    @subscribe(inline=True)  # in the loop's thread: no handler pool in the figures
+    def tick(self, n: int, user: str) -> None:
+        self.counter.hit()
+
+    @subscribe(inline=True)
+    def probe(self) -> None:
+        """Tell the trace of the span current in the handler (0: none)."""
+        if self.probed is not None:
+            self.probed.set_result(trace.get_current_span().get_span_context().trace_id)
+
+
+@dataclass
+class PubSubPair:
+    """A publisher host and a subscriber host in one configuration."""
+
+    ticker: Ticker
+    hub: PubSub
+    client: TickerClient
+    hosts: list[ServiceHost]
+
+    @classmethod
+    async def start(cls, registry_port: int, config: str, provider: TracerProvider) -> PubSubPair:
+        name = service_name("Ticker", config)
+        publisher = make_host(registry_port, config, provider)
+        ticker = Ticker(name)
+        publisher.attach(ticker)
+        await publisher.start()
+        client = TickerClient(name, Counter())
+        subscriber = make_host(registry_port, config, provider)
+        subscriber.bind_client(client)
+        await subscriber.start()
+        return cls(ticker, PubSub.of(publisher), client, [publisher, subscriber])
+
+    async def events_per_second(self, events: int) -> float:
+        counter = self.client.counter
+        counter.expect(events)
+        started = time.perf_counter()
+        for first in range(0, events, BATCH):
+            for n in range(first, min(first + BATCH, events)):
+                self.ticker.tick(n, "ann")
+            assert await self.hub.flush()
+        async with asyncio.timeout(60):
+            await counter.done.wait()
+        return events / (time.perf_counter() - started)
+
+    async def check_propagation(self, provider: TracerProvider) -> None:
+        """A traced event's handler runs in the publisher's trace."""
+        self.client.probed = asyncio.get_running_loop().create_future()
+        with provider.get_tracer("bench").start_as_current_span("check") as span:
+            self.ticker.probe()
+        async with asyncio.timeout(5):
+            handled = await self.client.probed
+        assert handled == span.get_span_context().trace_id != 0, (handled, span.get_span_context())
+
+    async def stop(self) -> None:
+        for host in reversed(self.hosts):
+            await host.stop()
+
+
+async def measure_pubsub(provider: TracerProvider, events: int, rounds: int) -> Figures:
+    async with Registry("127.0.0.1", 0) as registry:
+        pairs = {config: await PubSubPair.start(registry.port, config, provider) for config in CONFIGS}
+        for pair in pairs.values():  # warm up; also waits for the subscription to be in place
+            await pair.events_per_second(min(events, 2000))
+        await pairs["tracing"].check_propagation(provider)
+
+        async def one(config: str) -> dict[str, float]:
+            return {"eps": await pairs[config].events_per_second(events)}
+
+        figures = await interleave(one, rounds)
+        for side, host in zip(("publisher", "subscriber"), pairs["metrics"].hosts, strict=True):
+            text = await scrape(host.metrics_port)
+            figures.notes += [f"pub-sub {side}: {line}" for line in text.splitlines() if _events_line(line)]
+        for pair in pairs.values():
+            await pair.stop()
+    return figures
+
+
+def _events_line(line: str) -> bool:
+    return line.startswith(('vyked_events_total{what="published"}', 'vyked_events_total{what="received"}'))
+
+
+# -- rounds and figures -------------------------------------------------------------------------
+
+
+@dataclass
+class Figures:
+    """Per configuration and measure, the best figure of each round; per round, the ratios."""
+
+    best: dict[str, dict[str, list[float]]] = field(default_factory=lambda: {c: {} for c in CONFIGS})
+    ratios: dict[str, dict[str, list[float]]] = field(default_factory=lambda: {c: {} for c in CONFIGS[1:]})
+    notes: list[str] = field(default_factory=list)
+
+    def add_round(self, block: dict[str, list[dict[str, float]]]) -> None:
+        bests = {config: _best(runs) for config, runs in block.items()}
+        for config, values in bests.items():
+            for key, value in values.items():
+                self.best[config].setdefault(key, []).append(value)
+                if config != "off":
+                    self.ratios[config].setdefault(key, []).append(value / bests["off"][key])
+
+    def figure(self, config: str, key: str) -> float:
+        return _pick(key)(self.best[config][key])
+
+    def change(self, config: str, key: str) -> float:
+        """The median ratio to ``off``, less one: + is slower latency or more throughput."""
+        return statistics.median(self.ratios[config][key]) - 1
+
+
+def _pick(key: str) -> Callable[[list[float]], float]:
+    return max if HIGHER_IS_BETTER[key] else min
+
+
+def _best(runs: list[dict[str, float]]) -> dict[str, float]:
+    return {key: _pick(key)([run[key] for run in runs]) for key in runs[0]}
+
+
+async def interleave(
+    one: Callable[[str], Awaitable[dict[str, float]]],
+    rounds: int,
+    after_round: Callable[[], Awaitable[None]] | None = None,
+) -> Figures:
+    """``rounds`` blocks of ``one(config)`` in :data:`ORDER`."""
+    figures = Figures()
+    for _ in range(rounds):
+        block: dict[str, list[dict[str, float]]] = {config: [] for config in CONFIGS}
+        for config in ORDER:
+            block[config].append(await one(config))
+        figures.add_round(block)
+        if after_round is not None:
+            await after_round()
+    return figures
+
+
+async def measure(registry_port: int, metrics_port: int, args: argparse.Namespace) -> dict[str, Figures]:
+    provider = tracer_provider()
+    try:
+        rpc = await measure_rpc(registry_port, metrics_port, provider, args.sequential, args.pipelined, args.rounds)
+        pubsub = await measure_pubsub(provider, args.events, args.rounds)
+    finally:
+        provider.shutdown()
+    return {"rpc": rpc, "pubsub": pubsub}
+
+
+# -- report -------------------------------------------------------------------------------------
+
+ROWS = (  # part, measure, label, scale, format
+    ("rpc", "p50", "RPC sequential p50 (us)", 1e6, "{:12.1f}"),
+    ("rpc", "rps", "RPC pipelined x100 (req/s)", 1, "{:12,.0f}"),
+    ("pubsub", "eps", "pub-sub (events/s)", 1, "{:12,.0f}"),
+)
+
+
+def report(loop: str, figures: dict[str, Figures], rounds: int) -> bool:
+    """Print one loop's table; True when metrics are within the target everywhere."""
+    print(f"\n{loop} loop, {rounds} rounds of {', '.join(ORDER)}: figures are the best of the rounds,")
+    print("changes the median of the rounds' ratios to off (+: slower latency / more throughput)")
+    print(f"{'':28}{'off':>12}{'metrics':>12}{'tracing':>12}{'metrics':>10}{'tracing':>10}   target (metrics)")
+    ok = True
+    for part, key, label, scale, fmt in ROWS:
+        fig = figures[part]
+        values = "".join(fmt.format(fig.figure(config, key) * scale) for config in CONFIGS)
+        metrics, tracing = fig.change("metrics", key), fig.change("tracing", key)
+        within = -metrics <= TARGET if HIGHER_IS_BETTER[key] else metrics <= TARGET
+        ok = ok and within
+        target = f">= -{TARGET:.0%}" if HIGHER_IS_BETTER[key] else f"<= +{TARGET:.0%}"
+        mark = "" if within else "  OVER TARGET"
+        print(f"{label:28}{values}{metrics:+10.1%}{tracing:+10.1%}   {target}{mark}")
+    verdict = "yes" if ok else "NO"
+    print(f"metrics within {TARGET:.0%} of off on every measure: {verdict}")
+    for fig in figures.values():
+        for note in fig.notes:
+            print("  " + note)
     return ok
 
 
@@ -135,18 +424,21 @@ def main() -> None:
     parser.add_argument("--serve", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--loop", default="asyncio", help=argparse.SUPPRESS)
     parser.add_argument("--loops", default=default_loops, help=f"event loops to measure (default: {default_loops})")
-    parser.add_argument("--sequential", type=int, default=3000)
-    parser.add_argument("--pipelined", type=int, default=30000)
-    parser.add_argument("--rounds", type=int, default=7)
+    parser.add_argument("--sequential", type=int, default=2000, help="sequential RPC calls per run")
+    parser.add_argument("--pipelined", type=int, default=20000, help="pipelined RPC calls per run")
+    parser.add_argument("--events", type=int, default=20000, help="events published per pub-sub run")
+    parser.add_argument("--rounds", type=int, default=5, help="interleaved rounds")
     args = parser.parse_args()
     if args.serve:
         run(serve(), loop=args.loop)
         return
     for loop in args.loops.split(","):
+        started = time.perf_counter()
         with server_process(__file__, "--loop", loop) as ports:
             registry_port, metrics_port = ports
-            figures = run(measure(registry_port, metrics_port, args.sequential, args.pipelined, args.rounds), loop=loop)
+            figures = run(measure(registry_port, metrics_port, args), loop=loop)
         report(loop, figures, args.rounds)
+        print(f"  ({time.perf_counter() - started:.0f} s for the {loop} loop)")
 
 
 if __name__ == "__main__":

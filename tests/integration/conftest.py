@@ -47,6 +47,4 @@ def start_process() -> Iterator[Callable[..., ProcessRunner]]:
 async def clean_host_class() -> AsyncIterator[None]:
     yield
     await Host.stop()
-    Host.registry_host = None
-    Host.registry_port = 4500
-    Host._tcp_service = Host._http_service = None
+    Host.reset()

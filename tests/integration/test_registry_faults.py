@@ -20,7 +20,8 @@ from integration_support import EXAMPLES, output_mark, registry_port, wait_outpu
 
 from vyked import Host, ServiceUnavailable, TCPServiceClient, VykedError, request
 from vyked.core.host import ServiceHost
-from vyked.core.testing import ProcessRunner, RedisServer
+from vyked.core.testing import ProcessRunner, RawClient, RedisServer, http_get
+from vyked.registry import Registry
 
 HERE = EXAMPLES.parent / "tests" / "integration"
 
@@ -319,3 +320,32 @@ async def test_changes_cross_registries_and_survive_a_redis_restart(
     assert len(tcp_instances(host, "IdentityService")) == 1
     assert second.process is not None and second.process.poll() is None
     await host.stop()
+
+
+async def test_the_replication_lag_is_measured(redis: RedisServer) -> None:
+    """A registration through one Redis-backed registry reaches the other, which counts the
+    lag in its metrics, and says it follows the change feed."""
+    pytest.importorskip("prometheus_client", reason="needs vyked-core[metrics]")
+    url = f"redis://127.0.0.1:{redis.port}/5"
+    async with (
+        Registry("127.0.0.1", 0, redis_url=url) as first,
+        Registry("127.0.0.1", 0, redis_url=url, metrics_port=0, metrics_host="127.0.0.1") as second,
+    ):
+        host = await RawClient.connect(first.port)
+        host.send(
+            {
+                "type": "register",
+                "instance": {"service": "Lagged", "version": "1", "host": "127.0.0.1", "port": 5000, "node_id": "n1"},
+            }
+        )
+        assert (await host.receive())["type"] == "registered"
+        for _ in range(100):
+            if any(r.instance.node_id == "n1" for r in second.state.known()):
+                break
+            await asyncio.sleep(0.05)
+        _, text = await asyncio.to_thread(http_get, f"http://127.0.0.1:{second.metrics_port}/metrics")
+        lines = dict(line.rsplit(" ", 1) for line in text.splitlines() if line.startswith("vyked_registry_replication"))
+        assert float(lines["vyked_registry_replication_connected"]) == 1
+        assert float(lines["vyked_registry_replication_lag_seconds_count"]) >= 1
+        assert 0 <= float(lines["vyked_registry_replication_last_lag_seconds"]) < 5
+        await host.close()

@@ -6,6 +6,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 import aiohttp
+import pytest
 
 from vyked import HTTPService, Request, Response, get, options, post
 
@@ -79,3 +80,31 @@ async def test_without_cross_domain_there_is_no_cors(serve: Serve, http: aiohttp
         assert "Access-Control-Allow-Origin" not in response.headers
     async with http.get(f"{service.url}/users/ann", headers={"Origin": "https://app.example"}) as response:
         assert "Access-Control-Allow-Origin" not in response.headers
+
+
+class Legacy(HTTPService):
+    """2.x's ``HTTPService(name, version, ip, port, ssl_context, allow_cross_domain, preflight_response)``."""
+
+    def __init__(self, preflight: Any, allow_cross_domain: bool = True) -> None:
+        super().__init__("Legacy", 1, "127.0.0.1", 0, None, allow_cross_domain, preflight)
+
+    @get(path="/users/{name}")
+    def read(self, request: Request) -> Response:
+        return Response(text=request.match_info["name"])
+
+
+def legacy_preflight(request: Request) -> Response:
+    return Response(status=200, headers={"Access-Control-Allow-Headers": "x-legacy"})
+
+
+async def test_preflight_response_answers_preflights(serve: Serve, http: aiohttp.ClientSession) -> None:
+    service = await serve(Legacy(legacy_preflight))
+    async with http.options(f"{service.url}/users/ann", headers=PREFLIGHT) as response:
+        assert response.status == 200
+        assert response.headers["Access-Control-Allow-Headers"] == "x-legacy"
+        assert response.headers["Access-Control-Allow-Origin"] == "*"
+
+
+def test_preflight_response_needs_allow_cross_domain() -> None:
+    with pytest.raises(ValueError, match="allow_cross_domain"):
+        Legacy(legacy_preflight, allow_cross_domain=False)

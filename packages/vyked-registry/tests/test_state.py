@@ -178,3 +178,15 @@ def test_on_change_reports_state_changes_but_not_watches() -> None:
     changes.clear()
     state.unregister("a")
     assert changes
+
+
+def test_service_names_match_whatever_their_case_as_in_2x() -> None:
+    state = RegistryState()
+    state.register(inst("a", service="UserService"), [], owner="host-a")
+    assert state.watch("watcher", ["userservice"]) == [
+        ("watcher", Instances(service="userservice", instances=[inst("a", service="UserService")])),
+    ]
+    out = state.register(inst("b", service="USERSERVICE"), [Dependency(service="userSERVICE", version="1")], "host-b")
+    assert pushes(out, InstanceAdded) == [("watcher", InstanceAdded(instance=inst("b", service="USERSERVICE")))]
+    assert pushes(out, ServiceState) == [("host-b", ServiceState(node_id="b", state="active"))]
+    assert [(w, p.node_id) for w, p in pushes(state.unregister("a"), InstanceRemoved)] == [("watcher", "a")]

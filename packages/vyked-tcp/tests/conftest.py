@@ -16,9 +16,6 @@ sys.path.insert(0, str(Path(__file__).parent))
 @pytest.fixture(autouse=True)
 async def clean_host_class() -> AsyncIterator[None]:
     """The Host façade is process-wide; give every test a fresh one."""
-    saved = dict(vars(Host))
     yield
     await Host.stop()
-    for attr in ("registry_host", "registry_port", "pubsub_host", "pubsub_port", "pubsub_url", "name"):
-        setattr(Host, attr, saved[attr])
-    Host._tcp_service = Host._http_service = Host._runtime = None
+    Host.reset()

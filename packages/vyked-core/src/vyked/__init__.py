@@ -27,6 +27,10 @@ _EXPORTS: dict[str, tuple[str, str]] = {
     "ServiceHost": ("vyked.core.service_host", "vyked-core"),
     "VykedError": ("vyked.core.exceptions", "vyked-core"),
     "RemoteError": ("vyked.core.exceptions", "vyked-core"),
+    "RequestException": ("vyked.core.exceptions", "vyked-core"),
+    "RoninMode": ("vyked.core.exceptions", "vyked-core"),
+    "VykedServiceException": ("vyked.core.service_errors", "vyked-core"),
+    "VykedServiceError": ("vyked.core.service_errors", "vyked-core"),
     "RequestTimeout": ("vyked.core.exceptions", "vyked-core"),
     "ServiceUnavailable": ("vyked.core.exceptions", "vyked-core"),
     "UnknownEndpoint": ("vyked.core.exceptions", "vyked-core"),
@@ -67,10 +71,22 @@ _EXPORTS: dict[str, tuple[str, str]] = {
     "Registry": ("vyked.registry", "vyked-registry"),
 }
 
+# names of vyked 2.x kept for migrating code (docs/migrating.md): a module, and the version
+_COMPAT: dict[str, tuple[str, str | None]] = {
+    "log": ("vyked.log", None),
+    "__version__": ("vyked.core.__about__", "__version__"),
+}
+
 __all__ = sorted(_EXPORTS)
 
 
 def __getattr__(name: str) -> Any:
+    if name in _COMPAT:
+        module_name, attribute = _COMPAT[name]
+        module = importlib.import_module(module_name)
+        value = module if attribute is None else getattr(module, attribute)
+        globals()[name] = value
+        return value
     try:
         module_name, distribution = _EXPORTS[name]
     except KeyError:
@@ -93,10 +109,12 @@ def __getattr__(name: str) -> Any:
 
 
 def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(_EXPORTS))
+    return sorted(set(globals()) | set(_EXPORTS) | set(_COMPAT))
 
 
 if TYPE_CHECKING:
+    from vyked import log as log
+    from vyked.core.__about__ import __version__ as __version__
     from vyked.core.exceptions import AuthenticationFailed as AuthenticationFailed
     from vyked.core.exceptions import ConnectionLost as ConnectionLost
     from vyked.core.exceptions import DefinitionError as DefinitionError
@@ -107,11 +125,15 @@ if TYPE_CHECKING:
     from vyked.core.exceptions import ProtocolError as ProtocolError
     from vyked.core.exceptions import RegistryUnavailable as RegistryUnavailable
     from vyked.core.exceptions import RemoteError as RemoteError
+    from vyked.core.exceptions import RequestException as RequestException
     from vyked.core.exceptions import RequestTimeout as RequestTimeout
+    from vyked.core.exceptions import RoninMode as RoninMode
     from vyked.core.exceptions import ServiceUnavailable as ServiceUnavailable
     from vyked.core.exceptions import UnknownEndpoint as UnknownEndpoint
     from vyked.core.exceptions import VykedError as VykedError
     from vyked.core.host import Host as Host
+    from vyked.core.service_errors import VykedServiceError as VykedServiceError
+    from vyked.core.service_errors import VykedServiceException as VykedServiceException
     from vyked.core.service_host import ServiceHost as ServiceHost
     from vyked.http import HTTPService as HTTPService
     from vyked.http import HTTPServiceClient as HTTPServiceClient

@@ -55,7 +55,7 @@ if TYPE_CHECKING:
 
 T = TypeVar("T")
 
-Attempt = Callable[["ServiceHost", Instance], Awaitable[T]]
+Attempt = Callable[["ServiceHost", Instance, "Observation | None"], Awaitable[T]]
 """Sends one request to one instance through the host; raises :class:`InstanceUnreachable`
 when it certainly sent nothing."""
 
@@ -259,10 +259,10 @@ class ServiceClient:
                             instance = self._select_or_explain(host, entity, tried, last_error)
                         try:
                             if policy.attempt_timeout is None:
-                                result = await attempt(host, instance)
+                                result = await attempt(host, instance, observed.observation)
                             else:
                                 async with asyncio.timeout(policy.attempt_timeout):
-                                    result = await attempt(host, instance)
+                                    result = await attempt(host, instance, observed.observation)
                         except VykedError as exc:
                             failed = exc
                         except TimeoutError:

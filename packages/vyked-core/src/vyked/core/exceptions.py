@@ -15,6 +15,7 @@
     ├── Draining                      (ConnectionError) the instance is shutting down; nothing ran
     ├── RegistryUnavailable           (ConnectionError) no registry could be reached or answered
     ├── ServiceUnavailable            (ConnectionError) no live instance of a service
+    │   └── RoninMode                 the host runs without a registry (Host.ronin): it finds none
     ├── ConnectionLost                (ConnectionError) the connection died mid-request
     ├── HostNotRunning                (RuntimeError) the host a call needs is not started, or stopped
     ├── ListenError                   (OSError) a service or registry cannot listen on its address
@@ -25,6 +26,10 @@
     ├── InvalidParams                 (TypeError) the params do not fit the endpoint
     ├── PublishError                  (TypeError) an event payload cannot be sent
     └── RemoteError                   the remote handler raised; carries its type and message
+        └── RequestException          ... a VykedServiceException (an expected failure, as in 2.x)
+
+The bases vyked 2.x gave services for their own exceptions, ``VykedServiceException`` and
+``VykedServiceError``, are not vyked's errors: they live in :mod:`vyked.core.service_errors`.
 
 Foreign exceptions (``OSError``, ``TimeoutError``, a library's own errors) are translated
 where vyked calls into I/O, with :func:`map_exceptions`; no other exception type reaches a
@@ -120,6 +125,13 @@ class ServiceUnavailable(VykedError, ConnectionError):
     code = "service_unavailable"
 
 
+class RoninMode(ServiceUnavailable):
+    """A client of a host in ronin mode (``Host.ronin = True``, ``VYKED_RONIN``) called a
+    service: a ronin host has no registry, so it cannot find any instance."""
+
+    code = "ronin_mode"
+
+
 class ConnectionLost(VykedError, ConnectionError):
     """The connection carrying a request closed before its answer arrived."""
 
@@ -191,6 +203,19 @@ class RemoteError(VykedError):
         self.remote_args = remote_args or []
 
 
+class RequestException(RemoteError):
+    """The remote handler raised a :class:`~vyked.core.service_errors.VykedServiceException`:
+    a failure it expects (record not found, invalid parameter...). As in vyked 2.x,
+    :attr:`error` is its message."""
+
+    code = "request_exception"
+
+    @property
+    def error(self) -> str:
+        """The remote exception's message (2.x callers read ``exc.error``)."""
+        return self.message
+
+
 _BY_CODE: dict[str, type[VykedError]] = {
     cls.code: cls
     for cls in (
@@ -203,6 +228,7 @@ _BY_CODE: dict[str, type[VykedError]] = {
         Overloaded,
         Draining,
         ServiceUnavailable,
+        RoninMode,
         ConnectionLost,
         RequestTimeout,
         UnknownEndpoint,
@@ -215,6 +241,8 @@ def error_from_code(code: str, message: str, error_type: str = "", args: list[An
     """Rebuild the exception an ``error`` packet describes."""
     if code == RemoteError.code:
         return RemoteError(error_type or "Exception", message, args)
+    if code == RequestException.code:
+        return RequestException(error_type or "VykedServiceException", message, args)
     cls = _BY_CODE.get(code)
     if cls is None:
         return RemoteError(error_type or code, message, args)

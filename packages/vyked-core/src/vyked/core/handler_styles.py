@@ -10,15 +10,33 @@ can ``yield from`` coroutines and be awaited.
 generators on the event loop; plain ``def`` handlers in the handler thread pool
 (:mod:`vyked.core.threads`), as Starlette does for sync endpoints, unless the endpoint asks to
 run ``inline``.
+
+:func:`is_handler_failure` says which exceptions a handler raising means "this handler failed"
+(answered to the caller) rather than "stop" (left to propagate).
 """
 
 from __future__ import annotations
 
+import asyncio
 import enum
 import inspect
 import types
 from collections.abc import Callable, Generator
 from typing import Any
+
+_NOT_FAILURES = (KeyboardInterrupt, SystemExit, GeneratorExit, asyncio.CancelledError)
+
+
+def is_handler_failure(exc: BaseException) -> bool:
+    """Whether ``exc``, out of a handler, is that handler's failure, to be answered to its caller.
+
+    Every ``Exception``, and also an application's own ``BaseException`` subclasses (vyked 2.x
+    examples raise ``class UserException(BaseException)``): left to propagate, their caller
+    would get no answer at all. Not ``KeyboardInterrupt`` and ``SystemExit``, which stop the
+    process as usual, nor ``CancelledError`` and ``GeneratorExit``, which end the task or
+    generator running the handler.
+    """
+    return isinstance(exc, Exception) or not isinstance(exc, _NOT_FAILURES)
 
 
 def is_generator_style(func: Callable[..., Any]) -> bool:

@@ -17,6 +17,7 @@ from typing import ClassVar
 
 from vyked.core.addresses import DEFAULT_REGISTRY_PORT, Address, parse_addresses
 from vyked.core.client import ServiceClient
+from vyked.core.proctitle import set_process_title
 from vyked.core.service import Service
 from vyked.core.service_host import ServiceHost
 from vyked.core.serving import configure_logging, run_until_signalled, serve_until_signalled
@@ -52,6 +53,10 @@ class Host:
     metrics_port: ClassVar[int | None] = None
     """Serve ``/metrics``, ``/livez`` and ``/readyz`` on this port (0: a free one; default:
     ``VYKED_METRICS_PORT``, else none); needs ``pip install 'vyked-core[metrics]'``."""
+    ronin: ClassVar[bool | None] = None
+    """True: serve without a registry, as vyked 2.x's stand-alone mode (default: ``VYKED_RONIN``,
+    else false). Nothing registers; the host's clients fail with
+    :class:`~vyked.core.exceptions.RoninMode`."""
 
     _tcp_service: ClassVar[Service | None] = None
     _http_service: ClassVar[Service | None] = None
@@ -132,6 +137,7 @@ class Host:
                 secret=cls.secret,
                 drain_grace=cls.drain_grace,
                 metrics_port=cls.metrics_port,
+                ronin=cls.ronin,
             )
             cls._runtime = runtime
         return runtime
@@ -157,10 +163,40 @@ class Host:
             await runtime.stop()
 
     @classmethod
+    def reset(cls) -> None:
+        """Put the class back as new: every setting to its default, no service attached, no
+        process-wide host. For test suites that use :class:`Host`, between tests (after
+        ``await Host.stop()``; ``vyked.testing`` documents the ``vyked_clean_host`` fixture).
+
+        Raises :class:`RuntimeError` while the process-wide host still runs in a running event
+        loop (stop it first); one left from a loop that has ended is dropped.
+        """
+        runtime = cls._runtime
+        if runtime is not None and runtime.running and runtime.loop is not None and runtime.loop.is_running():
+            raise RuntimeError(f"Host.reset(): {runtime!r} is running: await Host.stop() first")
+        cls.registry_host = None
+        cls.registry_port = DEFAULT_REGISTRY_PORT
+        cls.pubsub_host = None
+        cls.pubsub_port = 6379
+        cls.pubsub_url = None
+        cls.name = None
+        cls.secret = None
+        cls.drain_grace = None
+        cls.metrics_port = None
+        cls.ronin = None
+        cls._tcp_service = cls._http_service = None
+        cls._runtime = None
+
+    @classmethod
     def run(cls) -> None:
         """Start the attached services and serve until SIGINT or SIGTERM, on uvloop when it is
-        installed (``VYKED_LOOP`` chooses: see :func:`~vyked.core.serving.loop_factory`)."""
+        installed (``VYKED_LOOP`` chooses: see :func:`~vyked.core.serving.loop_factory`).
+
+        The process title becomes ``vyked_<name>_<node id>`` when ``setproctitle`` is installed
+        (``vyked-core[proctitle]``), as in vyked 2.x."""
         configure_logging()
+        services = [s.name for s in (cls._tcp_service, cls._http_service) if s is not None]
+        set_process_title(cls.name or ",".join(dict.fromkeys(services)), cls.default().node_id)
         run_until_signalled(cls.start, cls.stop)
 
 

@@ -4,19 +4,26 @@ The registry client fills an :class:`InstanceDirectory` from ``instances``,
 ``instance_added`` and ``instance_removed`` packets; clients ask it for an instance per
 request. Candidate lists are cached per (service, version, kind) and rebuilt on change, so
 the per-request cost is a dict look-up and a round-robin step.
+
+Service names match whatever their case, as in vyked 2.x (:mod:`vyked.core.names`): instances
+are kept under :func:`~vyked.core.names.service_key`, caches under the name as asked.
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from collections.abc import Callable, Collection, Iterable
 
 from vyked.core.balancing import RoundRobin, least_loaded_of_two, rendezvous_pick
 from vyked.core.exceptions import ServiceUnavailable
 from vyked.core.health import UNREACHABLE_FOR, InstanceHealth
+from vyked.core.names import service_key
 from vyked.core.protocol.packets import InstanceInfo
 from vyked.core.versions import best_version
+
+logger = logging.getLogger(__name__)
 
 Instance = InstanceInfo
 """One live instance of a service: the registry's ``InstanceInfo`` packet struct itself."""
@@ -43,7 +50,8 @@ class InstanceDirectory:
         self._listeners: list[InstanceListener] = []
         self._stale: set[tuple[str, str]] = set()
         self.known: set[str] = set()
-        """Services whose full instance list has arrived at least once."""
+        """Services whose full instance list has arrived at least once (names as asked)."""
+        self._case_noted: set[tuple[str, str]] = set()
 
     def add_listener(self, listener: InstanceListener) -> None:
         self._listeners.append(listener)
@@ -62,15 +70,19 @@ class InstanceDirectory:
         before the instances have re-registered, and they still answer meanwhile.
         """
         new = {info.node_id: info for info in infos}
-        old = self._instances.get(service, {})
+        key = service_key(service)
+        old = self._instances.get(key, {})
         self.known.add(service)
         missing = [node_id for node_id in old if node_id not in new]
         if grace is not None and missing:
-            self._stale.update((service, node_id) for node_id in missing)
-            asyncio.get_running_loop().call_later(grace, self._drop_stale, service, missing)
+            self._stale.update((key, node_id) for node_id in missing)
+            asyncio.get_running_loop().call_later(grace, self._drop_stale, key, missing)
             new.update((node_id, old[node_id]) for node_id in missing)
-        self._instances[service] = new
-        self._invalidate(service)
+        self._instances[key] = new
+        self._invalidate(key)
+        for info in new.values():
+            if info.service != service:
+                self._note_case(service, info.service)
         for node_id, instance in old.items():
             if node_id not in new:
                 self._notify("removed", instance)
@@ -85,31 +97,47 @@ class InstanceDirectory:
                 self.remove(service, node_id)
 
     def add(self, info: InstanceInfo) -> None:
-        self._stale.discard((info.service, info.node_id))
+        key = service_key(info.service)
+        self._stale.discard((key, info.node_id))
         instance = info
-        self._instances.setdefault(info.service, {})[info.node_id] = instance
-        self._invalidate(info.service)
+        self._instances.setdefault(key, {})[info.node_id] = instance
+        self._invalidate(key)
         self._notify("added", instance)
 
     def remove(self, service: str, node_id: str) -> None:
-        self._stale.discard((service, node_id))
-        instance = self._instances.get(service, {}).pop(node_id, None)
+        key = service_key(service)
+        self._stale.discard((key, node_id))
+        instance = self._instances.get(key, {}).pop(node_id, None)
         self.health.forget(node_id)
         if instance is not None:
-            self._invalidate(service)
+            self._invalidate(key)
             self._notify("removed", instance)
+
+    def _note_case(self, asked: str, registered: str) -> None:
+        """Say once that ``asked`` found ``registered`` only because case does not matter."""
+        if (asked, registered) in self._case_noted:
+            return
+        self._case_noted.add((asked, registered))
+        logger.warning(
+            "service %r is registered as %r: requests reach it (names match whatever their case, as "
+            "in vyked 2.x), but its events reach only subscribers whose client names it exactly; "
+            "write %r in the client to receive them",
+            asked,
+            registered,
+            registered,
+        )
 
     # -- queries -------------------------------------------------------------------------------
 
     def instances(self, service: str) -> list[Instance]:
-        return list(self._instances.get(service, {}).values())
+        return list(self._instances.get(service_key(service), {}).values())
 
     def candidates(self, service: str, version: str, kind: str = "tcp") -> list[Instance]:
         """Instances a client of ``version`` may use: exact version, else highest same major."""
         key = (service, version, kind)
         route = self._routes.get(key)
         if route is None:
-            of_kind = [i for i in self._instances.get(service, {}).values() if i.kind == kind]
+            of_kind = [i for i in self._instances.get(service_key(service), {}).values() if i.kind == kind]
             chosen = best_version(version, (i.version for i in of_kind))
             route = sorted((i for i in of_kind if i.version == chosen), key=lambda i: i.node_id)
             self._routes[key] = route
@@ -166,16 +194,17 @@ class InstanceDirectory:
         self.health.unreachable(instance)
 
     def _unavailable_reason(self, service: str, version: str, kind: str) -> str:
-        present = sorted({f"{i.version} ({i.kind})" for i in self._instances.get(service, {}).values()})
+        present = sorted({f"{i.version} ({i.kind})" for i in self._instances.get(service_key(service), {}).values()})
         if present:
             return (
                 f"no live {kind} instance of {service!r} matches version {version!r}; registered: {', '.join(present)}"
             )
         return f"no live instance of {service!r} (version {version!r}, {kind}) is registered"
 
-    def _invalidate(self, service: str) -> None:
-        for key in [k for k in self._routes if k[0] == service]:
-            del self._routes[key]
+    def _invalidate(self, key: str) -> None:
+        """Forget the cached routes of the service whose :func:`service_key` is ``key``."""
+        for route in [k for k in self._routes if service_key(k[0]) == key]:
+            del self._routes[route]
 
     def _notify(self, event: str, instance: Instance) -> None:
         for listener in list(self._listeners):

@@ -14,6 +14,8 @@ loop is blocked:
   when it has not run one for :data:`LIVEZ_TIMEOUT` seconds.
 - ``GET /readyz``: 200 while the host is ready (see
   :meth:`~vyked.core.service_host.ServiceHost.readiness`), else 503; a JSON body says why.
+- ``GET /schema``: the host's service contracts as JSON (:func:`vyked.core.contracts.describe`,
+  what ``vyked schema`` prints); ``/schema?format=asyncapi`` an AsyncAPI 3.0 document.
 
 :class:`MetricsServer` is not tied to a service host: ``vyked-registry --metrics-port`` serves
 the registry's own families and readiness through it.
@@ -23,6 +25,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import functools
 import json
 import logging
 import math
@@ -33,7 +36,7 @@ from bisect import bisect_left
 from collections.abc import Callable, Iterable, Iterator
 from http.server import ThreadingHTTPServer
 from typing import TYPE_CHECKING, Any, TypeVar
-from urllib.parse import urlparse
+from urllib.parse import parse_qs, urlparse
 
 from prometheus_client import (
     GC_COLLECTOR,
@@ -67,6 +70,8 @@ MAX_APPS = 100
 """Distinct ``app`` label values (callers' ``app_name``) kept per endpoint; more count as ``other``."""
 
 Readiness = Callable[[], tuple[bool, dict[str, Any]]]
+Schema = Callable[[str], dict[str, Any]]
+"""The contracts document in a format (``json`` or ``asyncapi``); raises ValueError for another."""
 Sources = Callable[[], Iterable[Family]]
 
 
@@ -224,8 +229,9 @@ def call_in_loop(loop: asyncio.AbstractEventLoop, func: Callable[[], T], timeout
 class MetricsServer:
     """``/metrics``, ``/livez`` and ``/readyz`` on ``host:port`` (port 0: a free one, then
     :attr:`port`), served from a thread. ``sources`` returns the vyked families to expose and
-    is called in ``loop``'s thread; ``readiness`` (None: always ready) too; ``collectors`` are
-    more prometheus-client collectors. Start and close it from the loop's thread."""
+    is called in ``loop``'s thread; ``readiness`` (None: always ready) and ``schema`` (None: no
+    ``/schema``) too; ``collectors`` are more prometheus-client collectors. Start and close it
+    from the loop's thread."""
 
     def __init__(
         self,
@@ -235,6 +241,7 @@ class MetricsServer:
         *,
         sources: Sources,
         readiness: Readiness | None = None,
+        schema: Schema | None = None,
         collectors: Iterable[Collector] = (),
         process_metrics: bool = True,
     ) -> None:
@@ -242,6 +249,7 @@ class MetricsServer:
         self.port = port
         self.host = host
         self.readiness = readiness
+        self.schema = schema
         self.registry = CollectorRegistry(auto_describe=False)
         self.registry.register(_LoopCollector(loop, sources))
         more: list[Collector] = [PROCESS_COLLECTOR, PLATFORM_COLLECTOR, GC_COLLECTOR] if process_metrics else []
@@ -316,13 +324,26 @@ class MetricsServer:
                 return 503, {"status": "stopped", "reason": "event loop closed"}
         return (200 if ready else 503), report
 
+    def contracts(self, fmt: str) -> tuple[int, dict[str, Any]]:
+        if self.schema is None:
+            return 404, {"error": "not_found", "message": "this server publishes no contracts"}
+        try:
+            return 200, call_in_loop(self.loop, functools.partial(self.schema, fmt), SCRAPE_TIMEOUT)
+        except ValueError as exc:
+            return 400, {"error": "bad_request", "message": str(exc)}
+        except concurrent.futures.TimeoutError:
+            return 503, {"error": "blocked", "message": "the event loop did not answer in time"}
+        except RuntimeError:
+            return 503, {"error": "stopped", "message": "event loop closed"}
+
 
 def _handler(server: MetricsServer) -> type[MetricsHandler]:
     class Handler(MetricsHandler):
         registry = server.registry
 
         def do_GET(self) -> None:
-            path = urlparse(self.path).path
+            url = urlparse(self.path)
+            path = url.path
             if path == "/metrics":
                 super().do_GET()
             elif path == "/livez":
@@ -331,8 +352,12 @@ def _handler(server: MetricsServer) -> type[MetricsHandler]:
             elif path == "/readyz":
                 status, report = server.readyz()
                 self._answer(status, "application/json", json.dumps(report).encode() + b"\n")
+            elif path == "/schema":
+                fmt = parse_qs(url.query).get("format", ["json"])[0]
+                status, document = server.contracts(fmt)
+                self._answer(status, "application/json", json.dumps(document, indent=2).encode() + b"\n")
             else:
-                self._answer(404, "text/plain; charset=utf-8", b"not found: try /metrics, /livez or /readyz\n")
+                self._answer(404, "text/plain; charset=utf-8", b"not found: try /metrics, /livez, /readyz or /schema\n")
 
         def _answer(self, status: int, content_type: str, body: bytes) -> None:
             self.send_response(status)
@@ -369,4 +394,14 @@ def serve_host_metrics(host: ServiceHost, port: int, address: str = "0.0.0.0") -
             requests, host.directory.health, COUNTS, *host.services, *host.extensions_in_use()
         )
 
-    return MetricsServer(asyncio.get_running_loop(), port, address, sources=sources, readiness=host.readiness).start()
+    def schema(fmt: str) -> dict[str, Any]:
+        from vyked.core import contracts
+
+        if fmt == "asyncapi":
+            return contracts.asyncapi(host.services, title=host.name or None)
+        if fmt == "json":
+            return contracts.describe(host.services)
+        raise ValueError(f"unknown format {fmt!r}: json or asyncapi")
+
+    loop = asyncio.get_running_loop()
+    return MetricsServer(loop, port, address, sources=sources, readiness=host.readiness, schema=schema).start()

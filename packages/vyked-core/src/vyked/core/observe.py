@@ -14,24 +14,32 @@ object with a ``metric_families()`` method returning :class:`Family` objects, wh
 data: prometheus-client is imported only by :mod:`vyked.core.metrics`, which turns them into
 its own types.
 
-Writing an observer (tracing, say)::
+Writing an observer::
 
-    class Tracing(Observer):
+    class Timing(Observer):
         def request_started(self, observation):
-            return tracer.start_span(f"{observation.service}/{observation.endpoint}")
+            return time.monotonic()
 
         def request_ended(self, observation, state, outcome, error, duration):
-            state.end()
+            print(observation.endpoint, outcome, time.monotonic() - state)
 
-    host.observers.append(Tracing())
+    host.observers.append(Timing())
+
+Observers also carry context across hops (:mod:`vyked.core.tracing` does, for OpenTelemetry):
+an observation's :attr:`Observation.carrier` is what a client call sends along (the request
+packet's ``trace`` field, HTTP headers) and what a served request received; an observer may
+set :attr:`Observation.context`, the :class:`contextvars.Context` the handler then runs in.
+Events alike: :meth:`Observer.event_published` writes into the event's carrier, and
+:meth:`Observer.event_received` may return an :class:`EventScope` the handlers run in.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import logging
 from bisect import bisect_left
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from time import perf_counter
 from typing import Any, Literal, Protocol
 
@@ -39,6 +47,7 @@ from vyked.core.exceptions import VykedError
 
 __all__ = [
     "LATENCY_BUCKETS",
+    "EventScope",
     "Family",
     "Histogram",
     "Labels",
@@ -93,11 +102,39 @@ class Observer:
         """The request ended after ``duration`` seconds: ``outcome`` is :func:`outcome_of`
         ``error`` (HTTP services: ``observation.status`` holds the answer's status)."""
 
-    def event_published(self, service: str, version: str, event: str) -> None:
-        """A ``@publish`` method of a service of this host published ``event``."""
+    def event_published(self, service: str, version: str, event: str, carrier: dict[str, str]) -> None:
+        """A ``@publish`` method of a service of this host published ``event``; what the
+        observer puts in ``carrier`` travels with the event (tracing context)."""
 
-    def event_received(self, service: str, version: str, event: str, exclusive: bool) -> None:
-        """An event of ``service`` reached this host's handlers (once per event and route)."""
+    def event_received(
+        self, service: str, version: str, event: str, exclusive: bool, carrier: Mapping[str, str] | None
+    ) -> EventScope | None:
+        """An event of ``service`` reached this host's handlers (once per event and route),
+        with the ``carrier`` its publisher filled. An :class:`EventScope` returned makes the
+        handlers run in its context (the first observer to return one wins)."""
+        return None
+
+
+class EventScope:
+    """Where the handlers of one received event run: ``context`` (a :class:`contextvars.Context`
+    holding, say, a span); ``finish(error)`` is called once they are done (``error``: what the
+    first failing handler raised)."""
+
+    __slots__ = ("context", "finish")
+
+    def __init__(
+        self, context: contextvars.Context, finish: Callable[[BaseException | None], None] | None = None
+    ) -> None:
+        self.context = context
+        self.finish = finish
+
+    def end(self, error: BaseException | None = None) -> None:
+        finish, self.finish = self.finish, None
+        if finish is not None:
+            try:
+                finish(error)
+            except Exception:
+                logger.exception("an observer failed at the end of an event")
 
 
 _OTHER = {"server": "remote_error", "client": "error"}
@@ -112,16 +149,29 @@ class Observation:
     """One request being observed, from its start to its end; made only when the host has
     observers. ``labels`` says which request (see :data:`Labels`; also as the properties
     :attr:`side`, :attr:`kind`, :attr:`service`, :attr:`version`, :attr:`endpoint`); ``app``
-    is the caller's ``app_name`` when it sent one (HTTP); ``status`` the HTTP status answered
-    (services), once ended."""
+    is the caller's ``app_name`` when it sent one; ``status`` the HTTP status answered
+    (services), once ended.
 
-    __slots__ = ("app", "labels", "observers", "started", "states", "status")
+    ``carrier`` holds the propagation headers (W3C ``traceparent``, ``baggage``): on the client
+    side observers fill it in :meth:`Observer.request_started` and the transport sends it; on
+    the server side it is what arrived. ``context``, when an observer sets it on a served
+    request, is the :class:`contextvars.Context` the handler runs in."""
 
-    def __init__(self, observers: Sequence[Observer], labels: Labels, app: str | None = None) -> None:
+    __slots__ = ("app", "carrier", "context", "labels", "observers", "started", "states", "status")
+
+    def __init__(
+        self,
+        observers: Sequence[Observer],
+        labels: Labels,
+        app: str | None = None,
+        carrier: Mapping[str, str] | None = None,
+    ) -> None:
         self.observers: Sequence[Observer] | None = observers
         self.labels = labels
         self.app = app
         self.status = 0
+        self.carrier: Mapping[str, str] | None = carrier
+        self.context: contextvars.Context | None = None
         # One observer (metrics, or tracing) is the common case: no list for it.
         if len(observers) == 1:
             self.states: Any = observers[0].request_started(self)

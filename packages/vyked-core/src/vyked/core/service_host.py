@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any, cast
 
 from vyked.core.addresses import DEFAULT_REGISTRY_PORT, RegistrySpec
 from vyked.core.client import ServiceClient
-from vyked.core.exceptions import ConfigurationError, HostNotRunning, RegistryUnavailable
+from vyked.core.exceptions import ConfigurationError, HostNotRunning, RegistryUnavailable, RoninMode
 from vyked.core.extensions import E, ExtensionKey, HostExtension
 from vyked.core.instances import InstanceDirectory
 from vyked.core.logs import forget_identity, set_identity
@@ -26,6 +26,7 @@ from vyked.core.registry_client import RegistryClient
 from vyked.core.security import Trust
 from vyked.core.service import Service
 from vyked.core.settings import HostSettings, env_seconds_or_zero
+from vyked.core.tracing import Tracing, tracing_wanted
 from vyked.core.watchdog import watch_running_loop
 
 if TYPE_CHECKING:
@@ -74,6 +75,7 @@ class ServiceHost:
         drain_grace: float | None = None,
         metrics_port: int | None = None,
         metrics_host: str | None = None,
+        ronin: bool | None = None,
     ) -> None:
         """``secret`` and the ``tls_*`` paths default to the ``VYKED_SECRET``,
         ``VYKED_SECRET_FILE`` and ``VYKED_TLS_*`` variables (see :mod:`vyked.core.security`);
@@ -87,7 +89,11 @@ class ServiceHost:
 
         ``registry`` (default ``VYKED_REGISTRY``, else ``127.0.0.1:4500``), ``pubsub``
         (``VYKED_PUBSUB``), ``name`` (``VYKED_NAME``) and the heartbeat (``VYKED_HEARTBEAT_*``,
-        else 0.5 s / 2 s) come from :class:`~vyked.core.settings.HostSettings`."""
+        else 0.5 s / 2 s) come from :class:`~vyked.core.settings.HostSettings`.
+
+        ``ronin`` (default ``VYKED_RONIN``, else false) serves the services without a registry,
+        as vyked 2.x's ``Host.ronin``: nothing registers, and the host's clients fail at once
+        with :class:`~vyked.core.exceptions.RoninMode`."""
         self.settings = HostSettings.load(
             registry=registry,
             registry_port=registry_port,
@@ -95,6 +101,7 @@ class ServiceHost:
             name=name,
             heartbeat_interval=heartbeat_interval,
             heartbeat_timeout=heartbeat_timeout,
+            ronin=ronin,
         )
         self.name = self.settings.name
         self.drain_grace = (
@@ -119,6 +126,10 @@ class ServiceHost:
         self._started: asyncio.Future[None] | None = None
         self._stopped: asyncio.Future[None] | None = None
         self._unwatch_loop: Callable[[], None] | None = None
+        self.tracing: bool | str | None = None
+        """Trace requests and events with OpenTelemetry (:mod:`vyked.core.tracing`): True,
+        False, or a ``VYKED_TRACING`` mode; None (default): ``VYKED_TRACING``, else ``auto``
+        (trace when the application has set a tracer provider). Read when the host starts."""
         self.observers: list[Observer] = []
         """What this host tells about its requests and events (:mod:`vyked.core.observe`):
         empty unless metrics are on, or the application appends an observer (before start)."""
@@ -160,9 +171,23 @@ class ServiceHost:
 
     @property
     def registry(self) -> RegistryClient:
+        if self.ronin:
+            raise self._ronin_error("has no registry")
         if self._registry is None:
             raise HostNotRunning(f"{self!r} has not been started")
         return self._registry
+
+    @property
+    def ronin(self) -> bool:
+        """Whether the host serves without a registry (``Host.ronin``, ``VYKED_RONIN``)."""
+        return self.settings.ronin
+
+    def _ronin_error(self, what: str) -> RoninMode:
+        return RoninMode(
+            f"{self!r} {what}: it runs in ronin mode (Host.ronin = True or VYKED_RONIN), without a "
+            "registry, so it cannot find other services; set Host.ronin = False (unset VYKED_RONIN) "
+            "and run a registry to call them"
+        )
 
     # -- lifecycle -----------------------------------------------------------------------------
 
@@ -200,8 +225,13 @@ class ServiceHost:
         return self.name or ",".join(dict.fromkeys(s.name for s in self.services))
 
     async def _start(self) -> None:
+        if tracing_wanted(self.tracing) and not any(isinstance(o, Tracing) for o in self.observers):
+            self.observers.append(Tracing())
         if self.metrics_port is not None:
             self._start_metrics(self.metrics_port)
+        if self.ronin:
+            await self._start_ronin()
+            return
         if not self.registry_addresses:
             raise RegistryUnavailable(
                 "no registry configured: set Host.registry_host / Host.registry_port (or pass registry= to ServiceHost)"
@@ -222,6 +252,31 @@ class ServiceHost:
             await self._registry.watch(dependencies)
         for ext in list(self._extensions.values()):
             await ext.host_started()
+
+    async def _start_ronin(self) -> None:
+        """Start the services without registering them; clients and subscriptions cannot work."""
+        logger.warning(
+            "ronin mode (Host.ronin, VYKED_RONIN): serving without a registry; nothing registers, "
+            "and this host's clients cannot find other services"
+        )
+        for service in self.services:
+            await service.start(self)
+            logger.info(
+                "%s %s v%s serving on %s:%s (ronin: not registered)",
+                service.kind,
+                service.name,
+                service.version,
+                service.host_ip,
+                service.host_port,
+            )
+        dependencies = sorted({c.name for c in self.clients})
+        if dependencies:
+            logger.warning("ronin mode: calls to %s will fail with RoninMode", ", ".join(dependencies))
+        for ext in list(self._extensions.values()):
+            try:
+                await ext.host_started()
+            except RoninMode as exc:
+                logger.warning("ronin mode: %r cannot work without a registry (%s)", ext, exc)
 
     def _start_metrics(self, port: int) -> None:
         from vyked.core.optional import require
@@ -251,7 +306,10 @@ class ServiceHost:
             await self._started
 
     async def watch(self, service: str) -> None:
-        """Make sure the instances of ``service`` are known (asks the registry once)."""
+        """Make sure the instances of ``service`` are known (asks the registry once); raises
+        :class:`~vyked.core.exceptions.RoninMode` on a ronin host."""
+        if self.ronin:
+            raise self._ronin_error(f"cannot find {service!r}")
         if service not in self.directory.known:
             await self.registry.watch([service])
 
@@ -348,7 +406,7 @@ class ServiceHost:
                 "stopped": "the host has stopped",
             }[status]
             report.update(status=status, reason=reason)
-        elif registry is None or not registry.connected:
+        elif not self.ronin and (registry is None or not registry.connected):
             report.update(status="registry_down", reason="the registry connection is down (reconnecting)")
         elif waiting:
             report.update(status="pending", reason="pending: " + "; ".join(waiting))

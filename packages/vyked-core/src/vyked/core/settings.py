@@ -6,7 +6,9 @@
   none: the embedded transport;
 - ``name``: ``VYKED_NAME``; default none;
 - ``heartbeat_interval``, ``heartbeat_timeout``: ``VYKED_HEARTBEAT_INTERVAL``,
-  ``VYKED_HEARTBEAT_TIMEOUT`` (seconds); default 0.5 and 2.
+  ``VYKED_HEARTBEAT_TIMEOUT`` (seconds); default 0.5 and 2;
+- ``ronin``: ``VYKED_RONIN`` (``1``/``true``/``yes``/``on`` or ``0``/``false``/``no``/``off``);
+  default false. A ronin host serves without a registry, as vyked 2.x's ``Host.ronin``.
 
 An explicit argument wins over its variable, which wins over the default; an empty variable
 counts as unset; a malformed one is a :class:`~vyked.core.exceptions.ConfigurationError`
@@ -35,7 +37,9 @@ __all__ = [
     "NAME_ENV",
     "PUBSUB_ENV",
     "REGISTRY_ENV",
+    "RONIN_ENV",
     "HostSettings",
+    "parse_flag",
     "parse_pubsub",
     "parse_registry",
 ]
@@ -45,6 +49,10 @@ PUBSUB_ENV = "VYKED_PUBSUB"
 NAME_ENV = "VYKED_NAME"
 HEARTBEAT_INTERVAL_ENV = "VYKED_HEARTBEAT_INTERVAL"
 HEARTBEAT_TIMEOUT_ENV = "VYKED_HEARTBEAT_TIMEOUT"
+RONIN_ENV = "VYKED_RONIN"
+
+_TRUE = frozenset({"1", "true", "yes", "on"})
+_FALSE = frozenset({"0", "false", "no", "off"})
 
 DEFAULT_REGISTRY: tuple[Address, ...] = (("127.0.0.1", DEFAULT_REGISTRY_PORT),)
 """Where a host looks for the registry when nothing says: the registry's own default address."""
@@ -66,6 +74,9 @@ class HostSettings:
     name: str = ""
     heartbeat_interval: float = DEFAULT_HEARTBEAT_INTERVAL
     heartbeat_timeout: float = DEFAULT_HEARTBEAT_TIMEOUT
+    ronin: bool = False
+    """Serve without a registry (vyked 2.x's stand-alone mode); clients of the host cannot
+    find other services."""
 
     @classmethod
     def load(
@@ -77,6 +88,7 @@ class HostSettings:
         name: str | None = None,
         heartbeat_interval: float | None = None,
         heartbeat_timeout: float | None = None,
+        ronin: bool | None = None,
         environ: Mapping[str, str] | None = None,
     ) -> HostSettings:
         """Each argument given (not None; for ``name`` not empty) wins; else its variable in
@@ -101,6 +113,9 @@ class HostSettings:
             heartbeat_interval = _seconds(env, HEARTBEAT_INTERVAL_ENV, DEFAULT_HEARTBEAT_INTERVAL)
         if heartbeat_timeout is None:
             heartbeat_timeout = _seconds(env, HEARTBEAT_TIMEOUT_ENV, DEFAULT_HEARTBEAT_TIMEOUT)
+        if ronin is None:
+            raw = _get(env, RONIN_ENV)
+            ronin = parse_flag(raw, variable=RONIN_ENV) if raw else False
         return cls(
             registry=addresses,
             registry_source=source,
@@ -108,6 +123,7 @@ class HostSettings:
             name=name,
             heartbeat_interval=heartbeat_interval,
             heartbeat_timeout=heartbeat_timeout,
+            ronin=ronin,
         )
 
     def describe_registry(self) -> str:
@@ -161,6 +177,17 @@ def parse_pubsub(raw: str, *, variable: str = PUBSUB_ENV) -> str:
             "unset it for the embedded transport"
         )
     return raw
+
+
+def parse_flag(raw: str, *, variable: str) -> bool:
+    """``1``, ``true``, ``yes``, ``on`` or ``0``, ``false``, ``no``, ``off`` (any case); anything
+    else is a :class:`~vyked.core.exceptions.ConfigurationError` naming ``variable``."""
+    text = raw.strip().lower()
+    if text in _TRUE:
+        return True
+    if text in _FALSE:
+        return False
+    raise ConfigurationError(f"{variable}={raw!r}: expected 1, true, yes, on or 0, false, no, off")
 
 
 def _seconds(env: Mapping[str, str], variable: str, default: float) -> float:

@@ -30,6 +30,7 @@ from vyked.core.exceptions import (
 )
 from vyked.core.handler_styles import as_coroutine_function, call_handler, is_async
 from vyked.core.instances import Instance
+from vyked.core.observe import Observation
 from vyked.core.service_host import ServiceHost
 from vyked.http.decorators import RouteSpec
 from vyked.http.endpoint_wrapper import APP_HEADER as APP_HEADER  # re-exported: where it was
@@ -183,8 +184,13 @@ class HTTPServiceClient(ServiceClient):
         own_context = self._ssl_context
         what = f"{method} {path}"
 
-        async def attempt(host: ServiceHost, instance: Instance) -> aiohttp.ClientResponse:
+        async def attempt(
+            host: ServiceHost, instance: Instance, observation: Observation | None
+        ) -> aiohttp.ClientResponse:
             pool = host.extension(POOL)
+            sent = kwargs
+            if observation is not None and observation.carrier:  # trace context, as HTTP headers
+                sent = {**kwargs, "headers": {**(kwargs.get("headers") or {}), **observation.carrier}}
             if instance.tls:
                 url = f"https://{_url_host(instance.host)}:{instance.port}{path}"
                 ssl: SSLContext | bool = own_context or pool.ssl_context
@@ -193,7 +199,7 @@ class HTTPServiceClient(ServiceClient):
                 ssl = True  # aiohttp's default; ignored for http
             pool.outstanding[instance.node_id] += 1
             try:
-                response = await pool.session.request(method, url, ssl=ssl, **kwargs)
+                response = await pool.session.request(method, url, ssl=ssl, **sent)
                 # read() keeps the body and hands the connection back to the pool (it closes it
                 # on failure), so the response stays fully readable. release() would not do:
                 # a released response refuses read().

@@ -24,14 +24,20 @@ import functools
 import inspect
 import json
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
 from time import perf_counter
 from typing import Any
 
 from aiohttp import WSCloseCode, web
 
 from vyked.core.exceptions import VykedError
-from vyked.core.handler_styles import Execution, as_coroutine_function, call_handler, execution_of
+from vyked.core.handler_styles import (
+    Execution,
+    as_coroutine_function,
+    call_handler,
+    execution_of,
+    is_handler_failure,
+)
 from vyked.core.inflight import InFlight, check_limit
 from vyked.core.observe import Labels, Observation, Observer
 from vyked.core.threads import HandlerPool, default_pool
@@ -60,7 +66,7 @@ IN_FLIGHT = web.AppKey("vyked.in_flight", InFlight)
 """``app[IN_FLIGHT]``: the service's requests running, its ``max_concurrency`` and draining."""
 
 
-def _bad_request_body(exc: Exception) -> bool:
+def _bad_request_body(exc: BaseException) -> bool:
     """Whether ``exc`` is ``request.json()`` failing on the client's body: the client's fault.
 
     Only when raised from within ``request.json()``: the same exception from parsing anything
@@ -109,7 +115,7 @@ def wrap_endpoint(
     execution = execution_of(method, inline=inline)
     target = as_coroutine_function(method)
     # async def: awaited as is; generator style (awaited) and inline plain def: call_handler
-    invoke: Callable[[web.Request], Awaitable[Any]] = (
+    invoke: Callable[[web.Request], Coroutine[Any, Any, Any]] = (
         target if inspect.iscoroutinefunction(target) else functools.partial(call_handler, target)
     )
     threaded = execution is Execution.THREAD
@@ -119,7 +125,8 @@ def wrap_endpoint(
 
     async def handle(request: web.Request) -> web.StreamResponse:
         started = perf_counter()
-        observation = Observation(watchers, labels, request.headers.get(APP_HEADER)) if watchers else None
+        headers = request.headers
+        observation = Observation(watchers, labels, headers.get(APP_HEADER), headers) if watchers else None
         in_service = in_flight if in_flight is not None else request.app.get(IN_FLIGHT)
         refusal = running.refusal() if in_service is None else in_service.refusal() or running.refusal()
         if refusal is not None:
@@ -143,11 +150,15 @@ def wrap_endpoint(
         scope: asyncio.Timeout | None = None
         failure: BaseException | None = None
         try:
-            call = (
+            coro = (
                 _in_thread(pool or default_pool(), target, request, in_service, running)
                 if threaded
                 else invoke(request)
             )
+            call: Awaitable[Any] = coro
+            if observation is not None and observation.context is not None:
+                # an observer (tracing) asks the handler to run in this context
+                call = asyncio.get_running_loop().create_task(coro, context=observation.context)
             if timeout is None:
                 response = await call
             else:
@@ -161,7 +172,9 @@ def wrap_endpoint(
             if observation is not None:
                 observation.end(None, exc.status)
             raise
-        except Exception as exc:
+        except BaseException as exc:
+            if not is_handler_failure(exc):  # cancelled (the client went away), or the process exits
+                raise
             failure = exc
             timed_out = timeout is not None and scope is not None and scope.expired()
             bad_body = not timed_out and _bad_request_body(exc)
@@ -177,6 +190,8 @@ def wrap_endpoint(
                 record(500, perf_counter() - started)
                 if observation is not None:
                     observation.end(exc, 500)
+                if not isinstance(exc, Exception):  # aiohttp handles exceptions only
+                    raise RuntimeError(f"{name} raised {type(exc).__name__}: {exc}") from exc
                 raise
             if timed_out:
                 if threaded:

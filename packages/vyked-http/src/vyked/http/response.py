@@ -48,7 +48,7 @@ def missing_params_response(endpoint: str, missing: list[str]) -> web.Response:
     )
 
 
-def invalid_json_response(endpoint: str, exc: Exception) -> web.Response:
+def invalid_json_response(endpoint: str, exc: BaseException) -> web.Response:
     """400: the body the handler read with ``request.json()`` is not JSON (or not text in its
     charset). The message describes the client's own input only: what and where (line,
     column), never the body itself."""
@@ -66,7 +66,7 @@ def timeout_response(endpoint: str, timeout: float) -> web.Response:
     )
 
 
-def handler_error_response(endpoint: str, exc: Exception) -> web.Response:
+def handler_error_response(endpoint: str, exc: BaseException) -> web.Response:
     """The answer to a handler that raised: 500 naming the exception's type.
 
     Exceptions raised by vyked clients the handler used map to gateway statuses: a service it

@@ -20,7 +20,7 @@ from aiohttp import web
 
 from vyked.core.exceptions import DefinitionError
 from vyked.core.observe import Observer
-from vyked.http.cors import preflight_handler
+from vyked.http.cors import PreflightResponse, custom_preflight_handler, preflight_handler
 from vyked.http.decorators import RouteSpec
 from vyked.http.endpoint_wrapper import Handler, wrap_endpoint
 from vyked.http.response import json_response
@@ -49,11 +49,13 @@ def plan_routes(
     allow_cross_domain: bool = False,
     version: str = "",
     observers: list[Observer] | None = None,
+    preflight_response: PreflightResponse | None = None,
 ) -> list[Route]:
     """Every route a service serves, in registration order.
 
     ``endpoints`` maps each endpoint name to its bound method and specs; ``observers`` (the
-    host's) see each request.
+    host's) see each request. With ``allow_cross_domain``, ``preflight_response`` (if given)
+    answers the ``OPTIONS`` preflight requests instead of vyked's own answer.
     """
     routes: list[Route] = []
     declared = check_routes(service_name, {attr: specs for attr, (_, specs) in endpoints.items()})
@@ -94,9 +96,10 @@ def plan_routes(
         methods_by_path: dict[str, set[str]] = {}
         for route in routes:
             methods_by_path.setdefault(route.path, set()).add(route.method)
+        custom = None if preflight_response is None else custom_preflight_handler(preflight_response)
         for path, methods in methods_by_path.items():
             if "OPTIONS" not in methods:
-                routes.append(Route("OPTIONS", path, preflight_handler(methods)))
+                routes.append(Route("OPTIONS", path, custom or preflight_handler(methods)))
     return routes
 
 

@@ -15,7 +15,7 @@ from vyked.core.inflight import InFlight, concurrency_limit
 from vyked.core.observe import Family
 from vyked.core.service import Service
 from vyked.core.service_host import ServiceHost
-from vyked.http.cors import add_cors_headers
+from vyked.http.cors import PreflightResponse, add_cors_headers
 from vyked.http.decorators import RouteSpec
 from vyked.http.endpoint_wrapper import IN_FLIGHT
 from vyked.http.routing import Route, add_routes, check_routes, plan_routes
@@ -29,7 +29,7 @@ logger = logging.getLogger(__name__)
 
 _INSTANCE_ATTRIBUTES = frozenset(
     {"name", "version", "host_ip", "host_port", "node_id", "host", "ssl_context", "allow_cross_domain"}
-    | {"shutdown_timeout", "stats", "app", "in_flight"}
+    | {"shutdown_timeout", "stats", "app", "in_flight", "preflight_response"}
 )
 
 
@@ -52,8 +52,8 @@ class HTTPService(Service):
     Every service also answers ``GET /ping`` and ``GET /_stats``. With ``ssl_context``, or
     else when its host has a TLS certificate (``VYKED_TLS_CERT``/``VYKED_TLS_KEY``), it serves
     HTTPS, and the registry records it so that clients use ``https`` without being told. With
-    ``allow_cross_domain`` it answers CORS preflight requests and lets any origin read its
-    answers.
+    ``allow_cross_domain`` it answers CORS preflight requests (with ``preflight_response``,
+    if given, as in vyked 2.x) and lets any origin read its answers.
     """
 
     kind = "http"
@@ -73,16 +73,26 @@ class HTTPService(Service):
         host_port: int = 0,
         ssl_context: ssl.SSLContext | None = None,
         allow_cross_domain: bool = False,
+        preflight_response: PreflightResponse | None = None,
         *,
         shutdown_timeout: float = DEFAULT_SHUTDOWN_TIMEOUT,
         max_concurrency: int | None = None,
     ) -> None:
         """``ssl_context`` serves HTTPS (default: the host's ``VYKED_TLS_*`` settings, if any).
         ``max_concurrency`` caps the requests the routes run at once (default:
-        ``VYKED_MAX_CONCURRENCY``, else none): more are answered 503 ``overloaded``."""
+        ``VYKED_MAX_CONCURRENCY``, else none): more are answered 503 ``overloaded``.
+        ``preflight_response(request)`` (any handler style, returning an aiohttp response)
+        answers CORS preflight requests in place of vyked's answer; it needs
+        ``allow_cross_domain``, as in vyked 2.x."""
         super().__init__(service_name, service_version, host_ip, host_port)
+        if preflight_response is not None and not allow_cross_domain:
+            raise ValueError(
+                f"{type(self).__name__}: preflight_response answers CORS preflight requests, which a service "
+                "answers only with allow_cross_domain=True: pass both"
+            )
         self.ssl_context = ssl_context
         self.allow_cross_domain = allow_cross_domain
+        self.preflight_response = preflight_response
         self.shutdown_timeout = shutdown_timeout
         self.stats = ServiceStats(self.name, self.version, self.node_id)
         self.in_flight = InFlight(self.name, concurrency_limit(max_concurrency))
@@ -122,6 +132,7 @@ class HTTPService(Service):
             self.stats,
             websockets=websockets,
             allow_cross_domain=self.allow_cross_domain,
+            preflight_response=self.preflight_response,
             version=self.version,
             observers=self.host.observers if self.host is not None else None,
         )

@@ -16,7 +16,8 @@ if TYPE_CHECKING:
 
 def registry_families(registry: Registry) -> list[Family]:
     """Instances by service, version, kind and state; registrations and removals; watchers;
-    the process's connections. Called in the event loop's thread."""
+    with ``--redis``, the change feed's state and lag; the process's connections. Called in
+    the event loop's thread."""
     instances = Family(
         "vyked_registry_instances",
         "Instances the registry lists, by state (active, pending, draining, down)",
@@ -38,4 +39,5 @@ def registry_families(registry: Registry) -> list[Family]:
     watching.add([], watchers)
     services = Family("vyked_registry_watched_services", "Services somebody watches", "gauge")
     services.add([], watched)
-    return [instances, registered, removed, watching, services, *COUNTS.metric_families()]
+    replication = registry.replication.metric_families() if registry.replication is not None else []
+    return [instances, registered, removed, watching, services, *replication, *COUNTS.metric_families()]

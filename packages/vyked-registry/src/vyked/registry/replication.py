@@ -22,6 +22,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
@@ -29,6 +30,7 @@ import msgspec
 
 from vyked.core.backoff import Attempts, reconnect_forever
 from vyked.core.exceptions import RegistryUnavailable, map_exceptions
+from vyked.core.observe import Family, Histogram
 from vyked.core.protocol.packets import Dependency, InstanceInfo
 from vyked.core.tasks import TaskSet, raise_if_cancelling
 from vyked.registry.state import Outbox, Registration, RegistryState
@@ -54,6 +56,9 @@ class Change(msgspec.Struct, omit_defaults=True):
     node_id: str
     registry: str
     entry: SharedEntry | None = None
+    at: float = 0.0
+    """Unix time the change was written (the other registries' replication lag); 0 from
+    registries that predate it."""
 
 
 _encode = msgspec.json.Encoder().encode
@@ -116,6 +121,9 @@ class RedisReplication:
         self._writes: asyncio.Queue[tuple[str, Any]] = asyncio.Queue()
         self._tasks = TaskSet()
         self._subscribed = asyncio.Event()
+        self.lag = Histogram()
+        """Seconds between another registry writing a change and this one applying it."""
+        self.last_lag: float | None = None
 
     # -- lifecycle ----------------------------------------------------------------------------
 
@@ -171,7 +179,7 @@ class RedisReplication:
         if op == "add":
             entry: SharedEntry = arg
             node_id = entry.instance.node_id
-            change = _encode(Change("add", node_id, self.registry_id, entry))
+            change = _encode(Change("add", node_id, self.registry_id, entry, time.time()))
             async with self._redis.pipeline(transaction=True) as pipe:
                 pipe.hset(self.instances_key, node_id, _encode(entry))
                 pipe.set(self.lease_prefix + node_id, self.registry_id, px=int(self.lease_ttl * 1000))
@@ -179,7 +187,7 @@ class RedisReplication:
                 await pipe.execute()
         else:
             node_id = arg
-            change = _encode(Change("remove", node_id, self.registry_id))
+            change = _encode(Change("remove", node_id, self.registry_id, at=time.time()))
             await self._remove_if_held(
                 keys=[self.instances_key, self.lease_prefix + node_id],
                 args=[node_id, self.registry_id, self.channel, change],
@@ -219,12 +227,33 @@ class RedisReplication:
     def _apply_change(self, change: Change) -> None:
         if change.registry == self.registry_id and change.op != "expire":
             return  # our own write, already applied
+        if change.at:
+            self.last_lag = lag = max(0.0, time.time() - change.at)
+            self.lag.observe(lag)
         if change.op == "add" and change.entry is not None:
             e = change.entry
             self.deliver(self.state.register(e.instance, e.dependencies, None, e.registry, e.registered_at))
         elif change.op in ("remove", "expire"):
             # only if that registry still holds it here: the host may have moved to us
             self.deliver(self.state.unregister(change.node_id, registry=change.registry))
+
+    def metric_families(self) -> list[Family]:
+        """The change feed: connected or not, and its lag (``--metrics-port``)."""
+        connected = Family(
+            "vyked_registry_replication_connected", "1 while the registry follows the Redis change feed", "gauge"
+        )
+        connected.add([], 1.0 if self.connected else 0.0)
+        lag = Family(
+            "vyked_registry_replication_lag_seconds",
+            "Time from another registry writing a change to Redis to this registry applying it",
+            "histogram",
+        )
+        lag.add([], self.lag.snapshot())
+        families = [connected, lag]
+        if self.last_lag is not None:
+            last = Family("vyked_registry_replication_last_lag_seconds", "The lag of the last change applied", "gauge")
+            families.append(last.add([], self.last_lag))
+        return families
 
     async def _resync(self) -> None:
         """Make the mirror equal to Redis for every instance another registry holds."""
@@ -265,7 +294,7 @@ class RedisReplication:
                     keys=[self.instances_key, self.lease_prefix + node_id],
                     args=[
                         node_id, self.registry_id, ttl_ms, _encode(entry),
-                        self.channel, _encode(Change("add", node_id, self.registry_id, entry)),
+                        self.channel, _encode(Change("add", node_id, self.registry_id, entry, time.time())),
                     ],
                     client=pipe,
                 )  # fmt: skip
@@ -285,7 +314,7 @@ class RedisReplication:
                 continue
             node_id = reg.instance.node_id
             logger.info("lease of %s (%s, held by registry %s) ran out", node_id, reg.instance.service, reg.registry)
-            change = _encode(Change("expire", node_id, reg.registry))
+            change = _encode(Change("expire", node_id, reg.registry, at=time.time()))
             swept = await self._sweep_if_expired(
                 keys=[self.instances_key, self.lease_prefix + node_id], args=[node_id, self.channel, change]
             )

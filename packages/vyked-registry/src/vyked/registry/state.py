@@ -26,6 +26,7 @@ from collections import Counter
 from collections.abc import Callable, Hashable
 from dataclasses import dataclass, field
 
+from vyked.core.names import service_key
 from vyked.core.protocol.packets import (
     Dependency,
     InstanceAdded,
@@ -123,10 +124,10 @@ class RegistryState:
         )
         self._live[instance.node_id] = reg
         self.counts["registered"] += 1
-        self._by_service.setdefault(instance.service, {})[instance.node_id] = reg
+        self._by_service.setdefault(service_key(instance.service), {})[instance.node_id] = reg
         self._set_owner(reg, owner)
         added = InstanceAdded(instance=instance)
-        outbox += [(w, added) for w in self._watchers.get(instance.service, ())]
+        outbox += [(w, added) for w in self._watchers.get(service_key(instance.service), ())]
         reg.state = ""  # forces its first state to be sent
         outbox += self._update_states([reg, *self._dependents_of(instance.service)])
         self._changed()
@@ -157,18 +158,20 @@ class RegistryState:
         return self._removal(reg)
 
     def watch(self, watcher: Hashable, services: list[str]) -> Outbox:
-        """Subscribe ``watcher`` to ``services``; answers with a snapshot of each."""
+        """Subscribe ``watcher`` to ``services``; answers with a snapshot of each, under the
+        name as asked (names match whatever their case: :mod:`vyked.core.names`)."""
         outbox: Outbox = []
         watching = self._watching.get(watcher)
         if watching is None:
             watching = self._watching[watcher] = set()
         for service in services:
-            # not setdefault(service, set()): that makes (and drops) a set for every name
-            watchers = self._watchers.get(service)
+            key = service_key(service)
+            # not setdefault(key, set()): that makes (and drops) a set for every name
+            watchers = self._watchers.get(key)
             if watchers is None:
-                watchers = self._watchers[service] = set()
+                watchers = self._watchers[key] = set()
             watchers.add(watcher)
-            watching.add(service)
+            watching.add(key)
             outbox.append((watcher, Instances(service=service, instances=self.instances_of(service))))
         self._watchers_peak = max(self._watchers_peak, len(self._watchers))
         return outbox
@@ -199,7 +202,7 @@ class RegistryState:
     # -- queries ------------------------------------------------------------------------------
 
     def instances_of(self, service: str) -> list[InstanceInfo]:
-        return [reg.instance for reg in self._by_service.get(service, {}).values()]
+        return [reg.instance for reg in self._by_service.get(service_key(service), {}).values()]
 
     def registrations(self) -> list[Registration]:
         return list(self._live.values())
@@ -263,7 +266,7 @@ class RegistryState:
             return None
         del self._live[node_id]
         self.counts["removed"] += 1
-        service = reg.instance.service
+        service = service_key(reg.instance.service)
         instances = self._by_service[service]
         del instances[node_id]
         if not instances:
@@ -274,7 +277,7 @@ class RegistryState:
         """Tell watchers a withdrawn instance is gone, and its dependents' owners their state."""
         service = reg.instance.service
         removed = InstanceRemoved(service=service, node_id=reg.instance.node_id)
-        outbox: Outbox = [(w, removed) for w in self._watchers.get(service, ())]
+        outbox: Outbox = [(w, removed) for w in self._watchers.get(service_key(service), ())]
         outbox += self._update_states(self._dependents_of(service))
         self._changed()
         return outbox
@@ -305,12 +308,13 @@ class RegistryState:
             self._by_owner.setdefault(owner, set()).add(node_id)
 
     def _dependents_of(self, service: str) -> list[Registration]:
-        return [reg for reg in self._live.values() if any(d.service == service for d in reg.dependencies)]
+        key = service_key(service)
+        return [reg for reg in self._live.values() if any(service_key(d.service) == key for d in reg.dependencies)]
 
     def _missing(self, reg: Registration) -> list[str]:
         missing = []
         for dep in reg.dependencies:
-            versions = (r.instance.version for r in self._by_service.get(dep.service, {}).values())
+            versions = (r.instance.version for r in self._by_service.get(service_key(dep.service), {}).values())
             if best_version(dep.version, versions) is None:
                 missing.append(f"{dep.service} v{dep.version}")
         return missing

@@ -83,6 +83,9 @@ class TCPServiceClient(ServiceClient):
             )
         params.pop("self", None)
         entity = params.pop("entity", None)
+        # vyked 2.x convention: the caller's name rides along in locals(); it is no parameter
+        app_name = params.pop("app_name", None)
+        app = "" if app_name is None else str(app_name)
         instance: Instance | None = None
         host = self.ready_host()
         if host is not None:  # the fast path: no task, no coroutine, no closure
@@ -91,20 +94,21 @@ class TCPServiceClient(ServiceClient):
                 instance = host.directory.select(self.name, self.version, "tcp", entity, (), self._load)
             except ServiceUnavailable as exc:
                 if observers:
-                    Observation(observers, self.labels(endpoint)).end(exc)
+                    Observation(observers, self.labels(endpoint), app or None).end(exc)
                 failed: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
                 failed.set_exception(exc)
                 return failed
             ic = host.extension(POOL).ready(instance)
             if ic is not None:
-                resend = (self, endpoint, params, entity, timeout, policy)
+                resend = (self, endpoint, params, entity, timeout, policy, app)
                 if not observers:
-                    return ic.request(self.name, endpoint, params, policy.attempt_timeout or timeout, resend)
-                observation = Observation(observers, self.labels(endpoint))
+                    return ic.request(self.name, endpoint, params, policy.attempt_timeout or timeout, resend, None, app)
+                observation = Observation(observers, self.labels(endpoint), app or None)
                 try:
                     return ic.request(
-                        self.name, endpoint, params, policy.attempt_timeout or timeout, resend, observation
-                    )
+                        self.name, endpoint, params, policy.attempt_timeout or timeout, resend, observation, app,
+                        observation.carrier,
+                    )  # fmt: skip
                 except BaseException as exc:
                     observation.end(exc)
                     raise
@@ -113,10 +117,11 @@ class TCPServiceClient(ServiceClient):
                 f"{self.name}.{endpoint}",
                 entity,
                 timeout,
-                self._attempt(endpoint, params, timeout, policy),
+                self._attempt(endpoint, params, timeout, policy, app),
                 instance,
                 policy=policy,
                 endpoint=endpoint,
+                app=app or None,
             )
         )
 
@@ -131,26 +136,30 @@ class TCPServiceClient(ServiceClient):
         timeout: float,
         policy: RetryPolicy,
         observation: Observation | None = None,
+        app: str = "",
     ) -> asyncio.Future[Any]:
         """Take over a request the fast path sent to ``instance`` at ``sent_at`` (event-loop
         time), which failed with ``error``: :meth:`call` decides whether to send it again (and
         ends ``observation``, the fast path's)."""
-        attempt = self._attempt(endpoint, params, timeout, policy)
+        attempt = self._attempt(endpoint, params, timeout, policy, app)
         return asyncio.ensure_future(
             self.call(
                 f"{self.name}.{endpoint}", entity, timeout, attempt, instance,
-                policy=policy, failed=error, deadline=sent_at + timeout, endpoint=endpoint, observation=observation,
+                policy=policy, failed=error, deadline=sent_at + timeout, endpoint=endpoint, app=app or None,
+                observation=observation,
             )
         )  # fmt: skip
 
     def _attempt(
-        self, endpoint: str, params: dict[str, Any], timeout: float, policy: RetryPolicy
-    ) -> Callable[[ServiceHost, Instance], Awaitable[Any]]:
+        self, endpoint: str, params: dict[str, Any], timeout: float, policy: RetryPolicy, app: str
+    ) -> Callable[[ServiceHost, Instance, Observation | None], Awaitable[Any]]:
         attempt_timeout = policy.attempt_timeout or timeout
 
-        async def attempt(host: ServiceHost, instance: Instance) -> Any:
+        async def attempt(host: ServiceHost, instance: Instance, observation: Observation | None) -> Any:
             ic = await host.extension(POOL).connect(instance, self.ssl_context)
-            return await ic.request(self.name, endpoint, params, attempt_timeout)
+            # call() ends the observation, not the pool: only its trace context goes along
+            trace = None if observation is None else observation.carrier
+            return await ic.request(self.name, endpoint, params, attempt_timeout, app=app, trace=trace)
 
         return attempt
 

@@ -25,12 +25,41 @@ DEFAULT_REQUEST_TIMEOUT = 30.0
 
 
 class SubscriptionStrategy(enum.Enum):
-    """How ``@xsubscribe`` picks the one instance of a subscribing service that gets an event."""
+    """How ``@xsubscribe`` picks the one instance of a subscribing service that gets an event.
+
+    ``SubscriptionStrategy("LEADER")`` also takes the names of vyked 2.x, in any case:
+    ``"LEADER"``, ``"RANDOM"`` and ``"DESIGNATION"`` (2.x's default, delivered as RANDOM).
+    """
 
     RANDOM = "random"
     """Spread events across the live instances."""
     LEADER = "leader"
     """Send every event to the oldest live instance."""
+
+    @classmethod
+    def _missing_(cls, value: object) -> SubscriptionStrategy | None:
+        if isinstance(value, str):
+            name = value.strip().lower()
+            return _STRATEGY_ALIASES.get(name) or cls._value2member_map_.get(name)  # type: ignore[return-value]
+        return None
+
+    @classmethod
+    def parse(cls, value: SubscriptionStrategy | str) -> SubscriptionStrategy:
+        """``value`` as a strategy (a member, or a name in any case); anything else is a
+        ``ValueError`` naming the valid ones."""
+        try:
+            return cls(value)
+        except ValueError:
+            valid = ", ".join([*(repr(m.name) for m in cls), *(repr(a.upper()) for a in _STRATEGY_ALIASES)])
+            raise ValueError(
+                f"unknown subscription strategy {value!r}: use SubscriptionStrategy.RANDOM or .LEADER, "
+                f"or one of the names {valid} (any case)"
+            ) from None
+
+
+_STRATEGY_ALIASES: dict[str, SubscriptionStrategy] = {"designation": SubscriptionStrategy.RANDOM}
+"""Names vyked 2.x accepted beside the members' own: its default ``'DESIGNATION'`` delivered to
+a random instance (2.x only singled out ``'LEADER'``)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -198,17 +227,22 @@ def subscribe(func: F | None = None, *, inline: bool = False) -> F | Callable[[F
 def xsubscribe(func: F) -> F: ...
 @overload
 def xsubscribe(
-    *, strategy: SubscriptionStrategy = SubscriptionStrategy.RANDOM, inline: bool = False
+    *, strategy: SubscriptionStrategy | str = SubscriptionStrategy.RANDOM, inline: bool = False
 ) -> Callable[[F], F]: ...
 
 
 def xsubscribe(
-    func: F | None = None, *, strategy: SubscriptionStrategy = SubscriptionStrategy.RANDOM, inline: bool = False
+    func: F | None = None, *, strategy: SubscriptionStrategy | str = SubscriptionStrategy.RANDOM, inline: bool = False
 ) -> F | Callable[[F], F]:
     """Like :func:`subscribe`, but each event reaches exactly one instance of each subscribing
-    service, chosen by ``strategy``; delivery is at least once."""
+    service, chosen by ``strategy``; delivery is at least once.
+
+    ``strategy`` is a :class:`SubscriptionStrategy` or, as in vyked 2.x, its name in any case
+    (``'LEADER'``, ``'RANDOM'``, or 2.x's default ``'DESIGNATION'``, which means RANDOM); any
+    other value is a ``ValueError`` here, when the method is decorated."""
+    chosen = SubscriptionStrategy.parse(strategy)
 
     def decorate(f: F) -> F:
-        return _mark(f, EndpointSpec("xsubscribe", f.__name__, strategy=strategy, inline=inline))
+        return _mark(f, EndpointSpec("xsubscribe", f.__name__, strategy=chosen, inline=inline))
 
     return decorate(func) if func is not None else decorate

@@ -25,22 +25,29 @@ from typing import Any
 
 from vyked.core.exceptions import (
     InvalidParams,
+    RemoteError,
+    RequestException,
     RequestTimeout,
     ServiceUnavailable,
     UnknownEndpoint,
     VykedError,
 )
-from vyked.core.handler_styles import Execution, as_coroutine_function, execution_of
+from vyked.core.handler_styles import Execution, as_coroutine_function, execution_of, is_handler_failure
 from vyked.core.inflight import InFlight, concurrency_limit
+from vyked.core.names import same_service
 from vyked.core.observe import Family, Labels, Observation, Observer
 from vyked.core.protocol import encode_frame, encode_payload
 from vyked.core.protocol.packets import Error, Request, Response
+from vyked.core.service_errors import VykedServiceException
 from vyked.core.tasks import TaskSet
 from vyked.core.threads import HandlerPool, default_pool
 from vyked.core.transport import Connection
 from vyked.tcp.decorators import EndpointSpec
 
 logger = logging.getLogger(__name__)
+
+MAX_CALLERS_LOGGED = 1_000
+"""Distinct callers' ``app_name`` a service logs the first request of (names come from callers)."""
 
 
 @dataclass(slots=True)
@@ -107,13 +114,23 @@ class Dispatcher:
         else can look); its ``max_concurrency``; whether it is draining."""
         self._pool = pool
         self._tasks = TaskSet()
+        self._callers: set[str] = set()
+        """The ``app`` names (callers' ``app_name``) that have called this service, each logged once."""
 
     def dispatch(self, conn: Connection, request: Request) -> None:
         endpoint = self.endpoints.get(request.endpoint)
         running = self.running
         observers = self.observers
-        observation = Observation(observers, self._labels.get(request.endpoint, self._unknown)) if observers else None
-        if endpoint is None or (request.service and request.service != self.service_name):
+        observation = (
+            Observation(
+                observers, self._labels.get(request.endpoint, self._unknown), request.app or None, request.trace
+            )
+            if observers
+            else None
+        )
+        if request.app:
+            self._note_caller(request.app)
+        if endpoint is None or (request.service and not same_service(request.service, self.service_name)):
             error: BaseException = running.refusal() or self._routing_error(request)
             self._send_error(conn, request.id, error)
             if observation is not None:
@@ -126,10 +143,17 @@ class Dispatcher:
                 observation.end(refusal)
             return
         execution = endpoint.execution
+        # the context an observer (tracing) asks the handler to run in
+        context = None if observation is None else observation.context
         if execution is Execution.INLINE:
             try:
-                result = endpoint.handler(**request.params)
-            except Exception as exc:
+                if context is None:
+                    result = endpoint.handler(**request.params)
+                else:
+                    result = context.run(endpoint.handler, **request.params)
+            except BaseException as exc:
+                if not is_handler_failure(exc):
+                    raise
                 error = self._handler_error(endpoint, request, exc)
                 self._send_error(conn, request.id, error)
                 if observation is not None:
@@ -145,9 +169,13 @@ class Dispatcher:
         if conn.in_flight == self.max_in_flight:
             conn.hold_reading()
         if execution is Execution.THREAD:
-            _ThreadCall(self, conn, request, endpoint, observation).start(self._pool or default_pool())
+            call = _ThreadCall(self, conn, request, endpoint, observation)
+            if context is None:
+                call.start(self._pool or default_pool())
+            else:  # the pool runs the handler in a copy of the context it is given work in
+                context.run(call.start, self._pool or default_pool())
         else:
-            self._tasks.spawn(self._run(conn, request, endpoint, observation))
+            self._tasks.spawn(self._run(conn, request, endpoint, observation), context)
 
     async def _run(
         self, conn: Connection, request: Request, endpoint: Endpoint, observation: Observation | None
@@ -160,16 +188,16 @@ class Dispatcher:
             else:
                 async with asyncio.timeout(endpoint.timeout) as scope:
                     result = await endpoint.handler(**request.params)
-        except Exception as exc:
-            error: Exception = exc
+        except BaseException as exc:
+            if not is_handler_failure(exc):  # cancelled (the service stops), or the process exits
+                outcome = exc
+                raise
+            error: BaseException = exc
             if scope is not None and scope.expired():
                 error = self._timeout_error(endpoint)
                 logger.warning("%s", error)
             outcome = self._handler_error(endpoint, request, error)
             self._send_error(conn, request.id, outcome)
-        except BaseException as exc:  # cancelled (the service stops)
-            outcome = exc
-            raise
         else:
             outcome = self._send_result(conn, request.id, endpoint, result)
         finally:
@@ -240,21 +268,30 @@ class Dispatcher:
             return
         conn.send(error_packet(request_id, exc))
 
+    def _note_caller(self, app: str) -> None:
+        """Log the first request of each calling application (the ``app_name`` it sent)."""
+        callers = self._callers
+        if app not in callers and len(callers) < MAX_CALLERS_LOGGED:
+            callers.add(app)
+            logger.info("%s: first request from app %r", self.service_name, app)
+
     def _routing_error(self, request: Request) -> VykedError:
-        if request.service and request.service != self.service_name:
+        if request.service and not same_service(request.service, self.service_name):
             return ServiceUnavailable(
                 f"this instance serves {self.service_name!r}, not {request.service!r} (stale routing?)"
             )
         available = ", ".join(sorted(self.endpoints)) or "none"
         return UnknownEndpoint(f"{self.service_name} has no endpoint {request.endpoint!r} (endpoints: {available})")
 
-    def _handler_error(self, endpoint: Endpoint, request: Request, exc: Exception) -> Exception:
+    def _handler_error(self, endpoint: Endpoint, request: Request, exc: BaseException) -> BaseException:
         if isinstance(exc, TypeError):
             try:
                 endpoint.signature.bind(**request.params)
             except TypeError as mismatch:
                 return InvalidParams(f"{self.service_name}.{endpoint.name}: {mismatch}")
-        if not isinstance(exc, VykedError):
+        if isinstance(exc, VykedServiceException):  # expected by design (2.x's "handled" errors)
+            logger.info("%s.%s raised %s: %s", self.service_name, endpoint.name, type(exc).__name__, exc)
+        elif not isinstance(exc, VykedError):
             logger.warning(
                 "%s.%s raised %s: %s", self.service_name, endpoint.name, type(exc).__name__, exc, exc_info=exc
             )
@@ -328,19 +365,20 @@ class _ThreadCall:
                 self.observation.end(outcome)
 
 
-def _as_exception(exc: BaseException) -> Exception:
-    if isinstance(exc, Exception):
+def _as_exception(exc: BaseException) -> BaseException:
+    if is_handler_failure(exc):
         return exc
     raise exc  # SystemExit, KeyboardInterrupt: as if the handler had run inline
 
 
 def error_packet(request_id: int | None, exc: BaseException) -> Error:
-    """Describe ``exc`` as an ``error`` packet: vyked errors by code, others as remote errors."""
+    """Describe ``exc`` as an ``error`` packet: vyked errors by code, others as remote errors
+    (``request_exception`` for a :class:`~vyked.core.service_errors.VykedServiceException`)."""
     if isinstance(exc, VykedError):
         return Error(id=request_id, code=exc.code, message=str(exc), error_type=type(exc).__name__)
     return Error(
         id=request_id,
-        code="remote_error",
+        code=RequestException.code if isinstance(exc, VykedServiceException) else RemoteError.code,
         message=str(exc),
         error_type=_qualified_name(type(exc)),
         args=_portable_args(exc.args),

@@ -20,7 +20,7 @@ import logging
 import math
 import ssl
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from vyked.core.client import InstanceUnreachable
@@ -36,10 +36,10 @@ from vyked.core.transport import Connection, open_connection
 
 logger = logging.getLogger(__name__)
 
-Resend = tuple[Any, str, dict[str, Any], object, float, Any]
+Resend = tuple[Any, str, dict[str, Any], object, float, Any, str]
 """What the client's :meth:`~vyked.tcp.client.TCPServiceClient.resend` needs besides the error,
-the instance and the time: ``(client, endpoint, params, entity, timeout, policy)``. A tuple, not
-a closure: it is made for every request on the fast path."""
+the instance and the time: ``(client, endpoint, params, entity, timeout, policy, app)``. A
+tuple, not a closure: it is made for every request on the fast path."""
 
 _Pending = tuple["asyncio.Future[Any]", float, Resend | None, Observation | None, str, float]
 """``(future, deadline, resend, observation, endpoint, timeout)``; the deadline in loop time."""
@@ -92,20 +92,29 @@ class InstanceConnection:
         timeout: float,
         resend: Resend | None = None,
         observation: Observation | None = None,
+        app: str = "",
+        trace: Mapping[str, str] | None = None,
     ) -> asyncio.Future[Any]:
         """Send one request; the future resolves to the result or raises a vyked error.
 
         With ``resend``, a failure other than an answer from the handler goes to the client's
         ``resend`` (its slow path), whose outcome becomes the future's. Raises
         :class:`InstanceUnreachable` when the connection is closed (nothing was sent).
-        ``observation`` (the fast path's) is ended with the answer, or handed to ``resend``."""
+        ``observation`` (the fast path's) is ended with the answer, or handed to ``resend``.
+        ``app`` (the caller's ``app_name``) and ``trace`` (its trace context) go along."""
         conn = self.connection
         if conn is None or not conn.ready:
             raise InstanceUnreachable(f"connection to {self.instance.describe()} is closed")
         self._next_id += 1
         request_id = self._next_id
         try:
-            frame = encode_frame(Request(id=request_id, service=service, endpoint=endpoint, params=params))
+            if trace:
+                packet = Request(
+                    id=request_id, service=service, endpoint=endpoint, params=params, app=app, trace=dict(trace)
+                )
+            else:
+                packet = Request(id=request_id, service=service, endpoint=endpoint, params=params, app=app)
+            frame = encode_frame(packet)
         except TypeError as exc:
             raise InvalidParams(
                 f"cannot send {service}.{endpoint}: a parameter is not JSON-serialisable ({exc})"
@@ -154,10 +163,12 @@ class InstanceConnection:
             if observation is not None:
                 observation.end(error)
         else:
-            client, endpoint, params, entity, timeout, policy = resend
+            client, endpoint, params, entity, timeout, policy, app = resend
             sent_at = deadline - (policy.attempt_timeout or timeout)
             _chain(
-                client.resend(error, self.instance, sent_at, endpoint, params, entity, timeout, policy, observation),
+                client.resend(
+                    error, self.instance, sent_at, endpoint, params, entity, timeout, policy, observation, app
+                ),
                 future,
             )
 

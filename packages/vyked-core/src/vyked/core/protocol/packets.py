@@ -78,10 +78,16 @@ class Error(_Packet, tag="error"):
 
 
 class Request(_Packet, tag="request"):
+    """A call of ``endpoint``. ``app`` names the calling application (a ``@request``
+    method's ``app_name``); ``trace`` carries the caller's trace context (W3C ``traceparent``,
+    ``tracestate``, ``baggage``). Both optional: peers that predate them ignore them."""
+
     id: int
     service: str
     endpoint: str
     params: dict[str, Any] = {}
+    app: str = ""
+    trace: dict[str, str] = {}
 
 
 class Response(_Packet, tag="response"):
@@ -232,13 +238,15 @@ class Subscribed(_Packet, tag="subscribed"):
 class Event(_Packet, tag="event"):
     """One published event. ``id`` is non-zero for an exclusive delivery, which the subscriber
     answers with ``event_ack``. ``payload`` is the raw JSON object; decoded packets view the
-    receive buffer, so decode it before ``packet_received`` returns."""
+    receive buffer, so decode it before ``packet_received`` returns. ``trace``: the
+    publisher's trace context, as in ``request`` (optional)."""
 
     service: str
     event: str
     payload: msgspec.Raw
     id: int = 0
     group: str = ""
+    trace: dict[str, str] = {}
 
 
 class EventAck(_Packet, tag="event_ack"):

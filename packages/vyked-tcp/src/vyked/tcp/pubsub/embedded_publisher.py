@@ -21,6 +21,7 @@ import itertools
 import logging
 import random
 from collections import deque
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 import msgspec
@@ -62,6 +63,7 @@ class _Delivery:
     topic: _Topic
     group: str
     payload: bytes
+    trace: Mapping[str, str] | None = None
     attempts: int = 0
     failed: set[str] = field(default_factory=set)
     conn: Connection | None = None
@@ -97,18 +99,22 @@ class EmbeddedPublisher:
 
     # -- publishing ----------------------------------------------------------------------------
 
-    def publish(self, service: str, event: str, payload: bytes) -> None:
+    def publish(self, service: str, event: str, payload: bytes, trace: Mapping[str, str] | None = None) -> None:
         topic = (service, event)
         sent = False
         targets = self._broadcast.get(topic)
         if targets:
-            frame = encode_frame(Event(service=service, event=event, payload=msgspec.Raw(payload)))
+            if trace:
+                packet = Event(service=service, event=event, payload=msgspec.Raw(payload), trace=dict(trace))
+            else:
+                packet = Event(service=service, event=event, payload=msgspec.Raw(payload))
+            frame = encode_frame(packet)
             for conn in targets:
                 if not conn.closed:
                     conn.send_frame(frame)
                     sent = True
         for group in self._groups.get(topic, {}).values():
-            self._dispatch(_Delivery(topic, group.name, payload), group)
+            self._dispatch(_Delivery(topic, group.name, payload, trace), group)
             sent = True
         if sent:
             self.stats.sent += 1
@@ -125,8 +131,9 @@ class EmbeddedPublisher:
         self._in_flight[delivery_id] = delivery
         service, event = delivery.topic
         packet = Event(
-            service=service, event=event, payload=msgspec.Raw(delivery.payload), id=delivery_id, group=group.name
-        )
+            service=service, event=event, payload=msgspec.Raw(delivery.payload), id=delivery_id, group=group.name,
+            trace=dict(delivery.trace) if delivery.trace else {},
+        )  # fmt: skip
         try:
             member.conn.send(packet)
         except ConnectionLost:

@@ -109,21 +109,27 @@ class PublisherLink:
         if type(packet) is Event:
             key = EventKey(packet.service, self.major, packet.event)
             if packet.id == 0:
-                self.owner.table.deliver(key, packet.payload)
+                self.owner.table.deliver(key, packet.payload, packet.trace or None)
                 return
             # The payload views the receive buffer: decode it before the next read.
             fields = decode_payload(packet.payload)
-            self.owner.tasks.spawn(self._handle(conn, key, packet.group, packet.id, fields))
+            self.owner.tasks.spawn(self._handle(conn, key, packet.group, packet.id, fields, packet.trace or None))
         elif isinstance(packet, Subscribed):
             self.subscribed.set()
         elif isinstance(packet, Error):
             logger.error("publisher %s refused the subscription: %s", self.instance.describe(), packet.message)
 
     async def _handle(
-        self, conn: Connection, key: EventKey, group: str, delivery_id: int, fields: dict[str, Any]
+        self,
+        conn: Connection,
+        key: EventKey,
+        group: str,
+        delivery_id: int,
+        fields: dict[str, Any],
+        trace: dict[str, str] | None = None,
     ) -> None:
         try:
-            await self.owner.table.handle(key, group, fields)
+            await self.owner.table.handle(key, group, fields, trace)
         except Exception as exc:
             ack = EventAck(id=delivery_id, ok=False, message=f"{type(exc).__name__}: {exc}")
         else:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Mapping
 
 from vyked.core.service_host import ServiceHost
 from vyked.tcp.pubsub.embedded_publisher import EmbeddedPublisher
@@ -36,8 +37,8 @@ class EmbeddedTransport:
     async def update(self) -> None:
         await self.subscriber.start()
 
-    def publish(self, key: EventKey, payload: bytes) -> None:
-        self.publisher.publish(key.service, key.event, payload)
+    def publish(self, key: EventKey, payload: bytes, trace: Mapping[str, str] | None = None) -> None:
+        self.publisher.publish(key.service, key.event, payload, trace)
 
     async def flush(self, timeout: float) -> bool:
         deadline = time.monotonic() + timeout

@@ -7,6 +7,7 @@ Payloads are JSON objects, encoded once at the publish call site by the wire cod
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any, NamedTuple
 
 import msgspec
@@ -57,6 +58,19 @@ def encode_payload(service: str, event: str, payload: object) -> bytes:
         raise PublishError(
             f"cannot publish {service}.{event}: field {path!r} is not JSON-serialisable ({exc})"
         ) from None
+
+
+TRACE_FIELD = "__vyked_trace__"
+"""Redis only: the payload field carrying the publisher's trace context (Redis messages have
+no headers; vyked connections use the ``event`` packet's ``trace`` field). Subscribers take
+it out before handlers see the fields."""
+_TRACE_HEAD = b'{"' + TRACE_FIELD.encode() + b'":'
+
+
+def with_trace(payload: bytes, trace: Mapping[str, str]) -> bytes:
+    """``payload`` (an encoded JSON object) with ``trace`` as its :data:`TRACE_FIELD`."""
+    head = _TRACE_HEAD + _encoder.encode(trace)
+    return head + b"}" if payload == b"{}" else head + b"," + payload[1:]
 
 
 def decode_payload(data: bytes | msgspec.Raw) -> dict[str, Any]:

@@ -144,13 +144,15 @@ class PubSub(HostExtension):
         if self._closed:
             raise HostNotRunning(f"cannot publish {service.name}.{event}: the host has stopped")
         self.stats.published += 1
+        trace: dict[str, str] | None = None
         if self.host.observers:
+            trace = {}
             for observer in self.host.observers:
-                observer.event_published(service.name, service.version, event)
+                observer.event_published(service.name, service.version, event, trace)
         key = self._keys.get((service.name, service.version, event))
         if key is None:
             key = self._keys[(service.name, service.version, event)] = EventKey.of(service.name, service.version, event)
-        self.transport.publish(key, data)
+        self.transport.publish(key, data, trace or None)
 
     async def flush(self, timeout: float = 5.0) -> bool:
         """Wait until the events published so far have left this host (Redis: written;

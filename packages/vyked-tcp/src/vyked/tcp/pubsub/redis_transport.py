@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Mapping
 
 from redis.asyncio import Redis
 from redis.exceptions import ResponseError
@@ -22,7 +23,7 @@ from redis.exceptions import ResponseError
 from vyked.core.backoff import Backoff, retry
 from vyked.core.tasks import TaskSet
 from vyked.tcp.decorators import SubscriptionStrategy
-from vyked.tcp.pubsub.events import EventKey
+from vyked.tcp.pubsub.events import EventKey, with_trace
 from vyked.tcp.pubsub.redis_broadcast import BroadcastSubscriber
 from vyked.tcp.pubsub.redis_client import REDIS_ERRORS, command, connect
 from vyked.tcp.pubsub.redis_membership import Membership
@@ -84,8 +85,9 @@ class RedisTransport:
                 )
             await consumer.update(keys)
 
-    def publish(self, key: EventKey, payload: bytes) -> None:
-        self.publisher.publish(key, payload)
+    def publish(self, key: EventKey, payload: bytes, trace: Mapping[str, str] | None = None) -> None:
+        # Redis messages have no headers: the context rides in a reserved payload field
+        self.publisher.publish(key, payload if not trace else with_trace(payload, trace))
 
     async def flush(self, timeout: float) -> bool:
         return await self.publisher.flush(timeout)

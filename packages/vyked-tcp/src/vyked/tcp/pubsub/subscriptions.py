@@ -14,22 +14,29 @@ import asyncio
 import functools
 import inspect
 import logging
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 import msgspec
 
 from vyked.core.client import ServiceClient
-from vyked.core.handler_styles import Execution, as_coroutine_function, execution_of
-from vyked.core.observe import Observer
+from vyked.core.handler_styles import Execution, as_coroutine_function, execution_of, is_handler_failure
+from vyked.core.observe import EventScope, Observer
 from vyked.core.tasks import TaskSet
 from vyked.core.threads import default_pool
 from vyked.tcp.decorators import EndpointSpec, SubscriptionStrategy
-from vyked.tcp.pubsub.events import EventKey, decode_payload
+from vyked.tcp.pubsub.events import TRACE_FIELD, EventKey, decode_payload
 from vyked.tcp.pubsub.settings import PubSubStats
 
 logger = logging.getLogger(__name__)
+
+
+class HandlerFailed(Exception):
+    """An exclusive handler raised a ``BaseException`` that is not an ``Exception`` (2.x
+    examples' ``UserException(BaseException)``): what :meth:`SubscriptionTable.handle` raises
+    instead, so that the transport redelivers the event as for any failed handler."""
+
 
 Route = tuple[str, SubscriptionStrategy]
 """An exclusive subscription route: (group, strategy)."""
@@ -122,18 +129,25 @@ class SubscriptionTable:
 
     # -- delivery ------------------------------------------------------------------------------
 
-    def deliver(self, key: EventKey, payload: bytes | msgspec.Raw) -> None:
-        """Hand a broadcast event to every broadcast handler of ``key``; never raises."""
+    def deliver(self, key: EventKey, payload: bytes | msgspec.Raw, trace: Mapping[str, str] | None = None) -> None:
+        """Hand a broadcast event to every broadcast handler of ``key``; never raises.
+        ``trace``: the publisher's trace context (else the payload's :data:`TRACE_FIELD`)."""
         subs = self._broadcast.get(key)
         if not subs:
             return
         fields = self._decode(key, payload)
         if fields is None:
             return
+        carried = _trace_of(fields, trace)
         self.stats.received += 1
-        if self.observers:
-            for observer in self.observers:
-                observer.event_received(key.service, key.major, key.event, False)
+        scope = self._observe(key, False, carried) if self.observers else None
+        if scope is None:
+            self._run_broadcast(subs, fields)
+        else:
+            scope.context.run(self._run_broadcast, subs, fields)
+            scope.end()
+
+    def _run_broadcast(self, subs: list[Subscription], fields: dict[str, Any]) -> None:
         for sub in subs:
             if sub.execution is Execution.THREAD:
                 future = default_pool().submit(sub.handler, **fields)
@@ -141,19 +155,47 @@ class SubscriptionTable:
                 continue
             try:
                 result = sub.handler(**fields)
-            except Exception as exc:
+            except BaseException as exc:
+                if not is_handler_failure(exc):
+                    raise
                 self._failed(sub, exc)
                 continue
             if inspect.isawaitable(result):
                 self._tasks.spawn(self._finish(sub, result))
 
-    async def handle(self, key: EventKey, group: str, payload: bytes | msgspec.Raw | dict[str, Any]) -> None:
-        """Run the exclusive handlers of ``key`` in ``group``; raises if one of them raised."""
+    async def handle(
+        self,
+        key: EventKey,
+        group: str,
+        payload: bytes | msgspec.Raw | dict[str, Any],
+        trace: Mapping[str, str] | None = None,
+    ) -> None:
+        """Run the exclusive handlers of ``key`` in ``group``; raises if one of them raised.
+        ``trace``: the publisher's trace context (else the payload's :data:`TRACE_FIELD`)."""
         fields = payload if isinstance(payload, dict) else decode_payload(payload)
+        carried = _trace_of(fields, trace)
         self.stats.received += 1
-        if self.observers:
-            for observer in self.observers:
-                observer.event_received(key.service, key.major, key.event, True)
+        scope = self._observe(key, True, carried) if self.observers else None
+        if scope is None:
+            await self._run_exclusive(key, group, fields)
+            return
+        try:
+            await asyncio.get_running_loop().create_task(self._run_exclusive(key, group, fields), context=scope.context)
+        except BaseException as exc:
+            scope.end(exc)
+            raise
+        scope.end()
+
+    def _observe(self, key: EventKey, exclusive: bool, carrier: Mapping[str, str] | None) -> EventScope | None:
+        """Tell the observers an event arrived; the scope its handlers run in, if one gives it."""
+        scope: EventScope | None = None
+        for observer in self.observers:
+            given = observer.event_received(key.service, key.major, key.event, exclusive, carrier)
+            if scope is None:
+                scope = given
+        return scope
+
+    async def _run_exclusive(self, key: EventKey, group: str, fields: dict[str, Any]) -> None:
         error: Exception | None = None
         for sub in self._exclusive.get((key, group), ()):
             try:
@@ -163,28 +205,33 @@ class SubscriptionTable:
                 result = sub.handler(**fields)
                 if inspect.isawaitable(result):
                     await result
-            except Exception as exc:
+            except BaseException as exc:
+                if not is_handler_failure(exc):
+                    raise
                 self._failed(sub, exc)
-                error = exc
+                error = exc if isinstance(exc, Exception) else HandlerFailed(f"{type(exc).__name__}: {exc}")
         if error is not None:
             raise error
 
     async def _finish(self, sub: Subscription, result: Awaitable[Any]) -> None:
         try:
             await result
-        except Exception as exc:
+        except BaseException as exc:
+            if not is_handler_failure(exc):
+                raise
             self._failed(sub, exc)
 
     def _thread_returned(self, sub: Subscription, future: asyncio.Future[Any]) -> None:
         if future.cancelled():
             return
         exc = future.exception()
-        if isinstance(exc, Exception):
-            self._failed(sub, exc)
-        elif exc is not None:
+        if exc is None:
+            return
+        if not is_handler_failure(exc):
             raise exc  # SystemExit, KeyboardInterrupt: as if the handler had run inline
+        self._failed(sub, exc)
 
-    def _failed(self, sub: Subscription, exc: Exception) -> None:
+    def _failed(self, sub: Subscription, exc: BaseException) -> None:
         self.stats.handler_errors += 1
         logger.error("subscriber %s for %s raised %s: %s", sub.label, sub.key, type(exc).__name__, exc, exc_info=exc)
 
@@ -202,3 +249,14 @@ class SubscriptionTable:
     async def close(self) -> None:
         """Cancel broadcast handlers still running."""
         await self._tasks.close()
+
+
+def _trace_of(fields: dict[str, Any], trace: Mapping[str, str] | None) -> Mapping[str, str] | None:
+    """The trace context of an event: ``trace`` (from the packet), else the payload's
+    :data:`TRACE_FIELD` (Redis), taken out of ``fields``; a malformed one is ignored."""
+    carried = fields.pop(TRACE_FIELD, None)
+    if trace:
+        return trace
+    if isinstance(carried, dict) and all(isinstance(v, str) for v in carried.values()):
+        return carried
+    return None

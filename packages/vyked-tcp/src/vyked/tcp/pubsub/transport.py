@@ -9,6 +9,7 @@ hands incoming events to it; it never sees the decorators or the client classes.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Protocol
 
 from vyked.tcp.pubsub.events import EventKey
@@ -22,8 +23,9 @@ class EventTransport(Protocol):
     async def update(self) -> None:
         """Set up subscriptions added to the table since :meth:`start`."""
 
-    def publish(self, key: EventKey, payload: bytes) -> None:
-        """Send (or queue) one event; ``payload`` is its encoded JSON object. Never blocks."""
+    def publish(self, key: EventKey, payload: bytes, trace: Mapping[str, str] | None = None) -> None:
+        """Send (or queue) one event; ``payload`` is its encoded JSON object, ``trace`` the
+        publisher's trace context, which subscribers get with it. Never blocks."""
 
     async def flush(self, timeout: float) -> bool:
         """Wait until queued events are sent (and, embedded, exclusive ones acknowledged);
