@@ -22,7 +22,8 @@ same configuration (see ``bench_rpc.py``):
 Publish-subscribe (embedded transport, no Redis; see ``bench_pubsub.py``): in this process, a
 registry and one publisher host and one subscriber host (an inline ``@subscribe`` handler) per
 configuration; events per second from the first ``@publish`` until the subscriber has handled
-the last one, sent in batches of ``BATCH``, each followed by ``PubSub.flush()``.
+the last one, sent in batches of ``BATCH``, each followed by ``PubSub.flush()``, with at most
+``WINDOW`` batches not yet handled.
 
 The configurations run in interleaved blocks, off, metrics, tracing, tracing, metrics, off, so
 that a load drifting during a round weighs on all alike. A figure is the best of the rounds;
@@ -65,6 +66,7 @@ TARGET = 0.05
 CONFIGS = ("off", "metrics", "tracing")
 ORDER = ("off", "metrics", "tracing", "tracing", "metrics", "off")
 BATCH = 256
+WINDOW = 2
 HIGHER_IS_BETTER = {"p50": False, "rps": True, "eps": True}
 
 
@@ -128,8 +130,8 @@ class EchoClient(TCPServiceClient):
         return locals()
 
     @request
-    def trace_id(self) -> int:
-        return locals()
+    def trace_id(self) -> dict[str, Any]:
+        return {}
 
 
 async def serve() -> None:
@@ -182,6 +184,7 @@ def echo(client: EchoClient, i: int) -> Any:
 async def measure_rpc(
     registry_port: int, metrics_port: int, provider: TracerProvider, n_seq: int, n_pipe: int, rounds: int
 ) -> Figures:
+    """Sequential p50 and pipelined throughput of each configuration's echo, interleaved."""
     callers = {config: await start_caller(registry_port, config, provider) for config in CONFIGS}
     await check_propagation(callers["tracing"][1], provider)
 
@@ -220,20 +223,24 @@ class Ticker(TCPService):
 
 
 class Counter:
-    """Events a subscriber handled, and when it has handled the number expected."""
+    """Events a subscriber handled; :meth:`until` waits for a count."""
 
     def __init__(self) -> None:
-        self.count = self.expected = 0
-        self.done = asyncio.Event()
-
-    def expect(self, count: int) -> None:
-        self.count, self.expected = 0, count
-        self.done.clear()
+        self.count = 0
+        self.wanted = 0
+        self.reached = asyncio.Event()
 
     def hit(self) -> None:
         self.count += 1
-        if self.count >= self.expected:
-            self.done.set()
+        if self.count >= self.wanted:
+            self.reached.set()
+
+    async def until(self, count: int, timeout: float = 60) -> None:
+        if self.count < count:
+            self.wanted = count
+            self.reached.clear()
+            async with asyncio.timeout(timeout):
+                await self.reached.wait()
 
 
 class TickerClient(TCPServiceClient):
@@ -276,15 +283,18 @@ class PubSubPair:
         return cls(ticker, PubSub.of(publisher), client, [publisher, subscriber])
 
     async def events_per_second(self, events: int) -> float:
+        """Publish ``events`` in batches, at most :data:`WINDOW` batches not yet handled (the
+        hub's ``flush()`` waits for nothing with broadcast events: without a window the publisher
+        would never yield to the subscriber); the rate until the subscriber has handled all."""
         counter = self.client.counter
-        counter.expect(events)
+        counter.count = 0
         started = time.perf_counter()
         for first in range(0, events, BATCH):
             for n in range(first, min(first + BATCH, events)):
                 self.ticker.tick(n, "ann")
             assert await self.hub.flush()
-        async with asyncio.timeout(60):
-            await counter.done.wait()
+            await counter.until(first - (WINDOW - 1) * BATCH)
+        await counter.until(events)
         return events / (time.perf_counter() - started)
 
     async def check_propagation(self, provider: TracerProvider) -> None:
@@ -302,6 +312,7 @@ class PubSubPair:
 
 
 async def measure_pubsub(provider: TracerProvider, events: int, rounds: int) -> Figures:
+    """Events per second of each configuration's publisher and subscriber, interleaved."""
     async with Registry("127.0.0.1", 0) as registry:
         pairs = {config: await PubSubPair.start(registry.port, config, provider) for config in CONFIGS}
         for pair in pairs.values():  # warm up; also waits for the subscription to be in place
@@ -312,16 +323,14 @@ async def measure_pubsub(provider: TracerProvider, events: int, rounds: int) -> 
             return {"eps": await pairs[config].events_per_second(events)}
 
         figures = await interleave(one, rounds)
-        for side, host in zip(("publisher", "subscriber"), pairs["metrics"].hosts, strict=True):
+        sides = (("publisher", "published"), ("subscriber", "received"))
+        for (side, what), host in zip(sides, pairs["metrics"].hosts, strict=True):
+            prefix = f'vyked_events_total{{what="{what}"}}'
             text = await scrape(host.metrics_port)
-            figures.notes += [f"pub-sub {side}: {line}" for line in text.splitlines() if _events_line(line)]
+            figures.notes += [f"pub-sub {side}: {line}" for line in text.splitlines() if line.startswith(prefix)]
         for pair in pairs.values():
             await pair.stop()
     return figures
-
-
-def _events_line(line: str) -> bool:
-    return line.startswith(('vyked_events_total{what="published"}', 'vyked_events_total{what="received"}'))
 
 
 # -- rounds and figures -------------------------------------------------------------------------
@@ -397,8 +406,10 @@ ROWS = (  # part, measure, label, scale, format
 
 def report(loop: str, figures: dict[str, Figures], rounds: int) -> bool:
     """Print one loop's table; True when metrics are within the target everywhere."""
-    print(f"\n{loop} loop, {rounds} rounds of {', '.join(ORDER)}: figures are the best of the rounds,")
+    plural = "s" * (rounds != 1)
+    print(f"\n{loop} loop, {rounds} round{plural} of {', '.join(ORDER)}: figures are the best of the rounds,")
     print("changes the median of the rounds' ratios to off (+: slower latency / more throughput)")
+    print(f"{'':30}{' figures ':-^34}  {' change vs off ':-^18}")
     print(f"{'':28}{'off':>12}{'metrics':>12}{'tracing':>12}{'metrics':>10}{'tracing':>10}   target (metrics)")
     ok = True
     for part, key, label, scale, fmt in ROWS:

@@ -32,7 +32,6 @@ import math
 import socket
 import threading
 import time
-from bisect import bisect_left
 from collections.abc import Callable, Iterable, Iterator
 from http.server import ThreadingHTTPServer
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -48,7 +47,7 @@ from prometheus_client import (
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-from vyked.core.observe import LATENCY_BUCKETS, Family, Histogram, Labels, Observation, Observer, families_of
+from vyked.core.observe import Family, Histogram, Observation, Observer, Timings, families_of
 from vyked.core.transport.connection import COUNTS
 
 if TYPE_CHECKING:
@@ -85,7 +84,9 @@ class RequestMetrics(Observer):
     (``/_stats``, the same figures); of those only the callers' ``app_name`` is counted here."""
 
     def __init__(self) -> None:
-        self.requests: dict[Labels, dict[str, Histogram]] = {}
+        self.timings: Timings = Timings()
+        """The latencies: filled by :meth:`request_ended`, or directly by
+        :class:`~vyked.core.observe.Timed` observations when this is the host's only observer."""
         self.apps: dict[tuple[str, str, str, str, str], int] = {}
         self._app_names: dict[tuple[str, str, str, str], set[str]] = {}
 
@@ -95,18 +96,9 @@ class RequestMetrics(Observer):
         labels = observation.labels
         if observation.app:
             self._count_app(observation)
-            if labels[1] == "http" and labels[0] == "server":
-                return
-        by_outcome = self.requests.get(labels)
-        if by_outcome is None:
-            if labels[1] == "http" and labels[0] == "server":
-                return  # counted by the service (``/_stats``)
-            by_outcome = self.requests[labels] = {}
-        histogram = by_outcome.get(outcome)
-        if histogram is None:
-            histogram = by_outcome[outcome] = Histogram()
-        histogram.counts[bisect_left(LATENCY_BUCKETS, duration)] += 1
-        histogram.sum += duration
+        if labels[1] == "http" and labels[0] == "server":
+            return  # counted by the service (``/_stats``)
+        self.timings.observe(labels, outcome, duration)
 
     def _count_app(self, observation: Observation) -> None:
         endpoint = observation.labels[1:]
@@ -128,7 +120,7 @@ class RequestMetrics(Observer):
                 Family(f"vyked_{side}_requests_total", f"{what}, by outcome", "counter", labels),
                 Family(f"vyked_{side}_request_duration_seconds", f"{what}: latency", "histogram", labels),
             )
-        for (side, *values), by_outcome in list(self.requests.items()):
+        for (side, *values), by_outcome in list(self.timings.histograms.items()):
             total, latency = families[side]
             for outcome, histogram in list(by_outcome.items()):
                 total.add([*values, outcome], histogram.count)

@@ -28,8 +28,8 @@ on its span (``record_exception``, status ``ERROR``).
 from __future__ import annotations
 
 import contextvars
-import importlib.util
 import os
+import sys
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
@@ -67,11 +67,13 @@ def tracing_wanted(setting: str | bool | None = None, environ: Mapping[str, str]
     if mode == "on":
         require("opentelemetry.trace", OTEL_EXTRA, dependency="opentelemetry")
         return True
-    if importlib.util.find_spec("opentelemetry") is None:
+    # An application that set a tracer provider has imported the API: otherwise there is
+    # nothing to see, and no reason to pay the import.
+    trace = sys.modules.get("opentelemetry.trace")
+    if trace is None:
         return False
-    from opentelemetry import trace
-
-    return not isinstance(trace.get_tracer_provider(), trace.ProxyTracerProvider | trace.NoOpTracerProvider)
+    provider = trace.get_tracer_provider()
+    return not isinstance(provider, trace.ProxyTracerProvider | trace.NoOpTracerProvider)
 
 
 def _mode(raw: str, what: str) -> str:

@@ -11,7 +11,7 @@ from vyked.core.client import IDEMPOTENT, NOT_IDEMPOTENT, RetryPolicy, ServiceCl
 from vyked.core.endpoints import check_reserved, collect, install_senders
 from vyked.core.exceptions import InvalidParams, ServiceUnavailable, VykedError
 from vyked.core.instances import Instance
-from vyked.core.observe import Observation
+from vyked.core.observe import Observation, observe
 from vyked.core.service_host import ServiceHost
 from vyked.tcp.decorators import DEFAULT_REQUEST_TIMEOUT, EndpointSpec, of_kind
 from vyked.tcp.pool import POOL
@@ -94,7 +94,7 @@ class TCPServiceClient(ServiceClient):
                 instance = host.directory.select(self.name, self.version, "tcp", entity, (), self._load)
             except ServiceUnavailable as exc:
                 if observers:
-                    Observation(observers, self.labels(endpoint), app or None).end(exc)
+                    observe(observers, self.labels(endpoint), app or None).end(exc)
                 failed: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
                 failed.set_exception(exc)
                 return failed
@@ -103,7 +103,7 @@ class TCPServiceClient(ServiceClient):
                 resend = (self, endpoint, params, entity, timeout, policy, app)
                 if not observers:
                     return ic.request(self.name, endpoint, params, policy.attempt_timeout or timeout, resend, None, app)
-                observation = Observation(observers, self.labels(endpoint), app or None)
+                observation = observe(observers, self.labels(endpoint), app or None)
                 try:
                     return ic.request(
                         self.name, endpoint, params, policy.attempt_timeout or timeout, resend, observation, app,

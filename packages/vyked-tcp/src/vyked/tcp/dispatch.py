@@ -35,7 +35,7 @@ from vyked.core.exceptions import (
 from vyked.core.handler_styles import Execution, as_coroutine_function, execution_of, is_handler_failure
 from vyked.core.inflight import InFlight, concurrency_limit
 from vyked.core.names import same_service
-from vyked.core.observe import Family, Labels, Observation, Observer
+from vyked.core.observe import Family, Labels, Observation, Observer, observe
 from vyked.core.protocol import encode_frame, encode_payload
 from vyked.core.protocol.packets import Error, Request, Response
 from vyked.core.service_errors import VykedServiceException
@@ -122,15 +122,16 @@ class Dispatcher:
         running = self.running
         observers = self.observers
         observation = (
-            Observation(
-                observers, self._labels.get(request.endpoint, self._unknown), request.app or None, request.trace
-            )
+            observe(observers, self._labels.get(request.endpoint, self._unknown), request.app or None, request.trace)
             if observers
             else None
         )
         if request.app:
             self._note_caller(request.app)
-        if endpoint is None or (request.service and not same_service(request.service, self.service_name)):
+        service = request.service
+        if endpoint is None or (
+            service and service != self.service_name and not same_service(service, self.service_name)
+        ):
             error: BaseException = running.refusal() or self._routing_error(request)
             self._send_error(conn, request.id, error)
             if observation is not None:
