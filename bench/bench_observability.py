@@ -26,10 +26,12 @@ the last one, sent in batches of ``BATCH``, each followed by ``PubSub.flush()``,
 ``WINDOW`` batches not yet handled.
 
 The configurations run in interleaved blocks, off, metrics, tracing, tracing, metrics, off, so
-that a load drifting during a round weighs on all alike. A figure is the best of the rounds;
-a change is the median of the rounds' ratios to ``off``. Checked along the way: the callee's
-``/metrics`` counts the calls (scraped once a round), a traced call's server span and a traced
-event's handler join the caller's trace.
+that a load drifting during a round weighs on all alike. A figure is the best of the rounds; a
+change is the median of the rounds' ratios to ``off``. The configurations share their
+processes, so what one adds process-wide (the metrics server's thread, the span processor's
+thread) is there for all: the changes are the per-request and per-event work. Checked along
+the way: the callee's ``/metrics`` counts the calls (scraped once a round), a traced call's
+server span and a traced event's handler join the caller's trace.
 
 Target (the observability issue): metrics within 5% of off; tracing is reported, no target.
 Run: ``python bench/bench_observability.py`` (needs ``vyked-core[metrics,otel]`` and
@@ -409,7 +411,7 @@ def report(loop: str, figures: dict[str, Figures], rounds: int) -> bool:
     plural = "s" * (rounds != 1)
     print(f"\n{loop} loop, {rounds} round{plural} of {', '.join(ORDER)}: figures are the best of the rounds,")
     print("changes the median of the rounds' ratios to off (+: slower latency / more throughput)")
-    print(f"{'':30}{' figures ':-^34}  {' change vs off ':-^18}")
+    print(f"{'':30}{' figures ':-^34}{'':3}{' change vs off ':-^17}")
     print(f"{'':28}{'off':>12}{'metrics':>12}{'tracing':>12}{'metrics':>10}{'tracing':>10}   target (metrics)")
     ok = True
     for part, key, label, scale, fmt in ROWS:

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from collections.abc import Sequence
 from typing import Any
 
@@ -38,6 +39,12 @@ from vyked import (
 )
 
 
+def say(line: str) -> None:
+    """One whole line in one write: handlers in worker threads print while spans are exported."""
+    sys.stdout.write(line + "\n")
+    sys.stdout.flush()
+
+
 def current_trace_id() -> str:
     return format(trace.get_current_span().get_span_context().trace_id, "032x")
 
@@ -50,10 +57,10 @@ class PrintingExporter(SpanExporter):
             context = span.get_span_context()
             assert context is not None
             attributes = {k: v for k, v in (span.attributes or {}).items() if isinstance(v, str | int | bool)}
-            print(
-                "SPAN", span.name, span.kind.name, format(context.trace_id, "032x"), span.status.status_code.name,
-                json.dumps(attributes, sort_keys=True), flush=True,
-            )  # fmt: skip
+            say(
+                f"SPAN {span.name} {span.kind.name} {context.trace_id:032x} {span.status.status_code.name} "
+                f"{json.dumps(attributes, sort_keys=True)}"
+            )
         return SpanExportResult.SUCCESS
 
 
@@ -115,7 +122,7 @@ class TraceABroadcasts(TCPServiceClient):
 
     @subscribe
     def relayed(self, step: str) -> None:
-        print("SEEN broadcast", current_trace_id(), flush=True)
+        say(f"SEEN broadcast {current_trace_id()}")  # in a worker thread: a plain def
 
 
 class TraceAExclusives(TCPServiceClient):
@@ -124,7 +131,7 @@ class TraceAExclusives(TCPServiceClient):
 
     @xsubscribe
     async def relayed(self, step: str) -> None:
-        print("SEEN exclusive", current_trace_id(), flush=True)
+        say(f"SEEN exclusive {current_trace_id()}")
 
 
 class Listener(TCPService):

@@ -136,6 +136,8 @@ class Connection(asyncio.BufferedProtocol):
         """Requests the owner is running for this peer (see :meth:`hold_reading`)."""
         self._frames_seen = 0
         self._partial_seen = 0
+        self._corked: list[bytes | bytearray] | None = None
+        """Frames sent while a batch of received packets is handled, written together after it."""
 
     @property
     def node_id(self) -> str:
@@ -200,12 +202,28 @@ class Connection(asyncio.BufferedProtocol):
                 self._handshake_timer.cancel()
             if not self._handshake.done():
                 self._handshake.set_result(None)
-        for packet in packets:
-            if self.closed:
-                return
-            self.handler.packet_received(self, packet)
+        if len(packets) > 1:
+            # Pipelined requests: their inline answers leave in one write, not one write each.
+            self._corked = []
+            try:
+                for packet in packets:
+                    if self.closed:
+                        return
+                    self.handler.packet_received(self, packet)
+            finally:
+                self._uncork()
+        else:
+            for packet in packets:
+                if self.closed:
+                    return
+                self.handler.packet_received(self, packet)
         if session.failure is not None and not self.closed:
             self.fail(session.failure)
+
+    def _uncork(self) -> None:
+        corked, self._corked = self._corked, None
+        if corked and self._transport is not None and not self._transport.is_closing():
+            self._transport.write(corked[0] if len(corked) == 1 else b"".join(corked))
 
     def eof_received(self) -> bool:
         return False  # close the transport; the peer has gone
@@ -256,24 +274,37 @@ class Connection(asyncio.BufferedProtocol):
         except VykedError as exc:
             raise ConnectionLost(f"the handshake with {self._peer_text()} failed: {exc}") from exc
 
+    @property
+    def write_buffer_size(self) -> int:
+        """Bytes written but not yet handed to the operating system."""
+        transport = self._transport
+        return 0 if transport is None else transport.get_write_buffer_size()
+
     # -- sending and closing ----------------------------------------------------------------
 
     def send(self, packet: Packet) -> None:
         """Frame and write ``packet``; raises :class:`ConnectionLost` once closed."""
         if self.closed or self._transport is None:
             raise ConnectionLost(f"connection to {self._peer_text()} is closed")
-        self._transport.write(self.session.send(packet))
+        if self._corked is not None:
+            self._corked.append(self.session.send(packet))
+        else:
+            self._transport.write(self.session.send(packet))
 
     def send_frame(self, frame: bytes | bytearray) -> None:
         """Write an already framed packet (see :func:`~vyked.core.protocol.encode_frame`)."""
         if self.closed or self._transport is None:
             raise ConnectionLost(f"connection to {self._peer_text()} is closed")
-        self._transport.write(frame)
+        if self._corked is not None:
+            self._corked.append(frame)
+        else:
+            self._transport.write(frame)
 
     def fail(self, error: VykedError) -> None:
         """Tell the peer why, then close: the reaction to any protocol violation."""
         logger.warning("closing connection with %s: %s", self._peer_text(), error)
         self._failure = error
+        self._uncork()  # what was answered before the failure goes first
         frame = self.session.fail(error)
         if frame and not self.closed and self._transport is not None:
             self._transport.write(frame)
@@ -284,6 +315,7 @@ class Connection(asyncio.BufferedProtocol):
 
     def close(self) -> None:
         """Close after flushing what is queued."""
+        self._uncork()
         if self._transport is not None and not self._transport.is_closing():
             self._transport.close()
         self.closed = True

@@ -97,6 +97,12 @@ class EmbeddedPublisher:
         waiting = sum(len(g.backlog) for groups in self._groups.values() for g in groups.values())
         return len(self._in_flight) + waiting
 
+    @property
+    def unsent(self) -> int:
+        """Bytes of broadcast events still in the subscribers' connection write buffers."""
+        connections = {conn for targets in self._broadcast.values() for conn in targets}
+        return sum(conn.write_buffer_size for conn in connections if not conn.closed)
+
     # -- publishing ----------------------------------------------------------------------------
 
     def publish(self, service: str, event: str, payload: bytes, trace: Mapping[str, str] | None = None) -> None:

@@ -41,11 +41,13 @@ class EmbeddedTransport:
         self.publisher.publish(key.service, key.event, payload, trace)
 
     async def flush(self, timeout: float) -> bool:
+        """Broadcast events out of this host's write buffers; exclusive ones acknowledged."""
         deadline = time.monotonic() + timeout
-        while self.publisher.pending:
+        await asyncio.sleep(0)  # the subscribers' connections get a turn to write
+        while self.publisher.pending or self.publisher.unsent:
             if time.monotonic() >= deadline:
                 return False
-            await asyncio.sleep(0.01)
+            await asyncio.sleep(0.001 if not self.publisher.pending else 0.01)
         return True
 
     async def drain(self, deadline: float) -> None:

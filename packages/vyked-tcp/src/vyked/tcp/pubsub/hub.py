@@ -156,7 +156,8 @@ class PubSub(HostExtension):
 
     async def flush(self, timeout: float = 5.0) -> bool:
         """Wait until the events published so far have left this host (Redis: written;
-        embedded: exclusive ones acknowledged). False if not all within ``timeout``."""
+        embedded: broadcast ones handed to the operating system, exclusive ones acknowledged).
+        False if not all within ``timeout``."""
         if self._transport is None:
             return True
         return await self._transport.flush(timeout)
