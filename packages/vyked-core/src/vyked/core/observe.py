@@ -297,7 +297,7 @@ def observe(
     if len(observers) == 1 and app is None and not carrier:
         timings = observers[0].timings
         if timings is not None:
-            return Timed(timings.of(labels), labels)
+            return Timed(timings.histograms.get(labels) or timings.of(labels), labels)
     return Observation(observers, labels, app, carrier)
 
 
