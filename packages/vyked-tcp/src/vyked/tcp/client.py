@@ -73,6 +73,26 @@ class TCPServiceClient(ServiceClient):
         host = self.host
         return 0 if host is None else host.extension(POOL).outstanding(instance)
 
+    def send_request(
+        self,
+        endpoint: str,
+        params: dict[str, Any] | None = None,
+        *,
+        timeout: float | None = None,
+        idempotent: bool = False,
+    ) -> asyncio.Future[Any]:
+        """Call ``endpoint`` with ``params`` without declaring a ``@request`` method: for tools
+        and scripts (``vyked call`` uses it). ``params`` is what a ``@request`` method returns:
+        the endpoint's parameters, plus ``entity`` (routing) and ``app_name`` (the caller's
+        name) if wanted. ``timeout`` defaults to a ``@request``'s; ``idempotent`` as in
+        ``@request(idempotent=True)``. Raises what a ``@request`` call raises."""
+        return self._send_request(
+            endpoint,
+            dict(params or {}),
+            DEFAULT_REQUEST_TIMEOUT if timeout is None else timeout,
+            IDEMPOTENT if idempotent else NOT_IDEMPOTENT,
+        )
+
     def _send_request(
         self, endpoint: str, params: Any, timeout: float, policy: RetryPolicy = NOT_IDEMPOTENT
     ) -> asyncio.Future[Any]:

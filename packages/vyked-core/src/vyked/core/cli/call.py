@@ -122,8 +122,7 @@ async def _call(
             await host.watch(service)
             client = TCPServiceClient(service, version or pick_version(host, service))
             host.bind_client(client)
-            # The one request a @request method sends: its dict of parameters, "entity" routing it.
-            return await client._send_request(endpoint, params, max(0.001, deadline - loop.time()))
+            return await client.send_request(endpoint, params, timeout=max(0.001, deadline - loop.time()))
     finally:
         await host.stop()
 
