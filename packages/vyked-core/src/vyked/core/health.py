@@ -65,24 +65,26 @@ class InstanceHealth:
         self.transitions: Counter[str] = Counter()
         """How many times circuits moved to each state (``open``, ``half_open``, ``closed``,
         ``draining``), for metrics and tests."""
-        self._breakers: dict[str, Breaker] = {}
+        self.breakers: dict[str, Breaker] = {}
+        """The instances not plainly healthy, by node id: empty while every circuit is closed,
+        which the hot paths test directly (a plain dict, no method call)."""
 
     def __bool__(self) -> bool:
         """True when some instance is not plainly healthy (balancing must then look)."""
-        return bool(self._breakers)
+        return bool(self.breakers)
 
     def state(self, node_id: str) -> str:
-        breaker = self._breakers.get(node_id)
+        breaker = self.breakers.get(node_id)
         return CLOSED if breaker is None else breaker.state
 
     # -- what requests report -----------------------------------------------------------------
 
     def succeeded(self, instance: InstanceInfo) -> None:
         """An answer came back: the instance is healthy (a draining one stays skipped)."""
-        breaker = self._breakers.get(instance.node_id)
+        breaker = self.breakers.get(instance.node_id)
         if breaker is None or breaker.state == DRAINING:
             return
-        del self._breakers[instance.node_id]
+        del self.breakers[instance.node_id]
         if breaker.state in (OPEN, HALF_OPEN):
             self._moved(breaker, CLOSED, "a request succeeded")
 
@@ -121,14 +123,14 @@ class InstanceHealth:
 
     def forget(self, node_id: str) -> None:
         """The registry removed the instance: nothing to remember any more."""
-        self._breakers.pop(node_id, None)
+        self.breakers.pop(node_id, None)
 
     # -- what balancing asks -------------------------------------------------------------------
 
     def usable(self, node_id: str, now: float) -> bool:
         """May a request go to this instance now? (An open circuit past its cool-off turns
         half-open and lets one probe through: see :meth:`picked`.)"""
-        breaker = self._breakers.get(node_id)
+        breaker = self.breakers.get(node_id)
         if breaker is None or breaker.state == CLOSED:
             return True
         if breaker.state == HALF_OPEN:
@@ -136,14 +138,14 @@ class InstanceHealth:
         if now < breaker.until:
             return False
         if breaker.state == DRAINING:
-            del self._breakers[node_id]  # no removal came: take it back
+            del self.breakers[node_id]  # no removal came: take it back
             return True
         self._moved(breaker, HALF_OPEN, "cool-off over; the next request probes it", level=logging.INFO)
         return True
 
     def picked(self, node_id: str) -> None:
         """Balancing chose the instance; a half-open one is now being probed."""
-        breaker = self._breakers.get(node_id)
+        breaker = self.breakers.get(node_id)
         if breaker is not None and breaker.state == HALF_OPEN:
             breaker.probing = True
 
@@ -154,7 +156,7 @@ class InstanceHealth:
         )
         for state in (OPEN, HALF_OPEN, CLOSED, DRAINING):
             moved.add([state], self.transitions[state])
-        now = Counter(breaker.state for breaker in list(self._breakers.values()))
+        now = Counter(breaker.state for breaker in list(self.breakers.values()))
         current = Family("vyked_circuits", "Instances called whose circuit is not closed, by state", "gauge", ["state"])
         for state in (OPEN, HALF_OPEN, DRAINING):
             current.add([state], now[state])
@@ -163,9 +165,9 @@ class InstanceHealth:
     # -- internals -----------------------------------------------------------------------------
 
     def _breaker(self, instance: InstanceInfo) -> Breaker:
-        breaker = self._breakers.get(instance.node_id)
+        breaker = self.breakers.get(instance.node_id)
         if breaker is None:
-            breaker = self._breakers[instance.node_id] = Breaker(instance.describe())
+            breaker = self.breakers[instance.node_id] = Breaker(instance.describe())
         return breaker
 
     def _moved(self, breaker: Breaker, state: str, why: str, level: int = logging.WARNING) -> None:

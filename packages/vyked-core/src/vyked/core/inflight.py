@@ -26,13 +26,16 @@ MAX_CONCURRENCY_VARIABLE = "VYKED_MAX_CONCURRENCY"
 class InFlight:
     """Requests running for ``name``; at most ``limit`` (None: no limit)."""
 
-    __slots__ = ("_waiters", "count", "draining", "limit", "name")
+    __slots__ = ("_waiters", "count", "draining", "guarded", "limit", "name")
 
     def __init__(self, name: str, limit: int | None = None) -> None:
         self.name = name
         self.limit = check_limit(limit)
         self.count = 0
         self.draining = False
+        self.guarded = self.limit is not None
+        """Whether :meth:`refusal` can refuse anything (a limit, or draining): when False, the
+        hot paths skip calling it."""
         self._waiters: list[asyncio.Future[None]] = []
 
     def refusal(self) -> VykedError | None:
@@ -59,6 +62,7 @@ class InFlight:
     def start_draining(self) -> None:
         """Refuse every new request from now on (with ``Draining``)."""
         self.draining = True
+        self.guarded = True
 
     async def drained(self, grace: float) -> int:
         """Wait until no request runs, at most ``grace`` seconds; how many still run then."""

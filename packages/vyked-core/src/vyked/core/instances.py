@@ -163,7 +163,8 @@ class InstanceDirectory:
         """
         route = self.candidates(service, version, kind)
         health = self.health
-        if (health or tried) and route:
+        unhealthy = health.breakers
+        if (unhealthy or tried) and route:
             now = time.monotonic()
             usable = [i for i in route if i.node_id not in tried and health.usable(i.node_id, now)]
             if not usable:
@@ -185,7 +186,7 @@ class InstanceDirectory:
             chosen = balancer.pick(route)
             if load is not None and len(route) > 1:
                 chosen = least_loaded_of_two(chosen, route, load)
-        if health:
+        if unhealthy:
             health.picked(chosen.node_id)
         return chosen
 

@@ -137,12 +137,13 @@ class Dispatcher:
             if observation is not None:
                 observation.end(error)
             return
-        refusal = running.refusal() or endpoint.running.refusal()
-        if refusal is not None:
-            self._send_error(conn, request.id, refusal)
-            if observation is not None:
-                observation.end(refusal)
-            return
+        if running.guarded or endpoint.running.guarded:
+            refusal = running.refusal() or endpoint.running.refusal()
+            if refusal is not None:
+                self._send_error(conn, request.id, refusal)
+                if observation is not None:
+                    observation.end(refusal)
+                return
         execution = endpoint.execution
         # the context an observer (tracing) asks the handler to run in
         context = None if observation is None else observation.context

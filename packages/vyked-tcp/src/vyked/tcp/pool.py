@@ -180,7 +180,7 @@ class InstanceConnection:
             if entry is None:
                 return  # answered after its timeout
             future, _, _, observation, _, _ = entry
-            if self.health:
+            if self.health.breakers:
                 self.health.succeeded(self.instance)
             if observation is not None:
                 observation.end()
@@ -200,7 +200,7 @@ class InstanceConnection:
                 self._fail(entry, error)
             else:  # the handler's own answer: the instance is fine
                 future, _, _, observation, _, _ = entry
-                if self.health:
+                if self.health.breakers:
                     self.health.succeeded(self.instance)
                 if observation is not None:
                     observation.end(error)
