@@ -202,8 +202,9 @@ class Connection(asyncio.BufferedProtocol):
                 self._handshake_timer.cancel()
             if not self._handshake.done():
                 self._handshake.set_result(None)
-        if len(packets) > 1:
+        if len(packets) > 1 and self._corked is None:
             # Pipelined requests: their inline answers leave in one write, not one write each.
+            # (Already corked for this pass: the frames join that batch.)
             self._corked = []
             try:
                 for packet in packets:
