@@ -78,7 +78,9 @@ def test_the_registry_process_logs_json_lines_and_serves_metrics() -> None:
         "127.0.0.1",
     ).start()
     try:
+        # both lines, in whichever order the registry writes them
         proc.wait_for_output("metrics and probes on")
+        proc.wait_for_output("listening on")
         lines = [json.loads(line) for line in proc.output().splitlines() if line.strip()]
         started = next(line for line in lines if "listening on" in line["message"])
         assert started["level"] == "INFO" and started["logger"] == "vyked.registry.server"
