@@ -27,7 +27,7 @@ REGISTRY_LISTENING = re.compile(r" listening on 127\.0\.0\.1:(\d+), ")
 def output_mark(proc: ProcessRunner) -> int:
     """Where ``proc``'s output stands now (the end of its last complete line): pass it as
     ``since`` to wait for a line printed after this point, not an older one alike."""
-    return proc.output().rfind("\n") + 1
+    return proc.mark()
 
 
 def wait_for_line(
@@ -35,20 +35,7 @@ def wait_for_line(
 ) -> re.Match[str]:
     """Block until a complete line of ``proc``'s output, after the first ``since`` characters,
     matches ``pattern``; raise at once if ``proc`` exits without printing one."""
-    regex = re.compile(pattern)
-    deadline = time.monotonic() + timeout
-    while True:
-        exited = proc.process is not None and proc.process.poll() is not None
-        output = proc.output()  # read after the exit check: an exited process has printed everything
-        for line in output[since:].split("\n")[:-1]:  # the last piece is not a complete line yet
-            if match := regex.search(line):
-                return match
-        if exited:
-            assert proc.process is not None
-            raise RuntimeError(f"{proc.args} exited with {proc.process.returncode}:\n{output}")
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"no line matching {regex.pattern!r} from {proc.args} after {timeout} s:\n{output}")
-        time.sleep(0.02)
+    return proc.wait_for_line(pattern, timeout, since)
 
 
 def registry_port(proc: ProcessRunner, timeout: float = 30.0) -> int:
@@ -93,4 +80,4 @@ async def read_published_file(path: Path, timeout: float = 30.0) -> str:
 async def wait_output(proc: ProcessRunner, text: str, timeout: float = 15.0, since: int = 0) -> None:
     """Wait, without blocking the loop, until ``proc`` has printed a complete line holding
     ``text`` (after ``since``, an :func:`output_mark`)."""
-    await asyncio.to_thread(wait_for_line, proc, re.escape(text), timeout, since)
+    await proc.wait_for_line_async(re.escape(text), timeout, since)

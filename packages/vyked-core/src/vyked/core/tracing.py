@@ -36,6 +36,7 @@ from typing import TYPE_CHECKING, Any
 from vyked.core.exceptions import ConfigurationError
 from vyked.core.observe import EventScope, Observation, Observer
 from vyked.core.optional import require
+from vyked.core.settings import parse_flag
 
 if TYPE_CHECKING:
     from opentelemetry.trace import Span, Tracer, TracerProvider
@@ -45,8 +46,6 @@ __all__ = ["TRACING_ENV", "Tracing", "tracing_wanted"]
 TRACING_ENV = "VYKED_TRACING"
 OTEL_EXTRA = "vyked-core[otel]"
 _MODES = ("auto", "on", "off")
-_ON = frozenset({"on", "1", "true", "yes"})
-_OFF = frozenset({"off", "0", "false", "no"})
 
 
 def tracing_wanted(setting: str | bool | None = None, environ: Mapping[str, str] | None = None) -> bool:
@@ -77,14 +76,12 @@ def tracing_wanted(setting: str | bool | None = None, environ: Mapping[str, str]
 
 
 def _mode(raw: str, what: str) -> str:
-    value = raw.strip().lower()
-    if value in _ON:
-        return "on"
-    if value in _OFF:
-        return "off"
-    if value == "auto":
-        return value
-    raise ConfigurationError(f"{what}={raw!r}: expected one of {', '.join(_MODES)}")
+    if raw.strip().lower() == "auto":
+        return "auto"
+    try:
+        return "on" if parse_flag(raw, variable=what) else "off"
+    except ConfigurationError:
+        raise ConfigurationError(f"{what}={raw!r}: expected one of {', '.join(_MODES)}") from None
 
 
 class Tracing(Observer):

@@ -4,13 +4,20 @@ through the registry, as a ``@request`` method of a ``TCPServiceClient`` would s
 from __future__ import annotations
 
 import asyncio
-import json
-import sys
 from typing import Annotated, Any
 
 import typer
 
-from vyked.core.cli.options import JsonOption, RegistryOption, VerboseOption, host_settings, quiet_logging
+from vyked.core.cli.options import (
+    JsonOption,
+    RegistryOption,
+    VerboseOption,
+    host_settings,
+    import_needing_tcp,
+    parse_json_object,
+    parse_target,
+    quiet_logging,
+)
 from vyked.core.cli.output import ExitCode, Output
 from vyked.core.exceptions import ServiceUnavailable, VykedError
 from vyked.core.service_host import ServiceHost
@@ -20,7 +27,6 @@ from vyked.core.versions import version_key
 
 DEFAULT_TIMEOUT = 30.0
 """Seconds for the whole call (registry included), as a ``@request`` waits by default."""
-TCP_MISSING = "needs vyked-tcp: pip install vyked-tcp"
 
 
 def call(
@@ -56,18 +62,13 @@ def call(
     """
     out = Output("call", json_output)
     quiet_logging(verbose)
-    service, version, endpoint = _parse_target(out, target)
-    kwargs = _parse_params(out, params)
+    service, version, endpoint = parse_target(out, target, "ENDPOINT", "IdentityService:1.create")
+    kwargs = parse_json_object(out, params, "the parameters", "are", "the endpoint's parameters")
     try:
         settings = host_settings(registry)
     except VykedError as exc:
         out.fail_with(exc)
-    try:
-        import vyked.tcp  # noqa: F401
-    except ImportError as exc:
-        if (exc.name or "").startswith("vyked.tcp"):
-            out.fail(ExitCode.USAGE, TCP_MISSING)
-        raise
+    import_needing_tcp(out, "vyked.tcp")
     try:
         result = run_on_loop(_call(settings, service, version, endpoint, kwargs, timeout))
     except TimeoutError:
@@ -75,29 +76,6 @@ def call(
     except VykedError as exc:
         out.fail_with(exc, f"{target}: ")
     out.result(result)
-
-
-def _parse_target(out: Output, target: str) -> tuple[str, str | None, str]:
-    """``SERVICE[:VERSION].ENDPOINT`` → (service, version or None, endpoint)."""
-    head, dot, endpoint = target.rpartition(".")
-    service, colon, version = head.partition(":")
-    if not dot or not endpoint or not service.strip() or (colon and not version.strip()):
-        out.fail(ExitCode.USAGE, f"{target!r}: expected SERVICE[:VERSION].ENDPOINT, e.g. IdentityService:1.create")
-    return service.strip(), version.strip() or None, endpoint.strip()
-
-
-def _parse_params(out: Output, text: str) -> dict[str, Any]:
-    if text.strip() == "-":
-        text = sys.stdin.read()
-    try:
-        value = json.loads(text)
-    except json.JSONDecodeError as exc:
-        out.fail(ExitCode.USAGE, f"the parameters are not JSON: {exc}")
-    if not isinstance(value, dict):
-        out.fail(
-            ExitCode.USAGE, f"the parameters must be a JSON object of the endpoint's parameters, not {text.strip()!r}"
-        )
-    return value
 
 
 def pick_version(host: ServiceHost, service: str, kind: str = "tcp") -> str:

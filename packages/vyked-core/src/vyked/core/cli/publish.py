@@ -3,23 +3,29 @@
 from __future__ import annotations
 
 import asyncio
-import json
-import sys
 from collections.abc import Coroutine
 from typing import Annotated, Any, TypeVar
 
 import typer
 
-from vyked.core.cli.options import JsonOption, PubsubOption, RegistryOption, VerboseOption, host_settings, quiet_logging
-from vyked.core.cli.output import ExitCode, Output
+from vyked.core.cli.options import (
+    JsonOption,
+    PubsubOption,
+    RegistryOption,
+    VerboseOption,
+    host_settings,
+    import_needing_tcp,
+    parse_json_object,
+    parse_target,
+    quiet_logging,
+)
+from vyked.core.cli.output import Output
 from vyked.core.cli.status import fetch_any
 from vyked.core.exceptions import ServiceUnavailable, VykedError
 from vyked.core.security import Trust
 from vyked.core.serving import run as run_on_loop
 from vyked.core.settings import HostSettings
 from vyked.core.versions import version_key
-
-TCP_MISSING = "needs vyked-tcp: pip install vyked-tcp"
 
 T = TypeVar("T")
 
@@ -94,26 +100,17 @@ def publish(
     """
     out = Output("publish", json_output)
     quiet_logging(verbose)
-    head, dot, event = target.rpartition(".")
-    service, colon, version = head.partition(":")
-    if not dot or not event.strip() or not service.strip() or (colon and not version.strip()):
-        out.fail(
-            ExitCode.USAGE, f"{target!r}: expected SERVICE[:VERSION].EVENT, e.g. IdentityService:1.password_changed"
-        )
-    service, event = service.strip(), event.strip()
-    fields = _parse_payload(out, payload)
+    service, version, event = parse_target(out, target, "EVENT", "IdentityService:1.password_changed")
+    fields = parse_json_object(out, payload, "the payload", "is", "the event's fields")
     try:
         settings = host_settings(registry, pubsub)
     except VykedError as exc:
         out.fail_with(exc)
+    import_needing_tcp(out, "vyked.core.cli.publishing")
+    from vyked.core.cli import publishing  # imported just above: typed here
+
     try:
-        from vyked.core.cli import publishing
-    except ImportError as exc:
-        if (exc.name or "").startswith("vyked.tcp"):
-            out.fail(ExitCode.USAGE, TCP_MISSING)
-        raise
-    try:
-        chosen = version.strip() or run_on_loop(_registered_version(settings, service))
+        chosen = version or run_on_loop(_registered_version(settings, service))
         if settings.pubsub:
             coro = publishing.publish_redis(settings, service, chosen, event, fields, timeout)
         else:
@@ -138,18 +135,6 @@ def publish(
         reached = f"{done.subscribers} subscribing host{'s' if done.subscribers != 1 else ''}"
         note = "" if done.subscribers else " (no subscriber: the event reached nobody)"
         out.line(f"published {service}:{chosen}.{event} to {reached}{note}")
-
-
-def _parse_payload(out: Output, text: str) -> dict[str, Any]:
-    if text.strip() == "-":
-        text = sys.stdin.read()
-    try:
-        value = json.loads(text)
-    except json.JSONDecodeError as exc:
-        out.fail(ExitCode.USAGE, f"the payload is not JSON: {exc}")
-    if not isinstance(value, dict):
-        out.fail(ExitCode.USAGE, f"the payload must be a JSON object of the event's fields, not {text.strip()!r}")
-    return value
 
 
 async def _registered_version(settings: HostSettings, service: str) -> str:
