@@ -55,6 +55,11 @@ DEFAULT_HANDSHAKE_TIMEOUT = 5.0
 WRITE_HIGH_WATER = 256 * 1024
 """Unsent bytes above which a connection stops reading from its peer (until they drain to a
 quarter of it): a peer that sends requests but never reads answers cannot grow our memory."""
+LISTEN_BACKLOG = 4096
+"""Connections the kernel may hold for a server before it accepts them (capped by
+``net.core.somaxconn``). asyncio's default of 100 overflows when hundreds of peers connect at
+once: the kernel then drops the completed handshakes it has no room for, and a peer that
+waits silently for the hello never learns its connection is gone."""
 PROGRESS_BYTES = 64 * 1024
 """Bytes of one large frame that count as a sign of life while it is still arriving."""
 
@@ -501,7 +506,12 @@ class PacketServer:
         loop = asyncio.get_running_loop()
         with map_exceptions({OSError: ListenError}, f"cannot listen on {host}:{port}"):
             self._server = await loop.create_server(
-                self._make_connection, host, port, reuse_address=True, ssl=self.ssl_context
+                self._make_connection,
+                host,
+                port,
+                reuse_address=True,
+                ssl=self.ssl_context,
+                backlog=LISTEN_BACKLOG,
             )
         sockname = self._server.sockets[0].getsockname()
         return sockname[0], sockname[1]
