@@ -21,6 +21,7 @@ import argparse
 import asyncio
 import importlib.util
 import statistics
+import struct
 import sys
 import time
 from typing import Any, cast
@@ -51,6 +52,7 @@ class RawResponse(msgspec.Struct):
 
 
 ENCODE = msgspec.json.Encoder().encode
+HEADER = struct.Struct(">I")  # as vyked frames: a 4-byte big-endian length
 BUFFER_SIZE = 256 * 1024
 MIN_READ = 64 * 1024
 
@@ -78,10 +80,10 @@ class RawFramedProtocol(asyncio.BufferedProtocol):
         return self.view[self.end :]
 
     def buffer_updated(self, nbytes: int) -> None:
-        buffer, view, decode = self.buffer, self.view, self.decoder.decode
+        buffer, view, decode, unpack = self.buffer, self.view, self.decoder.decode, HEADER.unpack_from
         start, end = self.start, self.end + nbytes
         while end - start >= 4:
-            frame_end = start + 4 + int.from_bytes(buffer[start : start + 4], "big")
+            frame_end = start + 4 + unpack(buffer, start)[0]
             if frame_end > end:
                 break
             self.message_received(decode(view[start + 4 : frame_end]))
@@ -92,7 +94,7 @@ class RawFramedProtocol(asyncio.BufferedProtocol):
 
     def send(self, message: msgspec.Struct) -> None:
         body = ENCODE(message)
-        self.transport.write(len(body).to_bytes(4, "big") + body)
+        self.transport.write(HEADER.pack(len(body)) + body)
 
     def message_received(self, message: Any) -> None:
         raise NotImplementedError

@@ -164,6 +164,8 @@ class InstanceDirectory:
         route = self.candidates(service, version, kind)
         health = self.health
         unhealthy = health.breakers
+        if len(route) == 1 and not unhealthy and not tried and entity is None:
+            return route[0]  # the one instance, and nothing to skip: no balancing to do
         if (unhealthy or tried) and route:
             now = time.monotonic()
             usable = [i for i in route if i.node_id not in tried and health.usable(i.node_id, now)]

@@ -8,6 +8,7 @@ it plain bytes with :meth:`FrameDecoder.feed`.
 
 from __future__ import annotations
 
+import struct
 from collections.abc import Callable
 from typing import Any
 
@@ -31,17 +32,20 @@ _SHRINK_ABOVE = 1024 * 1024
 
 _encoder = msgspec.json.Encoder()
 _decoder = msgspec.json.Decoder(Packet)
+_header = struct.Struct(">I")
+_pack_header = _header.pack
+_unpack_header = _header.unpack_from
 
 
-def encode_frame(packet: Any) -> bytearray:
+def encode_frame(packet: Any) -> bytes:
     """Serialise ``packet`` into one frame, header included.
 
     Raises ``TypeError`` if the packet holds something JSON cannot carry.
     """
-    frame = bytearray(HEADER_SIZE)
-    _encoder.encode_into(packet, frame, HEADER_SIZE)
-    frame[0:HEADER_SIZE] = (len(frame) - HEADER_SIZE).to_bytes(HEADER_SIZE, "big")
-    return frame
+    # Encoding, then joining the header, costs half what encoding into a growing bytearray
+    # behind a reserved header does for the small frames of requests and answers.
+    body = _encoder.encode(packet)
+    return _pack_header(len(body)) + body
 
 
 def encode_payload(value: Any) -> bytes:
@@ -150,7 +154,7 @@ class FrameDecoder:
         start, end = self._start, self._end
         self._needed = 0
         while end - start >= HEADER_SIZE:
-            size = int.from_bytes(buffer[start : start + HEADER_SIZE], "big")
+            (size,) = _unpack_header(buffer, start)
             if size > self.max_frame_size:
                 self.error = FrameTooLarge(f"frame of {size} bytes exceeds the limit of {self.max_frame_size} bytes")
                 break

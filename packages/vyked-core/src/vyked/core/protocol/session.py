@@ -50,6 +50,8 @@ HANDSHAKE_MAX_FRAME_SIZE = 64 * 1024
 
 
 DRAINING = Draining.code
+_SESSION_PACKETS = frozenset({Ping, Pong, Error})
+"""Packets the session may handle itself once ready (an ``error`` only when it ends the session)."""
 """An ``error`` without id and with this code is a notice, not a refusal: the peer is shutting
 down and answers what it has; it goes to the handler and the connection stays open."""
 
@@ -129,7 +131,7 @@ class Session:
         if self.accepting:
             return b""
         hello = Hello(protocol=PROTOCOL_VERSION, node_id=self.node_id, role=self.role, nonce=self._nonce)
-        return bytes(encode_frame(hello))
+        return encode_frame(hello)
 
     def get_buffer(self) -> memoryview:
         """Where the next bytes read go (``asyncio.BufferedProtocol.get_buffer``)."""
@@ -140,9 +142,18 @@ class Session:
         packets that arrived. Handshake, ``ping`` and ``pong`` are handled here; check
         :meth:`data_to_send` and :attr:`failure` afterwards."""
         received = self._decoder.buffer_updated(nbytes)
-        if self.ready:
-            return self._process(received)
-        return self._handshaking(received)
+        if not self.ready:
+            return self._handshaking(received)
+        if self.failure is None:
+            for packet in received:
+                if type(packet) in _SESSION_PACKETS:
+                    break
+            else:  # the common case, once ready: only application packets, delivered as they are
+                self.frames_received += len(received)
+                if self._decoder.error is not None:
+                    self.failure = self._decoder.error
+                return received
+        return self._process(received)
 
     def receive_data(self, data: bytes) -> list[Packet]:
         """Feed received bytes (for callers without a receive buffer of their own)."""
@@ -264,13 +275,13 @@ class Session:
         self._outgoing.clear()
         return data
 
-    def send(self, packet: Packet) -> bytearray:
+    def send(self, packet: Packet) -> bytes:
         """The frame carrying ``packet``; raises :class:`ConnectionLost` once closed."""
         if self.closed:
             raise ConnectionLost("the session is closed")
         return encode_frame(packet)
 
-    def ping(self) -> bytearray:
+    def ping(self) -> bytes:
         """A ``ping`` frame (the adapter's heartbeat timer decides when)."""
         return self.send(Ping())
 
@@ -284,7 +295,7 @@ class Session:
             self.failure = error
         if already or self.refusal is not None:
             return b""
-        return bytes(encode_frame(Error(code=error.code, message=str(error))))
+        return encode_frame(Error(code=error.code, message=str(error)))
 
     def close(self) -> None:
         """End the session without telling the peer (the connection closed, or we close it)."""
