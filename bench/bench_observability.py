@@ -26,7 +26,9 @@ the last one, sent in batches of ``BATCH``, each followed by ``PubSub.flush()``,
 ``WINDOW`` batches not yet handled.
 
 The configurations run in interleaved blocks, off, metrics, tracing, tracing, metrics, off, so
-that a load drifting during a round weighs on all alike. A figure is the best of the rounds; a
+that a load drifting during a round weighs on all alike; before each run the spans still queued
+are exported and the garbage collected, so that no run pays for the one before (tracing makes
+much of both). A figure is the best of the rounds; a
 change is the median of the rounds' ratios to ``off``. The configurations share their
 processes, so what one adds process-wide (the metrics server's thread, the span processor's
 thread) is there for all: the changes are the per-request and per-event work. Checked along
@@ -43,6 +45,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import functools
+import gc
 import importlib.util
 import statistics
 import sys
@@ -199,7 +202,7 @@ async def measure_rpc(
         text = await scrape(metrics_port)
         assert 'vyked_server_requests_total{endpoint="echo"' in text, text[:500]
 
-    figures = await interleave(one, rounds, check_scrape)
+    figures = await interleave(one, rounds, provider, check_scrape)
     text = await scrape(callers["metrics"][0].metrics_port)
     counted = [line for line in text.splitlines() if line.startswith("vyked_client_requests_total{")]
     figures.notes = [f"RPC caller: {line}" for line in counted]
@@ -324,7 +327,7 @@ async def measure_pubsub(provider: TracerProvider, events: int, rounds: int) -> 
         async def one(config: str) -> dict[str, float]:
             return {"eps": await pairs[config].events_per_second(events)}
 
-        figures = await interleave(one, rounds)
+        figures = await interleave(one, rounds, provider)
         sides = (("publisher", "published"), ("subscriber", "received"))
         for (side, what), host in zip(sides, pairs["metrics"].hosts, strict=True):
             prefix = f'vyked_events_total{{what="{what}"}}'
@@ -373,18 +376,31 @@ def _best(runs: list[dict[str, float]]) -> dict[str, float]:
 async def interleave(
     one: Callable[[str], Awaitable[dict[str, float]]],
     rounds: int,
+    provider: TracerProvider,
     after_round: Callable[[], Awaitable[None]] | None = None,
 ) -> Figures:
-    """``rounds`` blocks of ``one(config)`` in :data:`ORDER`."""
+    """``rounds`` blocks of ``one(config)`` in :data:`ORDER`, each run starting from the same
+    state: what the run before left behind is cleared first (see :func:`settle`)."""
     figures = Figures()
     for _ in range(rounds):
         block: dict[str, list[dict[str, float]]] = {config: [] for config in CONFIGS}
         for config in ORDER:
+            await settle(provider)
             block[config].append(await one(config))
         figures.add_round(block)
         if after_round is not None:
             await after_round()
     return figures
+
+
+async def settle(provider: TracerProvider) -> None:
+    """Leave nothing of the previous run to the next: the spans still queued are exported (the
+    span processor's thread would otherwise do it during the next run), the garbage is
+    collected (a run that made much would otherwise have the next one pay for collecting it),
+    and the child process gets a moment for the same."""
+    provider.force_flush()
+    gc.collect()
+    await asyncio.sleep(0.05)
 
 
 async def measure(registry_port: int, metrics_port: int, args: argparse.Namespace) -> dict[str, Figures]:

@@ -41,7 +41,7 @@ import logging
 from bisect import bisect_left
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from time import perf_counter
-from typing import Any, Literal, Protocol
+from typing import Any, Literal, Protocol, Self, SupportsIndex
 
 from vyked.core.exceptions import VykedError
 
@@ -54,11 +54,14 @@ __all__ = [
     "MetricSource",
     "Observation",
     "Observer",
+    "Observers",
+    "Stopwatch",
     "Timed",
     "Timings",
     "families_of",
     "observe",
     "outcome_of",
+    "stopwatch_for",
 ]
 
 logger = logging.getLogger(__name__)
@@ -123,6 +126,70 @@ class Observer:
         with the ``carrier`` its publisher filled. An :class:`EventScope` returned makes the
         handlers run in its context (the first observer to return one wins)."""
         return None
+
+
+class Observers(list[Observer]):
+    """A host's observers: a list (append, remove... as usual) that keeps up to date what the
+    hot paths ask on every request and event, so that they ask it in one attribute read.
+
+    - :attr:`timings`: the :class:`Timings` of the only observer, when there is one and it just
+      counts latencies (then requests are timed by a :class:`Stopwatch`); else None.
+    - :attr:`on_publish`, :attr:`on_receive`: the observers that implement
+      :meth:`Observer.event_published` / :meth:`Observer.event_received` (metrics do not: events
+      are counted where they pass anyway), so that the others are not called for every event.
+    """
+
+    def __init__(self, observers: Iterable[Observer] = ()) -> None:
+        super().__init__(observers)
+        self._changed()
+
+    def _changed(self) -> None:
+        only = self[0] if len(self) == 1 else None
+        self.timings: Timings | None = None if only is None else only.timings
+        self.on_publish = tuple(o for o in self if type(o).event_published is not Observer.event_published)
+        self.on_receive = tuple(o for o in self if type(o).event_received is not Observer.event_received)
+
+    def append(self, observer: Observer) -> None:
+        super().append(observer)
+        self._changed()
+
+    def extend(self, observers: Iterable[Observer]) -> None:
+        super().extend(observers)
+        self._changed()
+
+    def insert(self, index: SupportsIndex, observer: Observer) -> None:
+        super().insert(index, observer)
+        self._changed()
+
+    def remove(self, observer: Observer) -> None:
+        super().remove(observer)
+        self._changed()
+
+    def pop(self, index: SupportsIndex = -1) -> Observer:
+        observer = super().pop(index)
+        self._changed()
+        return observer
+
+    def clear(self) -> None:
+        super().clear()
+        self._changed()
+
+    def __setitem__(self, index: Any, value: Any) -> None:
+        super().__setitem__(index, value)
+        self._changed()
+
+    def __delitem__(self, index: SupportsIndex | slice) -> None:
+        super().__delitem__(index)
+        self._changed()
+
+    def __iadd__(self, observers: Iterable[Observer]) -> Self:  # type: ignore[override,misc]
+        self.extend(observers)
+        return self
+
+    def __imul__(self, times: SupportsIndex) -> Self:
+        super().__imul__(times)
+        self._changed()
+        return self
 
 
 class EventScope:
@@ -238,10 +305,11 @@ class Observation:
 class Timings:
     """Latency :class:`Histogram` objects by what was requested (:data:`Labels`) and outcome."""
 
-    __slots__ = ("histograms",)
+    __slots__ = ("histograms", "stopwatches")
 
     def __init__(self) -> None:
         self.histograms: dict[Labels, dict[str, Histogram]] = {}
+        self.stopwatches: dict[Labels, Stopwatch] = {}
 
     def of(self, labels: Labels) -> dict[str, Histogram]:
         """The histograms of ``labels``, by outcome."""
@@ -249,6 +317,13 @@ class Timings:
         if by_outcome is None:
             by_outcome = self.histograms[labels] = {}
         return by_outcome
+
+    def stopwatch(self, labels: Labels) -> Stopwatch:
+        """The :class:`Stopwatch` of ``labels`` (one for every request of them)."""
+        stopwatch = self.stopwatches.get(labels)
+        if stopwatch is None:
+            stopwatch = self.stopwatches[labels] = Stopwatch(self.of(labels), labels)
+        return stopwatch
 
     def observe(self, labels: Labels, outcome: str, duration: float) -> None:
         by_outcome = self.of(labels)
@@ -258,46 +333,90 @@ class Timings:
         histogram.observe(duration)
 
 
+class Stopwatch:
+    """Records the latencies of every request of one :data:`Labels` into their histograms, by
+    outcome; one for all of them. The hot paths use it when the host's only observer counts
+    latencies (see :func:`stopwatch_for`), timing each request from a start they keep
+    themselves (the client from the time it sent, which it keeps for the deadline anyway), so
+    that nothing is made per request; elsewhere :meth:`start` makes a :class:`Timed`."""
+
+    __slots__ = ("by_outcome", "labels", "ok")
+
+    def __init__(self, by_outcome: dict[str, Histogram], labels: Labels) -> None:
+        self.by_outcome = by_outcome
+        self.labels = labels
+        self.ok: Histogram | None = by_outcome.get("ok")
+        """The ``ok`` histogram, once there is one: the common case without a look-up."""
+
+    def record(self, duration: float, error: BaseException | None = None) -> None:
+        """A request ended after ``duration`` seconds, with ``error`` (None: answered)."""
+        histogram = self.ok if error is None else None
+        if histogram is None:
+            outcome = "ok" if error is None else outcome_of(error, _OTHER[self.labels[0]])
+            histogram = self.by_outcome.get(outcome)
+            if histogram is None:
+                histogram = self.by_outcome[outcome] = Histogram()
+            if error is None:
+                self.ok = histogram
+        # Histogram.observe, inlined: this runs for every request
+        histogram.counts[bisect_left(LATENCY_BUCKETS, duration)] += 1
+        histogram.sum += duration
+
+    def start(self, started: float | None = None) -> Timed:
+        """An observation of one request, started now or at ``started`` (a :func:`perf_counter`
+        time), that this stopwatch records when it ends."""
+        return Timed(self, perf_counter() if started is None else started)
+
+
 class Timed(Observation):
-    """An :class:`Observation` that only times the request into a :class:`Timings` (see
+    """An :class:`Observation` that only times the request with a :class:`Stopwatch` (see
     :func:`observe`): no hooks, no state, no context."""
 
-    __slots__ = ("by_outcome",)
+    __slots__ = ("stopwatch",)
     # read-only stand-ins for the slots of Observation this class never fills
     app = None
     carrier = None
     context = None
 
-    def __init__(self, by_outcome: dict[str, Histogram], labels: Labels) -> None:
-        self.by_outcome: dict[str, Histogram] | None = by_outcome
-        self.labels = labels
-        self.started = perf_counter()
+    def __init__(self, stopwatch: Stopwatch, started: float) -> None:
+        self.stopwatch: Stopwatch | None = stopwatch
+        self.labels = stopwatch.labels
+        self.started = started
 
     def end(self, error: BaseException | None = None, status: int = 0) -> None:
-        duration = perf_counter() - self.started
-        by_outcome = self.by_outcome
-        if by_outcome is None:
+        stopwatch = self.stopwatch
+        if stopwatch is None:
             return  # ended already
-        self.by_outcome = None
-        outcome = "ok" if error is None else outcome_of(error, _OTHER[self.labels[0]])
-        histogram = by_outcome.get(outcome)
-        if histogram is None:
-            histogram = by_outcome[outcome] = Histogram()
-        # Histogram.observe, inlined: this runs for every request
-        histogram.counts[bisect_left(LATENCY_BUCKETS, duration)] += 1
-        histogram.sum += duration
+        self.stopwatch = None
+        stopwatch.record(perf_counter() - self.started, error)
+
+
+def stopwatch_for(
+    observers: Sequence[Observer], labels: Labels, app: str | None = None, carrier: Mapping[str, str] | None = None
+) -> Stopwatch | None:
+    """The :class:`Stopwatch` of ``labels`` when the only observer just counts latencies
+    (:attr:`Observer.timings`) and nothing else rides along (no ``app``, no ``carrier``);
+    else None: the request needs an :class:`Observation`."""
+    if app is None and not carrier:
+        timings = observers.timings if type(observers) is Observers else _only_timings(observers)
+        if timings is not None:
+            return timings.stopwatches.get(labels) or timings.stopwatch(labels)
+    return None
+
+
+def _only_timings(observers: Sequence[Observer]) -> Timings | None:
+    return observers[0].timings if len(observers) == 1 else None
 
 
 def observe(
     observers: Sequence[Observer], labels: Labels, app: str | None = None, carrier: Mapping[str, str] | None = None
 ) -> Observation:
     """The observation of one request: a :class:`Timed` when the only observer just counts
-    latencies (:attr:`Observer.timings`) and nothing else rides along, else an
-    :class:`Observation`. ``observers`` must not be empty."""
-    if len(observers) == 1 and app is None and not carrier:
-        timings = observers[0].timings
-        if timings is not None:
-            return Timed(timings.histograms.get(labels) or timings.of(labels), labels)
+    latencies (see :func:`stopwatch_for`), else an :class:`Observation`. ``observers`` must
+    not be empty."""
+    stopwatch = stopwatch_for(observers, labels, app, carrier)
+    if stopwatch is not None:
+        return stopwatch.start()
     return Observation(observers, labels, app, carrier)
 
 

@@ -12,7 +12,7 @@ import enum
 import logging
 import os
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any, cast
 
 from vyked.core.addresses import DEFAULT_REGISTRY_PORT, RegistrySpec
@@ -21,7 +21,7 @@ from vyked.core.exceptions import ConfigurationError, HostNotRunning, RegistryUn
 from vyked.core.extensions import E, ExtensionKey, HostExtension
 from vyked.core.instances import InstanceDirectory
 from vyked.core.logs import forget_identity, set_identity
-from vyked.core.observe import Observer
+from vyked.core.observe import Observer, Observers
 from vyked.core.registry_client import RegistryClient
 from vyked.core.security import Trust
 from vyked.core.service import Service
@@ -130,9 +130,7 @@ class ServiceHost:
         """Trace requests and events with OpenTelemetry (:mod:`vyked.core.tracing`): True,
         False, or a ``VYKED_TRACING`` mode; None (default): ``VYKED_TRACING``, else ``auto``
         (trace when the application has set a tracer provider). Read when the host starts."""
-        self.observers: list[Observer] = []
-        """What this host tells about its requests and events (:mod:`vyked.core.observe`):
-        empty unless metrics are on, or the application appends an observer (before start)."""
+        self._observers = Observers()
         self.metrics_port = metrics_port if metrics_port is not None else _metrics_port_from_env()
         self.metrics_host = metrics_host or os.environ.get(METRICS_HOST_ENV, "").strip() or DEFAULT_METRICS_HOST
         self.metrics: MetricsServer | None = None
@@ -168,6 +166,17 @@ class ServiceHost:
     def extensions_in_use(self) -> list[HostExtension]:
         """The extensions made so far, in the order they were made."""
         return list(self._extensions.values())
+
+    @property
+    def observers(self) -> Observers:
+        """What this host tells about its requests and events (:mod:`vyked.core.observe`):
+        empty unless metrics are on, or the application appends an observer (before start).
+        Assigning a list replaces the contents: the services and clients keep this object."""
+        return self._observers
+
+    @observers.setter
+    def observers(self, observers: Iterable[Observer]) -> None:
+        self._observers[:] = list(observers)
 
     @property
     def registry(self) -> RegistryClient:

@@ -21,6 +21,7 @@ import inspect
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
+from time import perf_counter
 from typing import Any
 
 from vyked.core.exceptions import (
@@ -35,7 +36,7 @@ from vyked.core.exceptions import (
 from vyked.core.handler_styles import Execution, as_coroutine_function, execution_of, is_handler_failure
 from vyked.core.inflight import InFlight, concurrency_limit
 from vyked.core.names import same_service
-from vyked.core.observe import Family, Labels, Observation, Observer, observe
+from vyked.core.observe import Family, Labels, Observation, Observer, Observers, Stopwatch, observe, stopwatch_for
 from vyked.core.protocol import encode_frame, encode_payload
 from vyked.core.protocol.packets import Error, Request, Response
 from vyked.core.service_errors import VykedServiceException
@@ -101,7 +102,7 @@ class Dispatcher:
         host's list, read on every request) see each request (:mod:`vyked.core.observe`)."""
         self.service_name = service_name
         self.version = version
-        self.observers: list[Observer] = observers if observers is not None else []
+        self.observers = observers if isinstance(observers, Observers) else Observers(observers or ())
         self._labels: dict[str, Labels] = {name: ("server", "tcp", service_name, version, name) for name in endpoints}
         self._unknown: Labels = ("server", "tcp", service_name, version, "")
         """What observers see requests as; an unknown endpoint as "" (names sent by callers
@@ -121,11 +122,19 @@ class Dispatcher:
         endpoint = self.endpoints.get(request.endpoint)
         running = self.running
         observers = self.observers
-        observation = (
-            observe(observers, self._labels.get(request.endpoint, self._unknown), request.app or None, request.trace)
-            if observers
-            else None
-        )
+        # With metrics alone, a stopwatch times the request (nothing made per request, for the
+        # inline path); with other observers, an observation does.
+        stopwatch: Stopwatch | None = None
+        observation: Observation | None = None
+        started = 0.0
+        if observers:
+            labels = self._labels.get(request.endpoint, self._unknown)
+            app = request.app or None
+            stopwatch = stopwatch_for(observers, labels, app, request.trace)
+            if stopwatch is None:
+                observation = observe(observers, labels, app, request.trace)
+            else:
+                started = perf_counter()
         if request.app:
             self._note_caller(request.app)
         service = request.service
@@ -134,20 +143,19 @@ class Dispatcher:
         ):
             error: BaseException = running.refusal() or self._routing_error(request)
             self._send_error(conn, request.id, error)
-            if observation is not None:
-                observation.end(error)
+            _ended(observation, stopwatch, started, error)
             return
         if running.guarded or endpoint.running.guarded:
             refusal = running.refusal() or endpoint.running.refusal()
             if refusal is not None:
                 self._send_error(conn, request.id, refusal)
-                if observation is not None:
-                    observation.end(refusal)
+                _ended(observation, stopwatch, started, refusal)
                 return
         execution = endpoint.execution
-        # the context an observer (tracing) asks the handler to run in
-        context = None if observation is None else observation.context
         if execution is Execution.INLINE:
+            # the context an observer (tracing) asks the handler to run in
+            context = None if observation is None else observation.context
+            outcome: BaseException | None
             try:
                 if context is None:
                     result = endpoint.handler(**request.params)
@@ -156,20 +164,23 @@ class Dispatcher:
             except BaseException as exc:
                 if not is_handler_failure(exc):
                     raise
-                error = self._handler_error(endpoint, request, exc)
-                self._send_error(conn, request.id, error)
-                if observation is not None:
-                    observation.end(error)
+                outcome = self._handler_error(endpoint, request, exc)
+                self._send_error(conn, request.id, outcome)
             else:
-                failure = self._send_result(conn, request.id, endpoint, result)
-                if observation is not None:
-                    observation.end(failure)
+                outcome = self._send_result(conn, request.id, endpoint, result)
+            if stopwatch is not None:
+                stopwatch.record(perf_counter() - started, outcome)
+            elif observation is not None:
+                observation.end(outcome)
             return
+        if stopwatch is not None:  # a task or a thread ends it: it needs an observation
+            observation = stopwatch.start(started)
         running.enter()
         endpoint.running.enter()
         conn.in_flight += 1
         if conn.in_flight == self.max_in_flight:
             conn.hold_reading()
+        context = None if observation is None else observation.context
         if execution is Execution.THREAD:
             call = _ThreadCall(self, conn, request, endpoint, observation)
             if context is None:
@@ -398,3 +409,13 @@ def _portable_args(args: tuple[Any, ...]) -> list[Any]:
     except TypeError:
         return [repr(a) for a in args]
     return list(args)
+
+
+def _ended(
+    observation: Observation | None, stopwatch: Stopwatch | None, started: float, error: BaseException | None
+) -> None:
+    """End the observation of a request answered at once (refused, or not routed)."""
+    if stopwatch is not None:
+        stopwatch.record(perf_counter() - started, error)
+    elif observation is not None:
+        observation.end(error)

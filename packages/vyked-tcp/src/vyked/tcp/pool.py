@@ -21,6 +21,7 @@ import math
 import ssl
 import warnings
 from collections.abc import Callable, Mapping
+from time import perf_counter
 from typing import Any
 
 from vyked.core.client import InstanceUnreachable
@@ -28,7 +29,7 @@ from vyked.core.exceptions import ConnectionLost, Draining, InvalidParams, Reque
 from vyked.core.extensions import ExtensionKey, HostExtension
 from vyked.core.health import InstanceHealth
 from vyked.core.instances import Instance
-from vyked.core.observe import Family, Observation
+from vyked.core.observe import Family, Observation, Stopwatch
 from vyked.core.protocol import encode_frame
 from vyked.core.protocol.packets import Error, Packet, Request, Response
 from vyked.core.service_host import ServiceHost
@@ -41,8 +42,9 @@ Resend = tuple[Any, str, dict[str, Any], object, float, Any, str]
 the instance and the time: ``(client, endpoint, params, entity, timeout, policy, app)``. A
 tuple, not a closure: it is made for every request on the fast path."""
 
-_Pending = tuple["asyncio.Future[Any]", float, Resend | None, Observation | None, str, float]
-"""``(future, deadline, resend, observation, endpoint, timeout)``; the deadline in loop time."""
+_Pending = tuple["asyncio.Future[Any]", float, Resend | None, Observation | Stopwatch | None, str, float, float]
+"""``(future, deadline, resend, observation, endpoint, timeout, sent)``: the deadline in loop
+time; ``sent`` the :func:`~time.perf_counter` time of sending, when observed (else 0)."""
 
 
 class InstanceConnection:
@@ -91,7 +93,7 @@ class InstanceConnection:
         params: dict[str, Any],
         timeout: float,
         resend: Resend | None = None,
-        observation: Observation | None = None,
+        observation: Observation | Stopwatch | None = None,
         app: str = "",
         trace: Mapping[str, str] | None = None,
     ) -> asyncio.Future[Any]:
@@ -100,7 +102,8 @@ class InstanceConnection:
         With ``resend``, a failure other than an answer from the handler goes to the client's
         ``resend`` (its slow path), whose outcome becomes the future's. Raises
         :class:`InstanceUnreachable` when the connection is closed (nothing was sent).
-        ``observation`` (the fast path's) is ended with the answer, or handed to ``resend``.
+        ``observation`` (the fast path's) is ended with the answer, or handed to ``resend``; a
+        :class:`~vyked.core.observe.Stopwatch` instead times the request from its sending.
         ``app`` (the caller's ``app_name``) and ``trace`` (its trace context) go along."""
         conn = self.connection
         if conn is None or not conn.ready:
@@ -122,7 +125,8 @@ class InstanceConnection:
         loop = self._loop
         future = loop.create_future()
         deadline = loop.time() + timeout
-        self.pending[request_id] = (future, deadline, resend, observation, endpoint, timeout)
+        sent = 0.0 if observation is None else perf_counter()
+        self.pending[request_id] = (future, deadline, resend, observation, endpoint, timeout, sent)
         if deadline < self._deadline:
             self._arm(deadline)
         conn.send_frame(frame)
@@ -141,7 +145,7 @@ class InstanceConnection:
         expired = [request_id for request_id, entry in self.pending.items() if entry[1] <= now]
         for request_id in expired:
             entry = self.pending.pop(request_id)
-            _, _, _, _, endpoint, timeout = entry
+            endpoint, timeout = entry[4], entry[5]
             error = RequestTimeout(
                 f"{self.instance.service}.{endpoint} got no answer from {self.instance.describe()} within {timeout} s"
             )
@@ -151,20 +155,28 @@ class InstanceConnection:
             if earliest < self._deadline:
                 self._arm(earliest)
 
+    def _observed(self, entry: _Pending, error: BaseException | None = None) -> None:
+        """End the observation of a request that ended (with ``error``, or answered)."""
+        observation = entry[3]
+        if isinstance(observation, Stopwatch):
+            observation.record(perf_counter() - entry[6], error)
+        elif observation is not None:
+            observation.end(error)
+
     def _fail(self, entry: _Pending, error: VykedError) -> None:
         """End a request with ``error``, or hand it to its client's ``resend``."""
-        future, deadline, resend, observation, _, _ = entry
+        future, deadline, resend, observation = entry[:4]
         if future.done():
-            if observation is not None:
-                observation.end(error)
+            self._observed(entry, error)
             return
         if resend is None:  # the client's slow path awaits it, and reports the outcome
             future.set_exception(error)
-            if observation is not None:
-                observation.end(error)
+            self._observed(entry, error)
         else:
             client, endpoint, params, entity, timeout, policy, app = resend
             sent_at = deadline - (policy.attempt_timeout or timeout)
+            if isinstance(observation, Stopwatch):  # the slow path ends it when the retries are done
+                observation = observation.start(entry[6])
             _chain(
                 client.resend(
                     error, self.instance, sent_at, endpoint, params, entity, timeout, policy, observation, app
@@ -179,11 +191,15 @@ class InstanceConnection:
             entry = self.pending.pop(packet.id, None)
             if entry is None:
                 return  # answered after its timeout
-            future, _, _, observation, _, _ = entry
+            future = entry[0]
             if self.health.breakers:
                 self.health.succeeded(self.instance)
+            observation = entry[3]
             if observation is not None:
-                observation.end()
+                if isinstance(observation, Stopwatch):  # _observed, inlined: once per answer
+                    observation.record(perf_counter() - entry[6])
+                else:
+                    observation.end()
             if packet.deprecation:
                 warnings.warn(packet.deprecation, DeprecationWarning, stacklevel=2)
             if not future.done():
@@ -199,11 +215,10 @@ class InstanceConnection:
             if error.not_executed:
                 self._fail(entry, error)
             else:  # the handler's own answer: the instance is fine
-                future, _, _, observation, _, _ = entry
+                future = entry[0]
                 if self.health.breakers:
                     self.health.succeeded(self.instance)
-                if observation is not None:
-                    observation.end(error)
+                self._observed(entry, error)
                 if not future.done():
                     future.set_exception(error)
         if self.closing and not self.pending:

@@ -145,9 +145,10 @@ class PubSub(HostExtension):
             raise HostNotRunning(f"cannot publish {service.name}.{event}: the host has stopped")
         self.stats.published += 1
         trace: dict[str, str] | None = None
-        if self.host.observers:
+        publishing = self.host.observers.on_publish
+        if publishing:
             trace = {}
-            for observer in self.host.observers:
+            for observer in publishing:
                 observer.event_published(service.name, service.version, event, trace)
         key = self._keys.get((service.name, service.version, event))
         if key is None:

@@ -22,7 +22,7 @@ import msgspec
 
 from vyked.core.client import ServiceClient
 from vyked.core.handler_styles import Execution, as_coroutine_function, execution_of, is_handler_failure
-from vyked.core.observe import EventScope, Observer
+from vyked.core.observe import EventScope, Observer, Observers
 from vyked.core.tasks import TaskSet
 from vyked.core.threads import default_pool
 from vyked.tcp.decorators import EndpointSpec, SubscriptionStrategy
@@ -83,7 +83,7 @@ class SubscriptionTable:
 
     def __init__(self, stats: PubSubStats, observers: list[Observer] | None = None) -> None:
         self.stats = stats
-        self.observers: list[Observer] = observers if observers is not None else []
+        self.observers = observers if isinstance(observers, Observers) else Observers(observers or ())
         """The host's observers: told of each event that reaches handlers."""
         self._broadcast: dict[EventKey, list[Subscription]] = {}
         self._exclusive: dict[tuple[EventKey, str], list[Subscription]] = {}
@@ -140,7 +140,7 @@ class SubscriptionTable:
             return
         carried = _trace_of(fields, trace)
         self.stats.received += 1
-        scope = self._observe(key, False, carried) if self.observers else None
+        scope = self._observe(key, False, carried) if self.observers.on_receive else None
         if scope is None:
             self._run_broadcast(subs, fields)
         else:
@@ -175,7 +175,7 @@ class SubscriptionTable:
         fields = payload if isinstance(payload, dict) else decode_payload(payload)
         carried = _trace_of(fields, trace)
         self.stats.received += 1
-        scope = self._observe(key, True, carried) if self.observers else None
+        scope = self._observe(key, True, carried) if self.observers.on_receive else None
         if scope is None:
             await self._run_exclusive(key, group, fields)
             return
@@ -189,7 +189,7 @@ class SubscriptionTable:
     def _observe(self, key: EventKey, exclusive: bool, carrier: Mapping[str, str] | None) -> EventScope | None:
         """Tell the observers an event arrived; the scope its handlers run in, if one gives it."""
         scope: EventScope | None = None
-        for observer in self.observers:
+        for observer in self.observers.on_receive:
             given = observer.event_received(key.service, key.major, key.event, exclusive, carrier)
             if scope is None:
                 scope = given

@@ -1,0 +1,112 @@
+"""The observers list keeps what the hot paths ask current; stopwatches count by outcome."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+from vyked.core.exceptions import RequestTimeout
+from vyked.core.metrics import RequestMetrics
+from vyked.core.observe import (
+    EventScope,
+    Labels,
+    Observation,
+    Observer,
+    Observers,
+    Stopwatch,
+    Timed,
+    Timings,
+    observe,
+    stopwatch_for,
+)
+from vyked.core.service_host import ServiceHost
+
+LABELS: Labels = ("client", "tcp", "Echo", "1", "echo")
+
+
+def views(observers: Observers) -> tuple[Timings | None, tuple[Observer, ...], tuple[Observer, ...]]:
+    """``(timings, on_publish, on_receive)``, read afresh after each change."""
+    return observers.timings, observers.on_publish, observers.on_receive
+
+
+class Publishing(Observer):
+    def event_published(self, service: str, version: str, event: str, carrier: dict[str, str]) -> None:
+        carrier["seen"] = event
+
+
+class Receiving(Observer):
+    def event_received(
+        self, service: str, version: str, event: str, exclusive: bool, carrier: Mapping[str, str] | None
+    ) -> EventScope | None:
+        return None
+
+
+def test_derived_views_follow_every_change() -> None:
+    metrics, publishing, receiving = RequestMetrics(), Publishing(), Receiving()
+    timings = metrics.timings
+    observers = Observers()
+    assert views(observers) == (None, (), ())
+    observers.append(metrics)  # the only observer counts latencies; it implements no event hook
+    assert views(observers) == (timings, (), ())
+    observers.append(publishing)  # no longer alone: requests need observations
+    assert views(observers) == (None, (publishing,), ())
+    observers.insert(0, receiving)
+    assert views(observers) == (None, (publishing,), (receiving,))
+    observers.remove(publishing)
+    assert views(observers) == (None, (), (receiving,))
+    assert observers.pop(0) is receiving
+    assert views(observers) == (timings, (), ())
+    observers += [publishing]
+    assert views(observers) == (None, (publishing,), ())
+    del observers[1]
+    assert views(observers) == (timings, (), ())
+    observers[0] = receiving
+    assert views(observers) == (None, (), (receiving,))
+    observers.extend([publishing])
+    observers *= 2
+    assert views(observers) == (None, (publishing, publishing), (receiving, receiving))
+    observers.clear()
+    assert views(observers) == (None, (), ())
+
+
+def test_a_host_keeps_its_observers_object_when_assigned_a_list() -> None:
+    host = ServiceHost("127.0.0.1:1")
+    kept = host.observers
+    metrics = RequestMetrics()
+    host.observers = [metrics]  # what a user may write
+    assert host.observers is kept  # services and clients made before still see the change
+    assert kept == [metrics] and kept.timings is metrics.timings
+
+
+def test_stopwatches_only_for_metrics_alone_and_without_context() -> None:
+    metrics = RequestMetrics()
+    observers = Observers([metrics])
+    stopwatch = stopwatch_for(observers, LABELS)
+    assert isinstance(stopwatch, Stopwatch)
+    assert stopwatch_for(observers, LABELS) is stopwatch  # one for every request of the labels
+    assert stopwatch_for(observers, LABELS, app="billing") is None  # the app must be counted
+    assert stopwatch_for(observers, LABELS, carrier={"traceparent": "x"}) is None
+    assert stopwatch_for([metrics], LABELS) is stopwatch  # a plain list is asked the same
+    assert stopwatch_for(Observers([metrics, Publishing()]), LABELS) is None
+    assert isinstance(observe(observers, LABELS), Timed)
+    assert type(observe(observers, LABELS, app="billing")) is Observation
+
+
+def test_a_stopwatch_counts_by_outcome_into_the_metrics_histograms() -> None:
+    metrics = RequestMetrics()
+    stopwatch = metrics.timings.stopwatch(LABELS)
+    stopwatch.record(0.0002)
+    stopwatch.record(0.003)
+    stopwatch.record(1.5, RequestTimeout("late"))
+    stopwatch.record(0.01, ValueError("no answer"))
+    timed = stopwatch.start()
+    timed.end()
+    timed.end()  # a second end does nothing
+    by_outcome = metrics.timings.histograms[LABELS]
+    assert {outcome: h.count for outcome, h in by_outcome.items()} == {"ok": 3, "timeout": 1, "error": 1}
+    assert by_outcome["timeout"].sum == 1.5
+    assert by_outcome["ok"].counts[0] >= 1 and by_outcome["ok"].sum >= 0.0032
+    # the request metrics' families read the same histograms
+    families = {f.name: f for f in metrics.metric_families()}
+    totals = dict(families["vyked_client_requests_total"].samples)
+    assert totals[("tcp", "Echo", "1", "echo", "ok")] == 3
+    assert totals[("tcp", "Echo", "1", "echo", "timeout")] == 1
