@@ -135,7 +135,7 @@ class TCPServiceClient(ServiceClient):
                         self.name, endpoint, params, attempt_timeout, resend, observation, app, observation.carrier
                     )
                 except BaseException as exc:
-                    if observation is None:
+                    if observation is None:  # the stopwatch's: timed from now, it failed at once
                         observation = observe(observers, labels)
                     observation.end(exc)
                     raise

@@ -168,10 +168,7 @@ class Dispatcher:
                 self._send_error(conn, request.id, outcome)
             else:
                 outcome = self._send_result(conn, request.id, endpoint, result)
-            if stopwatch is not None:
-                stopwatch.record(perf_counter() - started, outcome)
-            elif observation is not None:
-                observation.end(outcome)
+            _ended(observation, stopwatch, started, outcome)
             return
         if stopwatch is not None:  # a task or a thread ends it: it needs an observation
             observation = stopwatch.start(started)
@@ -414,7 +411,7 @@ def _portable_args(args: tuple[Any, ...]) -> list[Any]:
 def _ended(
     observation: Observation | None, stopwatch: Stopwatch | None, started: float, error: BaseException | None
 ) -> None:
-    """End the observation of a request answered at once (refused, or not routed)."""
+    """End the observation of a request answered on the spot (inline, refused, or not routed)."""
     if stopwatch is not None:
         stopwatch.record(perf_counter() - started, error)
     elif observation is not None:

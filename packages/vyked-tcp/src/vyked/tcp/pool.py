@@ -194,12 +194,8 @@ class InstanceConnection:
             future = entry[0]
             if self.health.breakers:
                 self.health.succeeded(self.instance)
-            observation = entry[3]
-            if observation is not None:
-                if isinstance(observation, Stopwatch):  # _observed, inlined: once per answer
-                    observation.record(perf_counter() - entry[6])
-                else:
-                    observation.end()
+            if entry[3] is not None:
+                self._observed(entry)
             if packet.deprecation:
                 warnings.warn(packet.deprecation, DeprecationWarning, stacklevel=2)
             if not future.done():
