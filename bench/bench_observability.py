@@ -25,14 +25,14 @@ configuration; events per second from the first ``@publish`` until the subscribe
 the last one, sent in batches of ``BATCH``, each followed by ``PubSub.flush()``, with at most
 ``WINDOW`` batches not yet handled.
 
-The configurations run in interleaved blocks, off, metrics, tracing, tracing, metrics, off, so
-that a load drifting during a round weighs on all alike; before each run the spans still queued
-are exported and the garbage collected, so that no run pays for the one before (tracing makes
-much of both). A figure is the best of the rounds; a
-change is the median of the rounds' ratios to ``off``. The configurations share their
+The configurations run in interleaved blocks (``blocks.py``): many short blocks of ``off,
+metrics, metrics, off`` (``--blocks``), fewer of ``off, tracing, tracing, off`` (its cost is far
+above the noise); a figure is the best run, a change the median of the blocks' ratios to off.
+Before each run the spans still queued are exported and the garbage collected, so that no run
+pays for the one before (tracing makes much of both). The configurations share their
 processes, so what one adds process-wide (the metrics server's thread, the span processor's
 thread) is there for all: the changes are the per-request and per-event work. Checked along
-the way: the callee's ``/metrics`` counts the calls (scraped once a round), a traced call's
+the way: the callee's ``/metrics`` counts the calls (scraped after each block), a traced call's
 server span and a traced event's handler join the caller's trace.
 
 Target (the observability issue): metrics within 5% of off; tracing is reported, no target.
@@ -47,14 +47,14 @@ import asyncio
 import functools
 import gc
 import importlib.util
-import statistics
 import sys
 import time
-from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from bench_rpc import percentile, pipelined, sequential
+from blocks import Figures, interleave
 from opentelemetry import trace
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, SpanExportResult
@@ -69,7 +69,6 @@ from vyked.tcp.pubsub import PubSub
 
 TARGET = 0.05
 CONFIGS = ("off", "metrics", "tracing")
-ORDER = ("off", "metrics", "tracing", "tracing", "metrics", "off")
 BATCH = 256
 WINDOW = 2
 HIGHER_IS_BETTER = {"p50": False, "rps": True, "eps": True}
@@ -187,7 +186,7 @@ def echo(client: EchoClient, i: int) -> Any:
 
 
 async def measure_rpc(
-    registry_port: int, metrics_port: int, provider: TracerProvider, n_seq: int, n_pipe: int, rounds: int
+    registry_port: int, metrics_port: int, provider: TracerProvider, n_seq: int, n_pipe: int, blocks: dict[str, int]
 ) -> Figures:
     """Sequential p50 and pipelined throughput of each configuration's echo, interleaved."""
     callers = {config: await start_caller(registry_port, config, provider) for config in CONFIGS}
@@ -202,7 +201,7 @@ async def measure_rpc(
         text = await scrape(metrics_port)
         assert 'vyked_server_requests_total{endpoint="echo"' in text, text[:500]
 
-    figures = await interleave(one, rounds, provider, check_scrape)
+    figures = await interleave(one, blocks, new_figures(), functools.partial(settle, provider), check_scrape)
     text = await scrape(callers["metrics"][0].metrics_port)
     counted = [line for line in text.splitlines() if line.startswith("vyked_client_requests_total{")]
     figures.notes = [f"RPC caller: {line}" for line in counted]
@@ -316,7 +315,7 @@ class PubSubPair:
             await host.stop()
 
 
-async def measure_pubsub(provider: TracerProvider, events: int, rounds: int) -> Figures:
+async def measure_pubsub(provider: TracerProvider, events: int, blocks: dict[str, int]) -> Figures:
     """Events per second of each configuration's publisher and subscriber, interleaved."""
     async with Registry("127.0.0.1", 0) as registry:
         pairs = {config: await PubSubPair.start(registry.port, config, provider) for config in CONFIGS}
@@ -327,7 +326,7 @@ async def measure_pubsub(provider: TracerProvider, events: int, rounds: int) -> 
         async def one(config: str) -> dict[str, float]:
             return {"eps": await pairs[config].events_per_second(events)}
 
-        figures = await interleave(one, rounds, provider)
+        figures = await interleave(one, blocks, new_figures(), functools.partial(settle, provider))
         sides = (("publisher", "published"), ("subscriber", "received"))
         for (side, what), host in zip(sides, pairs["metrics"].hosts, strict=True):
             prefix = f'vyked_events_total{{what="{what}"}}'
@@ -338,59 +337,11 @@ async def measure_pubsub(provider: TracerProvider, events: int, rounds: int) -> 
     return figures
 
 
-# -- rounds and figures -------------------------------------------------------------------------
+# -- blocks and figures -------------------------------------------------------------------------
 
 
-@dataclass
-class Figures:
-    """Per configuration and measure, the best figure of each round; per round, the ratios."""
-
-    best: dict[str, dict[str, list[float]]] = field(default_factory=lambda: {c: {} for c in CONFIGS})
-    ratios: dict[str, dict[str, list[float]]] = field(default_factory=lambda: {c: {} for c in CONFIGS[1:]})
-    notes: list[str] = field(default_factory=list)
-
-    def add_round(self, block: dict[str, list[dict[str, float]]]) -> None:
-        bests = {config: _best(runs) for config, runs in block.items()}
-        for config, values in bests.items():
-            for key, value in values.items():
-                self.best[config].setdefault(key, []).append(value)
-                if config != "off":
-                    self.ratios[config].setdefault(key, []).append(value / bests["off"][key])
-
-    def figure(self, config: str, key: str) -> float:
-        return _pick(key)(self.best[config][key])
-
-    def change(self, config: str, key: str) -> float:
-        """The median ratio to ``off``, less one: + is slower latency or more throughput."""
-        return statistics.median(self.ratios[config][key]) - 1
-
-
-def _pick(key: str) -> Callable[[list[float]], float]:
-    return max if HIGHER_IS_BETTER[key] else min
-
-
-def _best(runs: list[dict[str, float]]) -> dict[str, float]:
-    return {key: _pick(key)([run[key] for run in runs]) for key in runs[0]}
-
-
-async def interleave(
-    one: Callable[[str], Awaitable[dict[str, float]]],
-    rounds: int,
-    provider: TracerProvider,
-    after_round: Callable[[], Awaitable[None]] | None = None,
-) -> Figures:
-    """``rounds`` blocks of ``one(config)`` in :data:`ORDER`, each run starting from the same
-    state: what the run before left behind is cleared first (see :func:`settle`)."""
-    figures = Figures()
-    for _ in range(rounds):
-        block: dict[str, list[dict[str, float]]] = {config: [] for config in CONFIGS}
-        for config in ORDER:
-            await settle(provider)
-            block[config].append(await one(config))
-        figures.add_round(block)
-        if after_round is not None:
-            await after_round()
-    return figures
+def new_figures() -> Figures:
+    return Figures("off", HIGHER_IS_BETTER)
 
 
 async def settle(provider: TracerProvider) -> None:
@@ -406,8 +357,9 @@ async def settle(provider: TracerProvider) -> None:
 async def measure(registry_port: int, metrics_port: int, args: argparse.Namespace) -> dict[str, Figures]:
     provider = tracer_provider()
     try:
-        rpc = await measure_rpc(registry_port, metrics_port, provider, args.sequential, args.pipelined, args.rounds)
-        pubsub = await measure_pubsub(provider, args.events, args.rounds)
+        blocks = {"metrics": args.blocks, "tracing": args.tracing_blocks}
+        rpc = await measure_rpc(registry_port, metrics_port, provider, args.sequential, args.pipelined, blocks)
+        pubsub = await measure_pubsub(provider, args.events, blocks)
     finally:
         provider.shutdown()
     return {"rpc": rpc, "pubsub": pubsub}
@@ -422,11 +374,14 @@ ROWS = (  # part, measure, label, scale, format
 )
 
 
-def report(loop: str, figures: dict[str, Figures], rounds: int) -> bool:
+def report(loop: str, figures: dict[str, Figures], args: argparse.Namespace) -> bool:
     """Print one loop's table; True when metrics are within the target everywhere."""
-    plural = "s" * (rounds != 1)
-    print(f"\n{loop} loop, {rounds} round{plural} of {', '.join(ORDER)}: figures are the best of the rounds,")
-    print("changes the median of the rounds' ratios to off (+: slower latency / more throughput)")
+    print(
+        f"\n{loop} loop, {args.blocks} blocks of off, metrics, metrics, off and {args.tracing_blocks} of off, "
+        "tracing, tracing, off, interleaved:"
+    )
+    print("figures are the best runs, changes the median of the blocks' ratios to off")
+    print("(+: slower latency / more throughput)")
     print(f"{'':30}{' figures ':-^34}{'':3}{' change vs off ':-^17}")
     print(f"{'':28}{'off':>12}{'metrics':>12}{'tracing':>12}{'metrics':>10}{'tracing':>10}   target (metrics)")
     ok = True
@@ -453,10 +408,11 @@ def main() -> None:
     parser.add_argument("--serve", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--loop", default="asyncio", help=argparse.SUPPRESS)
     parser.add_argument("--loops", default=default_loops, help=f"event loops to measure (default: {default_loops})")
-    parser.add_argument("--sequential", type=int, default=2000, help="sequential RPC calls per run")
-    parser.add_argument("--pipelined", type=int, default=20000, help="pipelined RPC calls per run")
-    parser.add_argument("--events", type=int, default=20000, help="events published per pub-sub run")
-    parser.add_argument("--rounds", type=int, default=5, help="interleaved rounds")
+    parser.add_argument("--sequential", type=int, default=1000, help="sequential RPC calls per run")
+    parser.add_argument("--pipelined", type=int, default=10000, help="pipelined RPC calls per run")
+    parser.add_argument("--events", type=int, default=10000, help="events published per pub-sub run")
+    parser.add_argument("--blocks", type=int, default=20, help="blocks of off and metrics runs")
+    parser.add_argument("--tracing-blocks", type=int, default=5, help="blocks of off and tracing runs")
     args = parser.parse_args()
     if args.serve:
         run(serve(), loop=args.loop)
@@ -466,7 +422,7 @@ def main() -> None:
         with server_process(__file__, "--loop", loop) as ports:
             registry_port, metrics_port = ports
             figures = run(measure(registry_port, metrics_port, args), loop=loop)
-        report(loop, figures, args.rounds)
+        report(loop, figures, args)
         print(f"  ({time.perf_counter() - started:.0f} s for the {loop} loop)")
 
 

@@ -11,8 +11,10 @@ do not share a core and every vyked figure is compared with the raw echo on the 
 The raw baseline is the fastest honest hand-written service: an ``asyncio.BufferedProtocol``
 reading into a preallocated buffer (as vyked's connections do; ``Protocol.data_received``
 allocates a fresh ``bytes`` per read), length-prefixed frames, msgspec JSON decoded into
-structs, futures matched by request id. Targets: vyked's sequential p50 at most 1.3x the raw
-echo's, its pipelined throughput at least 80% of it. Run: ``python bench/bench_rpc.py``.
+structs, futures matched by request id. The two run in interleaved blocks (``blocks.py``):
+figures are the best runs, ratios the median of the blocks' ratios. Targets: vyked's sequential
+p50 at most 1.3x the raw echo's, its pipelined throughput at least 80% of it. Run:
+``python bench/bench_rpc.py``.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ import time
 from typing import Any, cast
 
 import msgspec
+from blocks import Figures, interleave
 from server_process import server_process
 
 from vyked import ServiceHost, TCPService, TCPServiceClient, api, request
@@ -196,11 +199,11 @@ def percentile(values: list[float], q: float) -> float:
     return statistics.quantiles(values, n=100)[int(q) - 1]
 
 
-Best = dict[str, dict[str, float]]
+HIGHER_IS_BETTER = {"p50": False, "p99": False, "rps": True}
 
 
-async def measure(raw_port: int, registry_port: int, n_seq: int, n_pipe: int, rounds: int) -> Best:
-    """The best of ``rounds`` for the raw echo and for vyked, on the running loop."""
+async def measure(raw_port: int, registry_port: int, n_seq: int, n_pipe: int, blocks: int) -> Figures:
+    """``blocks`` blocks of raw, vyked, vyked, raw runs (see ``blocks.py``), on the running loop."""
     loop = asyncio.get_running_loop()
     _, raw = await loop.create_connection(RawEchoClient, "127.0.0.1", raw_port)
 
@@ -215,46 +218,47 @@ async def measure(raw_port: int, registry_port: int, n_seq: int, n_pipe: int, ro
     def vyked_call(i: int) -> asyncio.Future[Any]:
         return client.echo(i, "bench")
 
+    calls = {"raw": raw_call, "vyked": vyked_call}
     assert await raw_call(1) == await vyked_call(1) == {"x": 1, "name": "bench"}
-    for call in (raw_call, vyked_call):  # warm up
+    for call in calls.values():  # warm up
         await sequential(call, 500)
         await pipelined(call, 5000)
 
-    results: dict[str, dict[str, list[float]]] = {"raw": {}, "vyked": {}}
-    for _ in range(rounds):  # interleaved, so drift hits both alike
-        for name, call in (("raw", raw_call), ("vyked", vyked_call)):
-            lat = await sequential(call, n_seq)
-            results[name].setdefault("p50", []).append(percentile(lat, 50))
-            results[name].setdefault("p99", []).append(percentile(lat, 99))
-            results[name].setdefault("rps", []).append(await pipelined(call, n_pipe))
+    async def one(name: str) -> dict[str, float]:
+        latencies = await sequential(calls[name], n_seq)
+        p50, p99 = percentile(latencies, 50), percentile(latencies, 99)
+        return {"p50": p50, "p99": p99, "rps": await pipelined(calls[name], n_pipe)}
+
+    figures = await interleave(one, {"vyked": blocks}, Figures("raw", HIGHER_IS_BETTER))
     await host.stop()
     raw.transport.close()
-    return {name: {"p50": min(r["p50"]), "p99": min(r["p99"]), "rps": max(r["rps"])} for name, r in results.items()}
+    return figures
 
 
-def report(bests: dict[str, Best], rounds: int) -> bool:
+def report(by_loop: dict[str, Figures], blocks: int) -> bool:
     """Print every loop's figures; True when vyked meets the targets on every loop."""
-    print(f"\nRPC round trips over one loopback connection (best of {rounds} rounds), each loop against")
-    print("the raw BufferedProtocol echo on the same loop")
+    print("\nRPC round trips over one loopback connection, each loop against the raw BufferedProtocol echo on")
+    print(f"the same loop, in {blocks} blocks of raw, vyked, vyked, raw runs: figures are the best runs, ratios")
+    print("the median of the blocks' ratios")
     print(f"{'loop':9}{'':24}{'raw echo':>12}{'vyked':>12}{'ratio':>9}   target")
     ok = True
-    for loop, best in bests.items():
-        raw, vyk = best["raw"], best["vyked"]
-        p50r, p99r, rpsr = (vyk[k] / raw[k] for k in ("p50", "p99", "rps"))
+    mark = {True: "", False: "  BELOW TARGET"}
+    for loop, figures in by_loop.items():
+        raw, vyk = ({k: figures.figure(name, k) for k in HIGHER_IS_BETTER} for name in ("raw", "vyked"))
+        p50r, p99r, rpsr = (figures.ratio("vyked", k) for k in ("p50", "p99", "rps"))
         p50_ok, rps_ok = p50r <= P50_TARGET, rpsr >= RPS_TARGET
         ok = ok and p50_ok and rps_ok
-        mark = {True: "", False: "  BELOW TARGET"}
         row = f"{loop:9}{'sequential p50 (us)':24}{raw['p50'] * 1e6:12.1f}{vyk['p50'] * 1e6:12.1f}{p50r:8.2f}x"
         print(f"{row}   <= {P50_TARGET}x{mark[p50_ok]}")
         print(f"{loop:9}{'sequential p99 (us)':24}{raw['p99'] * 1e6:12.1f}{vyk['p99'] * 1e6:12.1f}{p99r:8.2f}x")
         row = f"{loop:9}{'pipelined x100 (req/s)':24}{raw['rps']:12,.0f}{vyk['rps']:12,.0f}{rpsr:9.0%}"
         print(f"{row}   >= {RPS_TARGET:.0%}{mark[rps_ok]}")
-    if "asyncio" in bests and "uvloop" in bests:
-        a, u = bests["asyncio"], bests["uvloop"]
+    if "asyncio" in by_loop and "uvloop" in by_loop:
+        a, u = by_loop["asyncio"], by_loop["uvloop"]
         for name in ("raw", "vyked"):
-            rps = u[name]["rps"] / a[name]["rps"] - 1
-            p50 = u[name]["p50"] / a[name]["p50"] - 1
-            print(f"uvloop against asyncio, {name:5}: pipelined {rps:+.0%}, sequential p50 {p50:+.0%}")
+            rps = u.figure(name, "rps") / a.figure(name, "rps") - 1
+            p50 = u.figure(name, "p50") / a.figure(name, "p50") - 1
+            print(f"uvloop against asyncio, {name:5}: pipelined {rps:+.0%}, sequential p50 {p50:+.0%} (best runs)")
     return ok
 
 
@@ -264,19 +268,21 @@ def main() -> None:
     parser.add_argument("--serve", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--loop", default="asyncio", help=argparse.SUPPRESS)
     parser.add_argument("--loops", default=default_loops, help=f"event loops to measure (default: {default_loops})")
-    parser.add_argument("--sequential", type=int, default=5000)
-    parser.add_argument("--pipelined", type=int, default=50000)
-    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--sequential", type=int, default=1000, help="sequential calls per run")
+    parser.add_argument("--pipelined", type=int, default=10000, help="pipelined calls per run")
+    parser.add_argument("--blocks", type=int, default=15, help="blocks of raw, vyked, vyked, raw runs")
     args = parser.parse_args()
     if args.serve:
         run(serve(), loop=args.loop)
         return
-    bests: dict[str, Best] = {}
+    by_loop: dict[str, Figures] = {}
     for loop in args.loops.split(","):
         with server_process(__file__, "--loop", loop) as ports:
             raw_port, registry_port = ports
-            bests[loop] = run(measure(raw_port, registry_port, args.sequential, args.pipelined, args.rounds), loop=loop)
-    report(bests, args.rounds)
+            by_loop[loop] = run(
+                measure(raw_port, registry_port, args.sequential, args.pipelined, args.blocks), loop=loop
+            )
+    report(by_loop, args.blocks)
 
 
 if __name__ == "__main__":

@@ -4,15 +4,20 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
+import pytest
+
 from vyked.core.exceptions import RequestTimeout
 from vyked.core.metrics import RequestMetrics
 from vyked.core.observe import (
+    LATENCY_BUCKETS,
     EventScope,
+    Histogram,
     Labels,
     Observation,
     Observer,
     Observers,
     Stopwatch,
+    Stopwatches,
     Timed,
     Timings,
     observe,
@@ -102,11 +107,54 @@ def test_a_stopwatch_counts_by_outcome_into_the_metrics_histograms() -> None:
     timed.end()
     timed.end()  # a second end does nothing
     by_outcome = metrics.timings.histograms[LABELS]
-    assert {outcome: h.count for outcome, h in by_outcome.items()} == {"ok": 3, "timeout": 1, "error": 1}
+    # errors are counted at once; answered requests wait in the stopwatch until folded
+    assert {outcome: h.count for outcome, h in by_outcome.items()} == {"timeout": 1, "error": 1}
     assert by_outcome["timeout"].sum == 1.5
-    assert by_outcome["ok"].counts[0] >= 1 and by_outcome["ok"].sum >= 0.0032
-    # the request metrics' families read the same histograms
+    assert len(stopwatch.durations) == 3
+    # the request metrics' families fold them, then read the same histograms
     families = {f.name: f for f in metrics.metric_families()}
+    assert stopwatch.durations == []
+    assert by_outcome["ok"].count == 3
+    assert by_outcome["ok"].counts[0] >= 1 and by_outcome["ok"].sum >= 0.0032
     totals = dict(families["vyked_client_requests_total"].samples)
     assert totals[("tcp", "Echo", "1", "echo", "ok")] == 3
     assert totals[("tcp", "Echo", "1", "echo", "timeout")] == 1
+
+
+def test_folding_counts_as_observing_one_by_one() -> None:
+    # on each bucket's bound (which counts as within it), either side of it, and beyond the last
+    values = [b * f for b in LATENCY_BUCKETS for f in (0.5, 1.0, 1.5)] + [0.0, 100.0]
+    one_by_one, folded = Histogram(), Histogram()
+    for v in values:
+        one_by_one.observe(v)
+    folded.observe_all(values)
+    assert folded.counts == one_by_one.counts and folded.count == len(values)
+    assert folded.sum == sum(values)
+    # ``le`` buckets: a value on a bound is within it
+    on_bound = Histogram()
+    on_bound.observe_all([LATENCY_BUCKETS[0]])
+    assert on_bound.counts[0] == 1
+
+
+def test_stopwatches_by_name_follow_the_timings_in_use() -> None:
+    made: list[str] = []
+
+    def labels(name: str) -> Labels:
+        made.append(name)
+        return ("server", "tcp", "Echo", "1", name)
+
+    stopwatches = Stopwatches(labels)
+    with pytest.raises(KeyError):
+        stopwatches["echo"]  # no timings yet: nothing to time into
+    first = Timings()
+    stopwatches.reset(first)
+    echo = stopwatches["echo"]
+    assert stopwatches["echo"] is echo and made == ["echo"]  # made once
+    assert first.stopwatches[("server", "tcp", "Echo", "1", "echo")] is echo
+    echo.record(0.001)
+    second = Timings()  # another metrics observer took over
+    stopwatches.reset(second)
+    again = stopwatches["echo"]
+    assert again is not echo and second.stopwatches[again.labels] is again
+    first.fold()
+    assert first.histograms[echo.labels]["ok"].count == 1  # what was timed stays where it was

@@ -229,3 +229,20 @@ async def test_the_metrics_port_publishes_the_contracts(vyked_host: HostFactory)
     assert status == 200 and json.loads(body)["asyncapi"].startswith("3.")
     status, body = await asyncio.to_thread(http_get, f"{base}?format=xml")
     assert status == 400 and "unknown format 'xml'" in json.loads(body)["message"]
+
+
+async def test_answered_calls_are_counted_without_a_scrape(vyked_host: HostFactory) -> None:
+    """Answered requests wait in their stopwatch only until the metrics server's next tick."""
+    from vyked.core.metrics import TICK_INTERVAL, RequestMetrics
+
+    server = await vyked_host(Metered(), **METRICS)
+    client = MeteredClient()
+    caller = await vyked_host(clients=(client,), **METRICS)
+    await client.echo(0)  # connected: the calls that follow take the fast path, timed by stopwatches
+    await asyncio.gather(*(client.echo(i) for i in range(50)))
+    await asyncio.sleep(TICK_INTERVAL * 2)
+    for host, side in ((caller, "client"), (server, "server")):
+        (metrics,) = [o for o in host.observers if isinstance(o, RequestMetrics)]
+        labels = (side, "tcp", "Metered", "1", "echo")
+        assert metrics.timings.stopwatches[labels].durations == []
+        assert metrics.timings.histograms[labels]["ok"].count == 51

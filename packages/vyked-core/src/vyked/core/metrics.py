@@ -64,7 +64,8 @@ LIVEZ_TIMEOUT = 1.0
 SCRAPE_TIMEOUT = 2.0
 """Seconds ``/metrics`` waits for the event loop to read vyked's figures."""
 TICK_INTERVAL = 0.25
-"""How often the loop stamps the time, for ``/livez`` to say how long it has been blocked."""
+"""How often the loop stamps the time, for ``/livez`` to say how long it has been blocked (and
+counts the latencies its stopwatches hold: :meth:`~vyked.core.observe.Timings.fold`)."""
 MAX_APPS = 100
 """Distinct ``app`` label values (callers' ``app_name``) kept per endpoint; more count as ``other``."""
 
@@ -113,6 +114,7 @@ class RequestMetrics(Observer):
         self.apps[key] = self.apps.get(key, 0) + 1
 
     def metric_families(self) -> list[Family]:
+        self.timings.fold()
         labels = ["kind", "service", "version", "endpoint", "outcome"]
         families: dict[str, tuple[Family, Family]] = {}
         for side, what in (("client", "Calls this host made"), ("server", "Requests this host's services answered")):
@@ -222,8 +224,9 @@ class MetricsServer:
     """``/metrics``, ``/livez`` and ``/readyz`` on ``host:port`` (port 0: a free one, then
     :attr:`port`), served from a thread. ``sources`` returns the vyked families to expose and
     is called in ``loop``'s thread; ``readiness`` (None: always ready) and ``schema`` (None: no
-    ``/schema``) too; ``collectors`` are more prometheus-client collectors. Start and close it
-    from the loop's thread."""
+    ``/schema``) too; ``collectors`` are more prometheus-client collectors; ``tick`` is called in
+    the loop every :data:`TICK_INTERVAL` seconds (what counts in bulk folds then). Start and
+    close it from the loop's thread."""
 
     def __init__(
         self,
@@ -236,12 +239,14 @@ class MetricsServer:
         schema: Schema | None = None,
         collectors: Iterable[Collector] = (),
         process_metrics: bool = True,
+        tick: Callable[[], object] | None = None,
     ) -> None:
         self.loop = loop
         self.port = port
         self.host = host
         self.readiness = readiness
         self.schema = schema
+        self.tick = tick
         self.registry = CollectorRegistry(auto_describe=False)
         self.registry.register(_LoopCollector(loop, sources))
         more: list[Collector] = [PROCESS_COLLECTOR, PLATFORM_COLLECTOR, GC_COLLECTOR] if process_metrics else []
@@ -277,6 +282,11 @@ class MetricsServer:
 
     def _tick(self) -> None:
         self.last_tick = time.monotonic()
+        if self.tick is not None:
+            try:
+                self.tick()
+            except Exception:
+                logger.exception("the metrics server's tick failed")
         self._tick_handle = self.loop.call_later(TICK_INTERVAL, self._tick)
 
     def close(self) -> None:
@@ -396,4 +406,6 @@ def serve_host_metrics(host: ServiceHost, port: int, address: str = "0.0.0.0") -
         raise ValueError(f"unknown format {fmt!r}: json or asyncapi")
 
     loop = asyncio.get_running_loop()
-    return MetricsServer(loop, port, address, sources=sources, readiness=host.readiness, schema=schema).start()
+    return MetricsServer(
+        loop, port, address, sources=sources, readiness=host.readiness, schema=schema, tick=requests.timings.fold
+    ).start()

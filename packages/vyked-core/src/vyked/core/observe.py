@@ -38,7 +38,7 @@ from __future__ import annotations
 import asyncio
 import contextvars
 import logging
-from bisect import bisect_left
+from bisect import bisect_left, bisect_right
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from time import perf_counter
 from typing import Any, Literal, Protocol, Self, SupportsIndex
@@ -56,6 +56,7 @@ __all__ = [
     "Observer",
     "Observers",
     "Stopwatch",
+    "Stopwatches",
     "Timed",
     "Timings",
     "families_of",
@@ -138,6 +139,8 @@ class Observers(list[Observer]):
       :meth:`Observer.event_published` / :meth:`Observer.event_received` (metrics do not: events
       are counted where they pass anyway), so that the others are not called for every event.
     """
+
+    __slots__ = ("on_publish", "on_receive", "timings")
 
     def __init__(self, observers: Iterable[Observer] = ()) -> None:
         super().__init__(observers)
@@ -303,7 +306,8 @@ class Observation:
 
 
 class Timings:
-    """Latency :class:`Histogram` objects by what was requested (:data:`Labels`) and outcome."""
+    """Latency :class:`Histogram` objects by what was requested (:data:`Labels`) and outcome;
+    :meth:`fold` before reading them (their stopwatches count answered requests in bulk)."""
 
     __slots__ = ("histograms", "stopwatches")
 
@@ -325,6 +329,12 @@ class Timings:
             stopwatch = self.stopwatches[labels] = Stopwatch(self.of(labels), labels)
         return stopwatch
 
+    def fold(self) -> None:
+        """Count what every stopwatch holds (:meth:`Stopwatch.fold`): before :attr:`histograms`
+        are read, and regularly, so that nothing piles up."""
+        for stopwatch in list(self.stopwatches.values()):
+            stopwatch.fold()
+
     def observe(self, labels: Labels, outcome: str, duration: float) -> None:
         by_outcome = self.of(labels)
         histogram = by_outcome.get(outcome)
@@ -337,35 +347,80 @@ class Stopwatch:
     """Records the latencies of every request of one :data:`Labels` into their histograms, by
     outcome; one for all of them. The hot paths use it when the host's only observer counts
     latencies (see :func:`stopwatch_for`), timing each request from a start they keep
-    themselves (the client from the time it sent, which it keeps for the deadline anyway), so
-    that nothing is made per request; elsewhere :meth:`start` makes a :class:`Timed`."""
+    themselves (a served request from its arrival, :attr:`Connection.read_at
+    <vyked.core.transport.connection.Connection.read_at>`; a call from its sending, kept for
+    its deadline anyway), so that nothing is made per request; elsewhere :meth:`start` makes a
+    :class:`Timed`.
 
-    __slots__ = ("by_outcome", "labels", "ok")
+    An answered request's latency is only appended to :attr:`durations`; :meth:`fold` counts
+    them into the ``ok`` histogram in bulk (in C: a bisection mapped over the list), which the
+    metrics server does when it is scraped and every quarter of a second. Errors are counted
+    at once."""
+
+    __slots__ = ("by_outcome", "durations", "labels")
 
     def __init__(self, by_outcome: dict[str, Histogram], labels: Labels) -> None:
         self.by_outcome = by_outcome
         self.labels = labels
-        self.ok: Histogram | None = by_outcome.get("ok")
-        """The ``ok`` histogram, once there is one: the common case without a look-up."""
+        self.durations: list[float] = []
+        """Latencies (seconds) of answered requests, not yet counted in the ``ok`` histogram."""
 
     def record(self, duration: float, error: BaseException | None = None) -> None:
         """A request ended after ``duration`` seconds, with ``error`` (None: answered)."""
-        histogram = self.ok if error is None else None
+        if error is None:
+            self.durations.append(duration)
+        else:
+            self._histogram(outcome_of(error, _OTHER[self.labels[0]])).observe(duration)
+
+    def fold(self) -> None:
+        """Count the latencies in :attr:`durations` into the ``ok`` histogram."""
+        durations = self.durations
+        if durations:
+            self.durations = []
+            self._histogram("ok").observe_all(durations)
+
+    def _histogram(self, outcome: str) -> Histogram:
+        histogram = self.by_outcome.get(outcome)
         if histogram is None:
-            outcome = "ok" if error is None else outcome_of(error, _OTHER[self.labels[0]])
-            histogram = self.by_outcome.get(outcome)
-            if histogram is None:
-                histogram = self.by_outcome[outcome] = Histogram()
-            if error is None:
-                self.ok = histogram
-        # Histogram.observe, inlined: this runs for every request
-        histogram.counts[bisect_left(LATENCY_BUCKETS, duration)] += 1
-        histogram.sum += duration
+            histogram = self.by_outcome[outcome] = Histogram()
+        return histogram
 
     def start(self, started: float | None = None) -> Timed:
         """An observation of one request, started now or at ``started`` (a :func:`perf_counter`
         time), that this stopwatch records when it ends."""
         return Timed(self, perf_counter() if started is None else started)
+
+
+class Stopwatches(dict[str, Stopwatch]):
+    """The stopwatches of one client's calls or one service's requests, by endpoint name, made
+    on first use in :attr:`timings`. The hot paths use it so::
+
+        if stopwatches.timings is not observers.timings:
+            stopwatches.reset(observers.timings)
+        stopwatch = stopwatches[name]
+
+    one dictionary look-up a request, by a name (hashing the :data:`Labels` tuple would cost
+    more than the rest). Only for names of known endpoints: a name a caller sent must not add
+    an entry."""
+
+    __slots__ = ("labels", "timings")
+
+    def __init__(self, labels: Callable[[str], Labels]) -> None:
+        super().__init__()
+        self.labels = labels
+        """The :data:`Labels` of an endpoint name."""
+        self.timings: Timings | None = None
+
+    def reset(self, timings: Timings) -> None:
+        """Forget the stopwatches; make new ones in ``timings``."""
+        self.clear()
+        self.timings = timings
+
+    def __missing__(self, name: str) -> Stopwatch:
+        if self.timings is None:
+            raise KeyError(name)
+        stopwatch = self[name] = self.timings.stopwatch(self.labels(name))
+        return stopwatch
 
 
 class Timed(Observation):
@@ -438,6 +493,19 @@ class Histogram:
     def observe(self, seconds: float) -> None:
         self.counts[bisect_left(LATENCY_BUCKETS, seconds)] += 1
         self.sum += seconds
+
+    def observe_all(self, values: list[float]) -> None:
+        """:meth:`observe` each of ``values`` (which it sorts): a sort, and a bisection per
+        bucket, which is a fraction of one bisection per value."""
+        values.sort()
+        counts = self.counts
+        below = 0
+        for bucket, bound in enumerate(LATENCY_BUCKETS):
+            within = bisect_right(values, bound, below)
+            counts[bucket] += within - below
+            below = within
+        counts[-1] += len(values) - below
+        self.sum += sum(values)
 
     @property
     def count(self) -> int:

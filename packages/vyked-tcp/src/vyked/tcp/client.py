@@ -11,7 +11,7 @@ from vyked.core.client import IDEMPOTENT, NOT_IDEMPOTENT, RetryPolicy, ServiceCl
 from vyked.core.endpoints import check_reserved, collect, install_senders
 from vyked.core.exceptions import InvalidParams, ServiceUnavailable, VykedError
 from vyked.core.instances import Instance
-from vyked.core.observe import Observation, observe, stopwatch_for
+from vyked.core.observe import Observation, observe
 from vyked.core.service_host import ServiceHost
 from vyked.tcp.decorators import DEFAULT_REQUEST_TIMEOUT, EndpointSpec, of_kind
 from vyked.tcp.pool import POOL
@@ -124,19 +124,24 @@ class TCPServiceClient(ServiceClient):
                 attempt_timeout = policy.attempt_timeout or timeout
                 if not observers:
                     return ic.request(self.name, endpoint, params, attempt_timeout, resend, None, app)
-                labels = self.labels(endpoint)
-                # metrics alone: the pool times the call with the stopwatch, nothing made per call
-                stopwatch = stopwatch_for(observers, labels, app or None)
-                observation = None if stopwatch is not None else observe(observers, labels, app or None)
-                try:
-                    if observation is None:
+                timings = observers.timings
+                if timings is not None and not app:
+                    # metrics alone: the pool times the call with a stopwatch, nothing made per call
+                    stopwatches = self.stopwatches
+                    if stopwatches.timings is not timings:
+                        stopwatches.reset(timings)
+                    stopwatch = stopwatches[endpoint]
+                    try:
                         return ic.request(self.name, endpoint, params, attempt_timeout, resend, stopwatch, app)
+                    except BaseException as exc:
+                        stopwatch.record(0.0, exc)  # it failed at once
+                        raise
+                observation = observe(observers, self.labels(endpoint), app or None)
+                try:
                     return ic.request(
                         self.name, endpoint, params, attempt_timeout, resend, observation, app, observation.carrier
                     )
                 except BaseException as exc:
-                    if observation is None:  # the stopwatch's: timed from now, it failed at once
-                        observation = observe(observers, labels)
                     observation.end(exc)
                     raise
         return asyncio.ensure_future(

@@ -36,7 +36,7 @@ from vyked.core.exceptions import (
 from vyked.core.handler_styles import Execution, as_coroutine_function, execution_of, is_handler_failure
 from vyked.core.inflight import InFlight, concurrency_limit
 from vyked.core.names import same_service
-from vyked.core.observe import Family, Labels, Observation, Observer, Observers, Stopwatch, observe, stopwatch_for
+from vyked.core.observe import Family, Labels, Observation, Observer, Observers, Stopwatch, Stopwatches, observe
 from vyked.core.protocol import encode_frame, encode_payload
 from vyked.core.protocol.packets import Error, Request, Response
 from vyked.core.service_errors import VykedServiceException
@@ -105,6 +105,8 @@ class Dispatcher:
         self.observers = observers if isinstance(observers, Observers) else Observers(observers or ())
         self._labels: dict[str, Labels] = {name: ("server", "tcp", service_name, version, name) for name in endpoints}
         self._unknown: Labels = ("server", "tcp", service_name, version, "")
+        self._stopwatches = Stopwatches(self._labels.__getitem__)
+        """What times requests of known endpoints when metrics are the host's only observer."""
         """What observers see requests as; an unknown endpoint as "" (names sent by callers
         would make labels without end)."""
         self.endpoints = endpoints
@@ -128,13 +130,16 @@ class Dispatcher:
         observation: Observation | None = None
         started = 0.0
         if observers:
-            labels = self._labels.get(request.endpoint, self._unknown)
-            app = request.app or None
-            stopwatch = stopwatch_for(observers, labels, app, request.trace)
-            if stopwatch is None:
-                observation = observe(observers, labels, app, request.trace)
+            timings = observers.timings
+            if timings is not None and endpoint is not None and not request.app and not request.trace:
+                stopwatches = self._stopwatches
+                if stopwatches.timings is not timings:
+                    stopwatches.reset(timings)
+                stopwatch = stopwatches[request.endpoint]
+                started = conn.read_at  # timed from its arrival
             else:
-                started = perf_counter()
+                labels = self._labels.get(request.endpoint, self._unknown)
+                observation = observe(observers, labels, request.app or None, request.trace)
         if request.app:
             self._note_caller(request.app)
         service = request.service
@@ -168,6 +173,9 @@ class Dispatcher:
                 self._send_error(conn, request.id, outcome)
             else:
                 outcome = self._send_result(conn, request.id, endpoint, result)
+                if outcome is None and stopwatch is not None:  # answered: the hot path
+                    stopwatch.durations.append(perf_counter() - started)
+                    return
             _ended(observation, stopwatch, started, outcome)
             return
         if stopwatch is not None:  # a task or a thread ends it: it needs an observation

@@ -22,7 +22,7 @@ import ssl
 import warnings
 from collections.abc import Callable, Mapping
 from time import perf_counter
-from typing import Any
+from typing import Any, cast
 
 from vyked.core.client import InstanceUnreachable
 from vyked.core.exceptions import ConnectionLost, Draining, InvalidParams, RequestTimeout, VykedError, error_from_code
@@ -194,8 +194,12 @@ class InstanceConnection:
             future = entry[0]
             if self.health.breakers:
                 self.health.succeeded(self.instance)
-            if entry[3] is not None:
-                self._observed(entry)
+            observation = entry[3]
+            if observation is not None:
+                if type(observation) is Stopwatch:  # timed to the read that brought the answer
+                    observation.durations.append(conn.read_at - entry[6])
+                else:
+                    cast(Observation, observation).end()
             if packet.deprecation:
                 warnings.warn(packet.deprecation, DeprecationWarning, stacklevel=2)
             if not future.done():

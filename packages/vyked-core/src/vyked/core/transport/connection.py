@@ -26,6 +26,7 @@ import asyncio
 import logging
 import socket
 import ssl
+from time import perf_counter
 from typing import Any, Protocol, cast
 
 from vyked.core.exceptions import (
@@ -127,6 +128,10 @@ class Connection(asyncio.BufferedProtocol):
         self._transport: asyncio.Transport | None = None
         loop = self._loop = asyncio.get_running_loop()
         self.last_received = loop.time()
+        self.read_at = perf_counter()
+        """When the bytes being handled were read (:func:`time.perf_counter`): the packets of one
+        read share it, so that metrics time requests and answers from their arrival without a
+        clock reading each."""
         self._heartbeat: asyncio.TimerHandle | None = None
         self._heartbeat_interval = 0.0
         self._heartbeat_timeout = 0.0
@@ -187,6 +192,7 @@ class Connection(asyncio.BufferedProtocol):
         return self.session.get_buffer()
 
     def buffer_updated(self, nbytes: int) -> None:
+        self.read_at = perf_counter()
         session = self.session
         packets = session.buffer_updated(nbytes)
         # Liveness: whole frames, or a large frame's steady progress; never a drip.
