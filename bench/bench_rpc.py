@@ -11,8 +11,9 @@ do not share a core and every vyked figure is compared with the raw echo on the 
 The raw baseline is the fastest honest hand-written service: an ``asyncio.BufferedProtocol``
 reading into a preallocated buffer (as vyked's connections do; ``Protocol.data_received``
 allocates a fresh ``bytes`` per read), length-prefixed frames, msgspec JSON decoded into
-structs, futures matched by request id. The two run in interleaved blocks (``blocks.py``):
-figures are the best runs, ratios the median of the blocks' ratios. Targets: vyked's sequential
+structs, futures matched by request id. Runs of vyked alternate with runs of the raw echo
+(``alternating.py``): figures are the best runs, ratios the median of each vyked run's ratio to the
+raw runs either side. Targets: vyked's sequential
 p50 at most 1.3x the raw echo's, its pipelined throughput at least 80% of it. Run:
 ``python bench/bench_rpc.py``.
 """
@@ -29,7 +30,7 @@ import time
 from typing import Any, cast
 
 import msgspec
-from blocks import Figures, interleave
+from alternating import Figures, alternate
 from server_process import server_process
 
 from vyked import ServiceHost, TCPService, TCPServiceClient, api, request
@@ -202,8 +203,8 @@ def percentile(values: list[float], q: float) -> float:
 HIGHER_IS_BETTER = {"p50": False, "p99": False, "rps": True}
 
 
-async def measure(raw_port: int, registry_port: int, n_seq: int, n_pipe: int, blocks: int) -> Figures:
-    """``blocks`` blocks of raw, vyked, vyked, raw runs (see ``blocks.py``), on the running loop."""
+async def measure(raw_port: int, registry_port: int, n_seq: int, n_pipe: int, runs: int) -> Figures:
+    """``runs`` runs of vyked alternating with runs of the raw echo (``alternating.py``), on the running loop."""
     loop = asyncio.get_running_loop()
     _, raw = await loop.create_connection(RawEchoClient, "127.0.0.1", raw_port)
 
@@ -229,17 +230,17 @@ async def measure(raw_port: int, registry_port: int, n_seq: int, n_pipe: int, bl
         p50, p99 = percentile(latencies, 50), percentile(latencies, 99)
         return {"p50": p50, "p99": p99, "rps": await pipelined(calls[name], n_pipe)}
 
-    figures = await interleave(one, {"vyked": blocks}, Figures("raw", HIGHER_IS_BETTER))
+    figures = await alternate(one, "vyked", runs, Figures("raw", HIGHER_IS_BETTER))
     await host.stop()
     raw.transport.close()
     return figures
 
 
-def report(by_loop: dict[str, Figures], blocks: int) -> bool:
+def report(by_loop: dict[str, Figures], runs: int) -> bool:
     """Print every loop's figures; True when vyked meets the targets on every loop."""
     print("\nRPC round trips over one loopback connection, each loop against the raw BufferedProtocol echo on")
-    print(f"the same loop, in {blocks} blocks of raw, vyked, vyked, raw runs: figures are the best runs, ratios")
-    print("the median of the blocks' ratios")
+    print(f"the same loop, {runs} runs of vyked each between two of the raw echo: figures are the best runs,")
+    print("ratios the median of the vyked runs' ratios to the raw runs either side")
     print(f"{'loop':9}{'':24}{'raw echo':>12}{'vyked':>12}{'ratio':>9}   target")
     ok = True
     mark = {True: "", False: "  BELOW TARGET"}
@@ -270,7 +271,7 @@ def main() -> None:
     parser.add_argument("--loops", default=default_loops, help=f"event loops to measure (default: {default_loops})")
     parser.add_argument("--sequential", type=int, default=1000, help="sequential calls per run")
     parser.add_argument("--pipelined", type=int, default=10000, help="pipelined calls per run")
-    parser.add_argument("--blocks", type=int, default=15, help="blocks of raw, vyked, vyked, raw runs")
+    parser.add_argument("--runs", type=int, default=20, help="runs of vyked, alternating with runs of the raw echo")
     args = parser.parse_args()
     if args.serve:
         run(serve(), loop=args.loop)
@@ -279,10 +280,8 @@ def main() -> None:
     for loop in args.loops.split(","):
         with server_process(__file__, "--loop", loop) as ports:
             raw_port, registry_port = ports
-            by_loop[loop] = run(
-                measure(raw_port, registry_port, args.sequential, args.pipelined, args.blocks), loop=loop
-            )
-    report(by_loop, args.blocks)
+            by_loop[loop] = run(measure(raw_port, registry_port, args.sequential, args.pipelined, args.runs), loop=loop)
+    report(by_loop, args.runs)
 
 
 if __name__ == "__main__":

@@ -267,7 +267,10 @@ class ConnectionPool(HostExtension):
 
     def ready(self, instance: Instance) -> InstanceConnection | None:
         ic = self.connections.get(instance.node_id)
-        return ic if ic is not None and ic.usable else None
+        if ic is None or ic.closing:
+            return None
+        conn = ic.connection  # InstanceConnection.usable, inlined: this runs for every request
+        return ic if conn is not None and conn.ready else None
 
     async def connect(self, instance: Instance, ssl_context: ssl.SSLContext | None = None) -> InstanceConnection:
         """The ready connection to ``instance``, opening it if needed (once, however many ask);
