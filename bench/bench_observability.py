@@ -1,39 +1,39 @@
 """The cost of metrics and of tracing on the RPC path and on publish-subscribe, in one run.
 
-Three configurations, measured side by side:
+Three configurations of the same hosts, switched between runs by setting their observers
+(:class:`Switch`), so that the same hosts, connections and services serve them all:
 
-- ``off``: no metrics port, tracing off (``host.tracing = False``: neither ``VYKED_TRACING``
+- ``off``: no observer (tracing off: ``host.tracing = False``, so neither ``VYKED_TRACING``
   nor a global tracer provider can turn it on);
-- ``metrics``: ``metrics_port=0`` on both hosts (caller and callee, publisher and subscriber):
-  every request observed by :class:`vyked.core.metrics.RequestMetrics`, ``/metrics`` served;
-- ``tracing``: in each process an OpenTelemetry SDK ``TracerProvider`` with a
-  ``BatchSpanProcessor`` feeding an exporter that drops the spans, given to both hosts as a
-  :class:`vyked.core.tracing.Tracing` observer (a local provider, not the global one, so the
-  other configurations stay untraced): every call and event makes its spans and carries the
-  trace context across the wire (the ``request`` and ``event`` packets' ``trace`` field).
+- ``metrics``: every host's :class:`vyked.core.metrics.RequestMetrics`, as ``metrics_port``
+  set it up (caller and callee, publisher and subscriber); ``/metrics`` is served throughout;
+- ``tracing``: a :class:`vyked.core.tracing.Tracing` observer on every host, with an
+  OpenTelemetry SDK ``TracerProvider`` in each process (``BatchSpanProcessor`` feeding an
+  exporter that drops the spans; a local provider, not the global one): every call and event
+  makes its spans and carries the trace context across the wire (the ``request`` and
+  ``event`` packets' ``trace`` field).
 
-RPC: a child process runs a registry and one host per configuration, each serving the same
-echo service under a name of its own; this process calls each through a client host of the
-same configuration (see ``bench_rpc.py``):
+RPC: a child process runs a registry and the echo host; this process calls it through a client
+host (see ``bench_rpc.py``); a ``configure`` call switches the callee:
 
 - sequential: one request in flight; latency p50
-- pipelined: 100 requests in flight on one connection; requests per second
+- pipelined: 100 requests in flight on one connection; requests per second, and the CPU time
+  per call of both processes (``/proc``): the cost itself, which the scheduling luck that sways
+  latency and throughput by about 5% from run to run on a shared machine does not touch
 
 Publish-subscribe (embedded transport, no Redis; see ``bench_pubsub.py``): in this process, a
-registry and one publisher host and one subscriber host (an inline ``@subscribe`` handler) per
-configuration; events per second from the first ``@publish`` until the subscriber has handled
-the last one, sent in batches of ``BATCH``, each followed by ``PubSub.flush()``, with at most
-``WINDOW`` batches not yet handled.
+registry, a publisher host and a subscriber host (an inline ``@subscribe`` handler); events
+per second from the first ``@publish`` until the subscriber has handled the last one, sent in
+batches of ``BATCH``, each followed by ``PubSub.flush()``, with at most ``WINDOW`` batches not
+yet handled; and this process's CPU time per event.
 
 Runs of metrics alternate with runs of off (``alternating.py``; many short ones, ``--runs``), then
 runs of tracing with runs of off (fewer, ``--tracing-runs``: its cost is far above the noise);
 a figure is the best run, a change the median of the runs' ratios to the off runs either side.
 Before each run the spans still queued are exported and the garbage collected, so that no run
-pays for the one before (tracing makes much of both). The configurations share their
-processes, so what one adds process-wide (the metrics server's thread, the span processor's
-thread) is there for all: the changes are the per-request and per-event work. Checked along
-the way: the callee's ``/metrics`` counts the calls (scraped at the end), a traced call's
-server span and a traced event's handler join the caller's trace.
+pays for the one before (tracing makes much of both). Checked along the way: the callee's
+``/metrics`` counts the calls, a traced call's server span and a traced event's handler join
+the caller's trace.
 
 Target (the observability issue): metrics within 5% of off; tracing is reported, no target.
 Run: ``python bench/bench_observability.py`` (needs ``vyked-core[metrics,otel]`` and
@@ -61,6 +61,8 @@ from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, Spa
 from server_process import cpu_seconds, server_process
 
 from vyked import ServiceHost, TCPService, TCPServiceClient, api, publish, request, subscribe
+from vyked.core.metrics import RequestMetrics
+from vyked.core.observe import Observer
 from vyked.core.serving import run
 from vyked.core.testing import http_get
 from vyked.core.tracing import Tracing
@@ -97,28 +99,46 @@ def tracer_provider() -> TracerProvider:
     return provider
 
 
-def make_host(registry_port: int, config: str, provider: TracerProvider) -> ServiceHost:
-    """A host in ``config``, whatever ``VYKED_METRICS_PORT`` or ``VYKED_TRACING`` say."""
-    host = ServiceHost(f"127.0.0.1:{registry_port}", metrics_host="127.0.0.1")
-    host.metrics_port = 0 if config == "metrics" else None
+def make_host(registry_port: int) -> ServiceHost:
+    """A host with a metrics port, untraced whatever ``VYKED_TRACING`` says: :class:`Switch`
+    sets its configuration once started."""
+    host = ServiceHost(f"127.0.0.1:{registry_port}", metrics_host="127.0.0.1", metrics_port=0)
     host.tracing = False
-    if config == "tracing":
-        host.observers.append(Tracing(provider))
     return host
 
 
-def service_name(prefix: str, config: str) -> str:
-    """``EchoOff``, ``EchoMet``, ``EchoTra``: names of one length, as every request and event
-    carries its service's name (a longer one would make every frame of its configuration longer)."""
-    return f"{prefix}{config[:3].capitalize()}"
+class Switch:
+    """Puts a started host in a configuration by setting its observers: none (``off``), its
+    :class:`~vyked.core.metrics.RequestMetrics` (``metrics``: what ``metrics_port`` gave it), a
+    :class:`~vyked.core.tracing.Tracing` observer (``tracing``). The same hosts, connections
+    and services serve every configuration, so that only the observers differ between runs."""
+
+    def __init__(self, host: ServiceHost, provider: TracerProvider) -> None:
+        (requests,) = [o for o in host.observers if isinstance(o, RequestMetrics)]
+        self.host = host
+        self.observers: dict[str, list[Observer]] = {
+            "off": [],
+            "metrics": [requests],
+            "tracing": [Tracing(provider)],
+        }
+
+    def set(self, config: str) -> None:
+        self.host.observers = self.observers[config]
 
 
 # -- RPC ----------------------------------------------------------------------------------------
 
 
 class Echo(TCPService):
-    def __init__(self, name: str) -> None:
-        super().__init__(name, 1, "127.0.0.1", 0)
+    def __init__(self) -> None:
+        super().__init__("Echo", 1, "127.0.0.1", 0)
+        self.switch: Switch | None = None
+
+    @api(inline=True)
+    def configure(self, config: str) -> None:
+        """Put this host in ``config`` (see :class:`Switch`)."""
+        assert self.switch is not None
+        self.switch.set(config)
 
     @api(inline=True)
     def echo(self, x: int, name: str) -> dict[str, Any]:
@@ -131,8 +151,12 @@ class Echo(TCPService):
 
 
 class EchoClient(TCPServiceClient):
-    def __init__(self, name: str) -> None:
-        super().__init__(name, 1)
+    def __init__(self) -> None:
+        super().__init__("Echo", 1)
+
+    @request
+    def configure(self, config: str) -> dict[str, Any]:
+        return locals()
 
     @request
     def echo(self, x: int, name: str) -> dict[str, Any]:
@@ -144,18 +168,18 @@ class EchoClient(TCPServiceClient):
 
 
 async def serve() -> None:
-    """The child process: a registry and an echo host per configuration, until stdin closes."""
+    """The child process: a registry and the echo host, until stdin closes."""
     provider = tracer_provider()
     registry = Registry("127.0.0.1", 0)
     await registry.open()
-    hosts = {config: make_host(registry.port, config, provider) for config in CONFIGS}
-    for config, host in hosts.items():
-        host.attach(Echo(service_name("Echo", config)))
-        await host.start()
-    print(registry.port, hosts["metrics"].metrics_port, flush=True)
+    host = make_host(registry.port)
+    echo = Echo()
+    host.attach(echo)
+    await host.start()
+    echo.switch = Switch(host, provider)
+    print(registry.port, host.metrics_port, flush=True)
     await asyncio.get_running_loop().run_in_executor(None, sys.stdin.read)
-    for host in hosts.values():
-        await host.stop()
+    await host.stop()
     await registry.close()
     provider.shutdown()
 
@@ -173,10 +197,10 @@ async def scrape(port: int) -> str:
     return text
 
 
-async def start_caller(registry_port: int, config: str, provider: TracerProvider) -> tuple[ServiceHost, EchoClient]:
-    """A client host in ``config`` calling the echo host of the same configuration, warmed up."""
-    host = make_host(registry_port, config, provider)
-    client = EchoClient(service_name("Echo", config))
+async def start_caller(registry_port: int) -> tuple[ServiceHost, EchoClient]:
+    """A client host calling the echo host, warmed up."""
+    host = make_host(registry_port)
+    client = EchoClient()
     host.bind_client(client)
     await host.start()
     assert await client.echo(1, "bench") == {"x": 1, "name": "bench"}
@@ -200,16 +224,24 @@ async def measure_rpc(
     runs: dict[str, int],
 ) -> Figures:
     """Sequential p50, pipelined throughput, and the CPU time of a pipelined call (caller and
-    callee), of each configuration's echo, alternating with off."""
-    callers = {config: await start_caller(registry_port, config, provider) for config in CONFIGS}
-    await check_propagation(callers["tracing"][1], provider)
+    callee), of the echo in each configuration, alternating with off."""
+    host, client = await start_caller(registry_port)
+    switch = Switch(host, provider)
+    call = functools.partial(echo, client)
+
+    async def configure(config: str) -> None:
+        switch.set(config)
+        await client.configure(config)
+
+    await configure("tracing")
+    await check_propagation(client, provider)
 
     def cpu() -> float:
         """Seconds of CPU used so far by this process and the child serving the calls."""
         return time.process_time() + (cpu_seconds(server_pid) or 0.0)
 
     async def one(config: str) -> dict[str, float]:
-        call = functools.partial(echo, callers[config][1])
+        await configure(config)
         p50 = percentile(await sequential(call, n_seq), 50)
         used = cpu()
         rps = await pipelined(call, n_pipe)
@@ -221,11 +253,10 @@ async def measure_rpc(
 
     figures = await measure_alternately(one, runs, provider)
     await check_scrape()
-    text = await scrape(callers["metrics"][0].metrics_port)
+    text = await scrape(host.metrics_port)
     counted = [line for line in text.splitlines() if line.startswith("vyked_client_requests_total{")]
-    figures.notes = [f"RPC caller: {line}" for line in counted]
-    for host, _ in callers.values():
-        await host.stop()
+    figures.notes = [f"RPC caller (metrics runs): {line}" for line in counted]
+    await host.stop()
     return figures
 
 
@@ -233,8 +264,8 @@ async def measure_rpc(
 
 
 class Ticker(TCPService):
-    def __init__(self, name: str) -> None:
-        super().__init__(name, 1, "127.0.0.1", 0)
+    def __init__(self) -> None:
+        super().__init__("Ticker", 1, "127.0.0.1", 0)
 
     @publish
     def tick(self, n: int, user: str) -> dict[str, Any]:
@@ -267,8 +298,8 @@ class Counter:
 
 
 class TickerClient(TCPServiceClient):
-    def __init__(self, name: str, counter: Counter) -> None:
-        super().__init__(name, 1)
+    def __init__(self, counter: Counter) -> None:
+        super().__init__("Ticker", 1)
         self.counter = counter
         self.probed: asyncio.Future[int] | None = None
 
@@ -285,25 +316,30 @@ class TickerClient(TCPServiceClient):
 
 @dataclass
 class PubSubPair:
-    """A publisher host and a subscriber host in one configuration."""
+    """A publisher host and a subscriber host, switched between configurations together."""
 
     ticker: Ticker
     hub: PubSub
     client: TickerClient
     hosts: list[ServiceHost]
+    switches: list[Switch]
 
     @classmethod
-    async def start(cls, registry_port: int, config: str, provider: TracerProvider) -> PubSubPair:
-        name = service_name("Ticker", config)
-        publisher = make_host(registry_port, config, provider)
-        ticker = Ticker(name)
+    async def start(cls, registry_port: int, provider: TracerProvider) -> PubSubPair:
+        publisher = make_host(registry_port)
+        ticker = Ticker()
         publisher.attach(ticker)
         await publisher.start()
-        client = TickerClient(name, Counter())
-        subscriber = make_host(registry_port, config, provider)
+        client = TickerClient(Counter())
+        subscriber = make_host(registry_port)
         subscriber.bind_client(client)
         await subscriber.start()
-        return cls(ticker, PubSub.of(publisher), client, [publisher, subscriber])
+        hosts = [publisher, subscriber]
+        return cls(ticker, PubSub.of(publisher), client, hosts, [Switch(host, provider) for host in hosts])
+
+    def configure(self, config: str) -> None:
+        for switch in self.switches:
+            switch.set(config)
 
     async def events_per_second(self, events: int) -> float:
         """Publish ``events`` in batches, at most :data:`WINDOW` batches not yet handled (the
@@ -335,26 +371,27 @@ class PubSubPair:
 
 
 async def measure_pubsub(provider: TracerProvider, events: int, runs: dict[str, int]) -> Figures:
-    """Events per second of each configuration's publisher and subscriber, alternating with off."""
+    """Events per second, and the CPU time of an event, from the publisher to the subscriber in
+    each configuration, alternating with off."""
     async with Registry("127.0.0.1", 0) as registry:
-        pairs = {config: await PubSubPair.start(registry.port, config, provider) for config in CONFIGS}
-        for pair in pairs.values():  # warm up; also waits for the subscription to be in place
-            await pair.events_per_second(min(events, 2000))
-        await pairs["tracing"].check_propagation(provider)
+        pair = await PubSubPair.start(registry.port, provider)
+        await pair.events_per_second(min(events, 2000))  # warm up; also waits for the subscription
+        pair.configure("tracing")
+        await pair.check_propagation(provider)
 
         async def one(config: str) -> dict[str, float]:
+            pair.configure(config)
             used = time.process_time()
-            eps = await pairs[config].events_per_second(events)
+            eps = await pair.events_per_second(events)
             return {"eps": eps, "ecpu": (time.process_time() - used) / events}
 
         figures = await measure_alternately(one, runs, provider)
         sides = (("publisher", "published"), ("subscriber", "received"))
-        for (side, what), host in zip(sides, pairs["metrics"].hosts, strict=True):
+        for (side, what), host in zip(sides, pair.hosts, strict=True):
             prefix = f'vyked_events_total{{what="{what}"}}'
             text = await scrape(host.metrics_port)
             figures.notes += [f"pub-sub {side}: {line}" for line in text.splitlines() if line.startswith(prefix)]
-        for pair in pairs.values():
-            await pair.stop()
+        await pair.stop()
     return figures
 
 
