@@ -251,7 +251,7 @@ class Registry:
     def last_seen(self, owner: Hashable) -> float | None:
         """Seconds since anything arrived on ``owner``'s connection; None for another registry's."""
         if isinstance(owner, Connection):
-            return asyncio.get_running_loop().time() - owner.last_received
+            return owner.quiet_for()
         return None
 
     # -- PacketHandler ------------------------------------------------------------------------
@@ -328,7 +328,7 @@ class Registry:
         holder = current.owner if current is not None else None
         if current is None or holder is conn or not isinstance(holder, Connection) or holder.closed:
             return True
-        quiet = asyncio.get_running_loop().time() - holder.last_received
+        quiet = holder.quiet_for()
         if quiet >= self.takeover_after:
             logger.info(
                 "node %s moves to the connection from %s:%s: the one from %s:%s has been silent for %.1f s",

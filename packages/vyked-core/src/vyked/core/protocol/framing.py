@@ -137,8 +137,8 @@ class FrameDecoder:
         """Bytes of memory the receive buffer holds now."""
         return len(self._buffer)
 
-    def get_buffer(self) -> memoryview:
-        """Writable space at the end of the received bytes."""
+    def get_buffer(self, sizehint: int = -1) -> memoryview:
+        """Writable space at the end of the received bytes (``sizehint``, asyncio's, is ignored)."""
         if len(self._buffer) - self._end < _MIN_READ_SIZE:
             self._make_room()
         return self._view[self._end :]

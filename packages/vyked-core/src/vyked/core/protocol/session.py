@@ -22,6 +22,8 @@ Use::
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from vyked.core.exceptions import (
     AuthenticationFailed,
     ConnectionLost,
@@ -84,6 +86,7 @@ class Session:
         "closed",
         "failure",
         "frames_received",
+        "get_buffer",
         "node_id",
         "peer_node_id",
         "peer_role",
@@ -122,6 +125,9 @@ class Session:
         # Handshake packets are small: a stranger announcing a large frame is refused at once.
         self._decoder = FrameDecoder(min(max_frame_size, HANDSHAKE_MAX_FRAME_SIZE))
         self._decoder.max_packets = 1  # one handshake packet at a time: each may change the limits
+        self.get_buffer: Callable[..., memoryview] = self._decoder.get_buffer
+        """Where the next bytes read go (``asyncio.BufferedProtocol.get_buffer``; the size hint
+        is ignored): the decoder's own method, one call less on every read."""
         self._outgoing = bytearray()
 
     # -- bytes in --------------------------------------------------------------------------
@@ -132,10 +138,6 @@ class Session:
             return b""
         hello = Hello(protocol=PROTOCOL_VERSION, node_id=self.node_id, role=self.role, nonce=self._nonce)
         return encode_frame(hello)
-
-    def get_buffer(self) -> memoryview:
-        """Where the next bytes read go (``asyncio.BufferedProtocol.get_buffer``)."""
-        return self._decoder.get_buffer()
 
     def buffer_updated(self, nbytes: int) -> list[Packet]:
         """Account for ``nbytes`` written into :meth:`get_buffer`; return the application

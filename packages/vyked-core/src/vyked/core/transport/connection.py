@@ -127,11 +127,12 @@ class Connection(asyncio.BufferedProtocol):
         # uvloop's transports are not asyncio.Transport subclasses; only write/close/abort are used
         self._transport: asyncio.Transport | None = None
         loop = self._loop = asyncio.get_running_loop()
-        self.last_received = loop.time()
         self.read_at = perf_counter()
         """When the bytes being handled were read (:func:`time.perf_counter`): the packets of one
         read share it, so that metrics time requests and answers from their arrival without a
         clock reading each."""
+        self.last_received = self.read_at
+        """When something last arrived (:func:`time.perf_counter`): see :meth:`quiet_for`."""
         self._heartbeat: asyncio.TimerHandle | None = None
         self._heartbeat_interval = 0.0
         self._heartbeat_timeout = 0.0
@@ -189,10 +190,10 @@ class Connection(asyncio.BufferedProtocol):
             self._transport.write(hello)
 
     def get_buffer(self, sizehint: int) -> memoryview:
-        return self.session.get_buffer()
+        return self.session.get_buffer(sizehint)
 
     def buffer_updated(self, nbytes: int) -> None:
-        self.read_at = perf_counter()
+        now = self.read_at = perf_counter()
         session = self.session
         packets = session.buffer_updated(nbytes)
         # Liveness: whole frames, or a large frame's steady progress; never a drip.
@@ -200,10 +201,10 @@ class Connection(asyncio.BufferedProtocol):
         if frames != self._frames_seen:
             self._frames_seen = frames
             self._partial_seen = 0
-            self.last_received = self._loop.time()
+            self.last_received = now
         elif session.partial_bytes - self._partial_seen >= PROGRESS_BYTES:
             self._partial_seen = session.partial_bytes
-            self.last_received = self._loop.time()
+            self.last_received = now
         answers = session.data_to_send()
         if answers and self._transport is not None:
             self._transport.write(answers)
@@ -399,9 +400,14 @@ class Connection(asyncio.BufferedProtocol):
         """Ping the peer when it has been quiet for ``interval`` seconds; abort the connection
         when nothing has arrived for ``timeout`` seconds. Costs nothing while traffic flows."""
         self._heartbeat_interval, self._heartbeat_timeout = interval, timeout
-        self.last_received = self._loop.time()
+        self.last_received = perf_counter()
         if self._heartbeat is None and not self.closed:
             self._heartbeat = self._loop.call_later(interval, self._beat)
+
+    def quiet_for(self) -> float:
+        """Seconds since anything last arrived from the peer: whole frames, or a large frame's
+        steady progress (a drip of bytes does not count)."""
+        return perf_counter() - self.last_received
 
     def _beat(self) -> None:
         if self.closed:
@@ -409,9 +415,9 @@ class Connection(asyncio.BufferedProtocol):
         if self._read_holds and not self._writing_paused and self._transport is not None:
             # We stopped reading it (too many of its requests running): its silence is ours,
             # and our pings tell it we are alive although its own pings go unanswered.
-            self.last_received = self._loop.time()
+            self.last_received = perf_counter()
             self._transport.write(self.session.ping())
-        quiet = self._loop.time() - self.last_received
+        quiet = self.quiet_for()
         if quiet >= self._heartbeat_timeout:
             self._failure = ConnectionLost(
                 f"{self._peer_text()} sent nothing for {quiet:.1f} s (heartbeat timeout {self._heartbeat_timeout} s)"
