@@ -161,7 +161,9 @@ class InstanceDirectory:
         (:mod:`vyked.core.health`), and the node ids in ``tried`` (those this request tried
         already), are skipped.
         """
-        route = self.candidates(service, version, kind)
+        route = self._routes.get((service, version, kind))
+        if route is None:
+            route = self.candidates(service, version, kind)
         health = self.health
         unhealthy = health.breakers
         if len(route) == 1 and not unhealthy and not tried and entity is None:

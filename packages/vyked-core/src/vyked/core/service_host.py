@@ -423,9 +423,16 @@ class ServiceHost:
         return report["status"] == "ready", report
 
     @property
-    def running(self) -> bool:
-        """Started, and not stopped (a draining host still sends its clients' requests)."""
-        return self.state is HostState.RUNNING or self.state is HostState.DRAINING
+    def state(self) -> HostState:
+        """Where the host is in its life: new, starting, running, draining, stopped."""
+        return self._state
+
+    @state.setter
+    def state(self, state: HostState) -> None:
+        self._state = state
+        self.running = state is HostState.RUNNING or state is HostState.DRAINING
+        """Started, and not stopped (a draining host still sends its clients' requests): an
+        attribute, kept with :attr:`state`, as every request asks it."""
 
     @property
     def started(self) -> bool:
