@@ -18,8 +18,9 @@ host (see ``bench_rpc.py``); a ``configure`` call switches the callee:
 
 - sequential: one request in flight; latency p50
 - pipelined: 100 requests in flight on one connection; requests per second, and the CPU time
-  per call of both processes (``/proc``): the cost itself, which the scheduling luck that sways
-  latency and throughput by about 5% from run to run on a shared machine does not touch
+  per call of both processes (``/proc``): the cost itself, less swayed than latency and
+  throughput by where the scheduler puts the two processes (though it moves too, on a shared
+  machine)
 
 Publish-subscribe (embedded transport, no Redis; see ``bench_pubsub.py``): in this process, a
 registry, a publisher host and a subscriber host (an inline ``@subscribe`` handler); events
@@ -75,8 +76,8 @@ BATCH = 256
 WINDOW = 2
 HIGHER_IS_BETTER = {"p50": False, "rps": True, "cpu": False, "eps": True, "ecpu": False}
 CPU_MEASURES = ("cpu", "ecpu")
-"""The CPU time per call and per event: what metrics cost, without the scheduling luck that
-makes latency and throughput swing by about 5% from run to run on a shared machine."""
+"""The CPU time per call and per event: what metrics cost, less swayed by scheduling than
+latency and throughput, which move by about 5% from run to run on a shared machine."""
 
 
 # -- configurations -----------------------------------------------------------------------------
