@@ -429,6 +429,11 @@ async def test_an_inline_handler_blocking_past_the_heartbeat_timeout_is_evicted(
     _, client, removals = blocker
     with pytest.raises(VykedError):  # the caller's heartbeat gives up on the silent instance
         await client.block_inline(4)
+    # The registry's heartbeat gives up too, at its own next beat: up to one interval (0.5 s)
+    # after the caller's, as the two beat independently.
+    async with asyncio.timeout(3):
+        while not removals:
+            await asyncio.sleep(0.02)
     assert removals  # the registry dropped the silent instance and told its watchers
 
 
