@@ -353,9 +353,9 @@ class Stopwatch:
     :class:`Timed`.
 
     An answered request's latency is only appended to :attr:`durations`; :meth:`fold` counts
-    them into the ``ok`` histogram in bulk (in C: a bisection mapped over the list), which the
-    metrics server does when it is scraped and every quarter of a second. Errors are counted
-    at once."""
+    them into the ``ok`` histogram in bulk (:meth:`Histogram.observe_all`: a sort, then a
+    bisection per bucket), which the metrics server does when it is scraped and every quarter
+    of a second. Errors are counted at once."""
 
     __slots__ = ("by_outcome", "durations", "labels")
 
