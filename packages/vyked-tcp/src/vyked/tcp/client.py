@@ -14,7 +14,7 @@ from vyked.core.instances import Instance
 from vyked.core.observe import Observation, observe
 from vyked.core.service_host import ServiceHost
 from vyked.tcp.decorators import DEFAULT_REQUEST_TIMEOUT, EndpointSpec, of_kind
-from vyked.tcp.pool import POOL
+from vyked.tcp.pool import POOL, ConnectionPool
 from vyked.tcp.pubsub.hub import attach_client
 
 
@@ -51,6 +51,8 @@ class TCPServiceClient(ServiceClient):
         ``balancing`` overrides the class's :attr:`balancing`."""
         super().__init__(service_name, service_version, balancing=balancing)
         self.ssl_context = ssl_context
+        self._pool: ConnectionPool | None = None
+        """The bound host's connection pool, once used (see :meth:`_connections`)."""
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
@@ -66,12 +68,19 @@ class TCPServiceClient(ServiceClient):
 
     def bind(self, host: ServiceHost) -> None:
         super().bind(host)
+        self._pool = None
         if self._subscriptions:
             attach_client(host, self)
 
+    def _connections(self, host: ServiceHost) -> ConnectionPool:
+        """``host``'s connection pool, kept for the next requests: a host keeps its pool while
+        it runs, and this client sends through one host until :meth:`bind` changes it."""
+        pool = self._pool = host.extension(POOL)
+        return pool
+
     def outstanding(self, instance: Instance) -> int:
         host = self.host
-        return 0 if host is None else host.extension(POOL).outstanding(instance)
+        return 0 if host is None else (self._pool or self._connections(host)).outstanding(instance)
 
     def send_request(
         self,
@@ -118,7 +127,7 @@ class TCPServiceClient(ServiceClient):
                 failed: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
                 failed.set_exception(exc)
                 return failed
-            ic = host.extension(POOL).ready(instance)
+            ic = (self._pool or self._connections(host)).ready(instance)
             if ic is not None:
                 resend = (self, endpoint, params, entity, timeout, policy, app)
                 attempt_timeout = policy.attempt_timeout or timeout

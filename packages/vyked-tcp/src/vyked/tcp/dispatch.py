@@ -173,8 +173,11 @@ class Dispatcher:
                 self._send_error(conn, request.id, outcome)
             else:
                 outcome = self._send_result(conn, request.id, endpoint, result)
-                if outcome is None and stopwatch is not None:  # answered: the hot path
-                    stopwatch.durations.append(perf_counter() - started)
+                if outcome is None:  # answered: the hot path
+                    if stopwatch is not None:
+                        stopwatch.durations.append(perf_counter() - started)
+                    elif observation is not None:
+                        observation.end()
                     return
             _ended(observation, stopwatch, started, outcome)
             return

@@ -126,10 +126,14 @@ class InstanceConnection:
         future = loop.create_future()
         deadline = loop.time() + timeout
         sent = 0.0 if observation is None else perf_counter()
-        self.pending[request_id] = (future, deadline, resend, observation, endpoint, timeout, sent)
+        pending = self.pending
+        if pending:  # others are in flight: this pass of the loop may send more, write them together
+            conn.send_frame_soon(frame)
+        else:
+            conn.send_frame(frame)
+        pending[request_id] = (future, deadline, resend, observation, endpoint, timeout, sent)
         if deadline < self._deadline:
             self._arm(deadline)
-        conn.send_frame(frame)
         return future
 
     def _arm(self, deadline: float) -> None:

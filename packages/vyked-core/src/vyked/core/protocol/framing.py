@@ -145,25 +145,34 @@ class FrameDecoder:
 
     def buffer_updated(self, nbytes: int) -> list[Packet]:
         """Account for ``nbytes`` written into :meth:`get_buffer`; return complete packets."""
-        self._end += nbytes
-        packets: list[Packet] = []
+        end = self._end + nbytes
         if self.error is not None:
             self._start = self._end = 0  # nothing is parsed after an error: drop what arrives
-            return packets
-        buffer, view = self._buffer, self._view
-        start, end = self._start, self._end
-        self._needed = 0
+            return []
+        buffer, start, limit = self._buffer, self._start, self.max_frame_size
+        if end - start > HEADER_SIZE:
+            size = _unpack_header(buffer, start)[0]
+            if start + HEADER_SIZE + size == end and size <= limit and len(buffer) <= _SHRINK_ABOVE:
+                # Exactly one whole frame (a request or an answer per read): the common case.
+                try:
+                    packet = _decoder.decode(self._view[start + HEADER_SIZE : end])
+                except _DECODE_ERRORS:
+                    pass  # the general path below notes the error
+                else:
+                    self._start = self._end = self._needed = 0
+                    return [packet]
+        packets: list[Packet] = []
         while end - start >= HEADER_SIZE:
-            (size,) = _unpack_header(buffer, start)
-            if size > self.max_frame_size:
-                self.error = FrameTooLarge(f"frame of {size} bytes exceeds the limit of {self.max_frame_size} bytes")
+            size = _unpack_header(buffer, start)[0]
+            if size > limit:
+                self.error = FrameTooLarge(f"frame of {size} bytes exceeds the limit of {limit} bytes")
                 break
             frame_end = start + HEADER_SIZE + size
-            if frame_end > end:
-                self._needed = HEADER_SIZE + size
-                break
+            if frame_end > end:  # the rest of this frame is still to come
+                self._start, self._end, self._needed = start, end, HEADER_SIZE + size
+                return packets
             try:
-                packets.append(_decoder.decode(view[start + HEADER_SIZE : frame_end]))
+                packets.append(_decoder.decode(self._view[start + HEADER_SIZE : frame_end]))
             except _DECODE_ERRORS as exc:
                 self.error = _malformed(exc)
                 break
@@ -172,13 +181,12 @@ class FrameDecoder:
                 break
         if start == end or self.error is not None:
             # Nothing pending, or nothing more will be parsed: later bytes are discarded.
-            start = end = 0
-            self._end = 0
-            self._needed = 0
+            self._start = self._end = self._needed = 0
             if len(buffer) > _SHRINK_ABOVE:
                 self._buffer = bytearray(_INITIAL_BUFFER_SIZE)
                 self._view = memoryview(self._buffer)
-        self._start = start
+        else:  # part of a header, or packets left for the next call (max_packets)
+            self._start, self._end, self._needed = start, end, 0
         return packets
 
     def feed(self, data: bytes) -> list[Packet]:

@@ -79,7 +79,6 @@ class Session:
         "_decoder",
         "_max_frame_size",
         "_nonce",
-        "_outgoing",
         "_peer_nonce",
         "_secret",
         "accepting",
@@ -88,6 +87,7 @@ class Session:
         "frames_received",
         "get_buffer",
         "node_id",
+        "outgoing",
         "peer_node_id",
         "peer_role",
         "ready",
@@ -128,7 +128,9 @@ class Session:
         self.get_buffer: Callable[..., memoryview] = self._decoder.get_buffer
         """Where the next bytes read go (``asyncio.BufferedProtocol.get_buffer``; the size hint
         is ignored): the decoder's own method, one call less on every read."""
-        self._outgoing = bytearray()
+        self.outgoing = bytearray()
+        """What the session answered by itself (``welcome``, ``pong``...) and :meth:`data_to_send`
+        has not handed out yet: an adapter checks it after each read before calling that."""
 
     # -- bytes in --------------------------------------------------------------------------
 
@@ -193,7 +195,7 @@ class Session:
                 else:
                     delivered.append(packet)
             elif isinstance(packet, Ping):
-                self._outgoing += encode_frame(Pong(nonce=packet.nonce))
+                self.outgoing += encode_frame(Pong(nonce=packet.nonce))
         if self._decoder.error is not None and self.failure is None:
             self.failure = self._decoder.error
         return delivered
@@ -230,12 +232,12 @@ class Session:
                 self._peer_nonce = packet.nonce
                 self._nonce = auth.new_nonce()
                 proof = auth.proof(self._secret, auth.SERVER, packet.nonce, self._nonce)
-                self._outgoing += encode_frame(Challenge(nonce=self._nonce, proof=proof))
+                self.outgoing += encode_frame(Challenge(nonce=self._nonce, proof=proof))
                 self._awaiting_auth = True
 
     def _welcome(self) -> None:
         self._awaiting_auth = False
-        self._outgoing += encode_frame(Welcome(protocol=PROTOCOL_VERSION, node_id=self.node_id))
+        self.outgoing += encode_frame(Welcome(protocol=PROTOCOL_VERSION, node_id=self.node_id))
         self._became_ready()
 
     def _connecting_handshake(self, packet: Packet) -> None:
@@ -247,7 +249,7 @@ class Session:
                 self.failure = AuthenticationFailed("the peer does not know the cluster secret")
             else:
                 proof = auth.proof(self._secret, auth.CLIENT, self._nonce, packet.nonce)
-                self._outgoing += encode_frame(Auth(proof=proof))
+                self.outgoing += encode_frame(Auth(proof=proof))
         elif isinstance(packet, Welcome):
             if self._secret is not None and not self._challenged:
                 self.failure = AuthenticationFailed("the peer does not know the cluster secret (it sent no challenge)")
@@ -271,10 +273,10 @@ class Session:
 
     def data_to_send(self) -> bytes:
         """What the session answered by itself since the last call (``welcome``, ``pong``)."""
-        if not self._outgoing:
+        if not self.outgoing:
             return b""
-        data = bytes(self._outgoing)
-        self._outgoing.clear()
+        data = bytes(self.outgoing)
+        self.outgoing.clear()
         return data
 
     def send(self, packet: Packet) -> bytes:

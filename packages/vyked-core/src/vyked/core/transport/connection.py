@@ -149,6 +149,7 @@ class Connection(asyncio.BufferedProtocol):
         self._partial_seen = 0
         self._corked: list[bytes | bytearray] | None = None
         """Frames sent while a batch of received packets is handled, written together after it."""
+        self.get_buffer = self.session.get_buffer  # type: ignore[method-assign]
 
     @property
     def node_id(self) -> str:
@@ -190,6 +191,7 @@ class Connection(asyncio.BufferedProtocol):
             self._transport.write(hello)
 
     def get_buffer(self, sizehint: int) -> memoryview:
+        # Shadowed in __init__ by the session's own get_buffer: one call less on every read.
         return self.session.get_buffer(sizehint)
 
     def buffer_updated(self, nbytes: int) -> None:
@@ -197,14 +199,26 @@ class Connection(asyncio.BufferedProtocol):
         session = self.session
         packets = session.buffer_updated(nbytes)
         # Liveness: whole frames, or a large frame's steady progress; never a drip.
-        frames = session.frames_received
-        if frames != self._frames_seen:
-            self._frames_seen = frames
+        if session.frames_received != self._frames_seen:
+            self._frames_seen = session.frames_received
             self._partial_seen = 0
             self.last_received = now
         elif session.partial_bytes - self._partial_seen >= PROGRESS_BYTES:
             self._partial_seen = session.partial_bytes
             self.last_received = now
+        if session.outgoing or not self.ready:
+            self._session_progressed()
+        if len(packets) == 1:  # the common case: one request or answer per read
+            if not self.closed:
+                self.handler.packet_received(self, packets[0])
+        elif packets:
+            self._deliver_together(packets)
+        if session.failure is not None and not self.closed:
+            self.fail(session.failure)
+
+    def _session_progressed(self) -> None:
+        """Send what the session answered by itself; note the end of the handshake."""
+        session = self.session
         answers = session.data_to_send()
         if answers and self._transport is not None:
             self._transport.write(answers)
@@ -214,24 +228,21 @@ class Connection(asyncio.BufferedProtocol):
                 self._handshake_timer.cancel()
             if not self._handshake.done():
                 self._handshake.set_result(None)
-        if len(packets) > 1 and self._corked is None:
-            # Pipelined requests: their inline answers leave in one write, not one write each.
-            # (Already corked for this pass: the frames join that batch.)
+
+    def _deliver_together(self, packets: list[Packet]) -> None:
+        """Hand over the packets of one read; the frames their handling sends (answers to
+        pipelined requests) leave in one write, not one write each."""
+        corking = self._corked is None  # else corked already for this pass: they join that batch
+        if corking:
             self._corked = []
-            try:
-                for packet in packets:
-                    if self.closed:
-                        return
-                    self.handler.packet_received(self, packet)
-            finally:
-                self._uncork()
-        else:
+        try:
             for packet in packets:
                 if self.closed:
                     return
                 self.handler.packet_received(self, packet)
-        if session.failure is not None and not self.closed:
-            self.fail(session.failure)
+        finally:
+            if corking:
+                self._uncork()
 
     def _uncork(self) -> None:
         corked, self._corked = self._corked, None
@@ -312,6 +323,18 @@ class Connection(asyncio.BufferedProtocol):
             self._corked.append(frame)
         else:
             self._transport.write(frame)
+
+    def send_frame_soon(self, frame: bytes | bytearray) -> None:
+        """Write an already framed packet at the end of this pass of the event loop, together
+        with every frame sent meanwhile: one write (one system call, for both ends) for the
+        requests a busy caller sends in one pass, where :meth:`send_frame` makes one each."""
+        if self.closed or self._transport is None:
+            raise ConnectionLost(f"connection to {self._peer_text()} is closed")
+        if self._corked is not None:
+            self._corked.append(frame)
+        else:
+            self._corked = [frame]
+            self._loop.call_soon(self._uncork)
 
     def fail(self, error: VykedError) -> None:
         """Tell the peer why, then close: the reaction to any protocol violation."""
