@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import socket
 from collections.abc import AsyncIterator
 
 import pytest
 
 from vyked.core.exceptions import ConnectionLost, ProtocolVersionMismatch
-from vyked.core.protocol.packets import Packet, Ping, Request, Response
+from vyked.core.protocol import FrameDecoder, encode_frame
+from vyked.core.protocol.packets import PROTOCOL_VERSION, Hello, Packet, Ping, Request, Response, Welcome
 from vyked.core.testing import RawClient, frame, free_port
 from vyked.core.transport import Connection, PacketServer, open_connection
 
@@ -112,6 +114,39 @@ async def test_split_and_coalesced_frames_over_a_socket(server: tuple[PacketServ
     ids = [(await client.receive())["id"] for _ in range(50)]
     assert ids == list(range(50))
     await client.close()
+
+
+async def test_frames_sent_soon_leave_in_one_write_at_the_end_of_the_loop_pass() -> None:
+    # The peer is a plain socket read without the event loop: what it can read right after a
+    # call is exactly what the connection has written by then (loopback queues a send at once).
+    listener = socket.create_server(("127.0.0.1", 0))
+    listener.setblocking(False)
+    opening = asyncio.ensure_future(open_connection("127.0.0.1", listener.getsockname()[1], Echo(), node_id="me"))
+    peer, _ = await asyncio.get_running_loop().sock_accept(listener)
+    try:
+        await asyncio.sleep(0.05)
+        peer.setblocking(False)
+        hello = FrameDecoder().feed(peer.recv(65536))
+        assert [type(packet) for packet in hello] == [Hello]
+        peer.sendall(encode_frame(Welcome(protocol=PROTOCOL_VERSION, node_id="peer")))
+        conn = await asyncio.wait_for(opening, 5)
+
+        first, second, third = (encode_frame(Request(id=i, service="S", endpoint="e")) for i in (1, 2, 3))
+        conn.send_frame(first)  # nothing waits to go: written at once
+        assert peer.recv(65536) == first
+        conn.send_frame_soon(second)
+        conn.send_frame(third)  # while a batch waits, frames join it, in order
+        with pytest.raises(BlockingIOError):
+            peer.recv(65536)  # nothing written yet
+        await asyncio.sleep(0.05)
+        assert peer.recv(65536) == second + third
+
+        conn.close()
+        with pytest.raises(ConnectionLost):
+            conn.send_frame_soon(first)
+    finally:
+        peer.close()
+        listener.close()
 
 
 async def test_open_connection_and_loss_notification(server: tuple[PacketServer, int]) -> None:
