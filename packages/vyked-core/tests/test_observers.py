@@ -82,6 +82,36 @@ def test_a_host_keeps_its_observers_object_when_assigned_a_list() -> None:
     assert kept == [metrics] and kept.timings is metrics.timings
 
 
+class Recording(Observer):
+    """Says which requests it saw start and end, with the state it gave each."""
+
+    def __init__(self, name: str, seen: list[tuple[str, str, object]]) -> None:
+        self.name, self.seen = name, seen
+
+    def request_started(self, observation: Observation) -> object:
+        self.seen.append((self.name, "started", observation.endpoint))
+        return f"{self.name}'s state"
+
+    def request_ended(
+        self, observation: Observation, state: object, outcome: str, error: BaseException | None, duration: float
+    ) -> None:
+        self.seen.append((self.name, "ended", state))
+
+
+@pytest.mark.parametrize("before", [1, 2])
+def test_a_request_is_ended_by_the_observers_that_started_it(before: int, caplog: pytest.LogCaptureFixture) -> None:
+    seen: list[tuple[str, str, object]] = []
+    first, second, third = (Recording(name, seen) for name in ("first", "second", "third"))
+    observers = Observers([first, second][:before])
+    observation = Observation(observers, LABELS)
+    observers[:] = [third, first, second]  # the host's observers change while the request runs
+    observation.end()
+    started = [(o.name, "started", "echo") for o in (first, second)[:before]]
+    ended = [(o.name, "ended", f"{o.name}'s state") for o in (first, second)[:before]]
+    assert seen == started + ended  # third, which started nothing, ends nothing
+    assert "an observer failed" not in caplog.text
+
+
 def test_stopwatches_only_for_metrics_alone_and_without_context() -> None:
     metrics = RequestMetrics()
     observers = Observers([metrics])

@@ -246,6 +246,9 @@ class Observation:
         app: str | None = None,
         carrier: Mapping[str, str] | None = None,
     ) -> None:
+        # The observers as they are now: a host's list may change before the request ends,
+        # and each observer must end what it started.
+        observers = tuple(observers)
         self.observers: Sequence[Observer] | None = observers
         self.labels = labels
         self.app = app
