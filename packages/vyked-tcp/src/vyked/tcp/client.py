@@ -11,7 +11,7 @@ from vyked.core.client import IDEMPOTENT, NOT_IDEMPOTENT, RetryPolicy, ServiceCl
 from vyked.core.endpoints import check_reserved, collect, install_senders
 from vyked.core.exceptions import InvalidParams, ServiceUnavailable, VykedError
 from vyked.core.instances import Instance
-from vyked.core.observe import Observation, observe
+from vyked.core.observe import Observation, Observers, observe
 from vyked.core.service_host import ServiceHost
 from vyked.tcp.decorators import DEFAULT_REQUEST_TIMEOUT, EndpointSpec, of_kind
 from vyked.tcp.pool import POOL, ConnectionPool
@@ -53,6 +53,8 @@ class TCPServiceClient(ServiceClient):
         self.ssl_context = ssl_context
         self._pool: ConnectionPool | None = None
         """The bound host's connection pool, once used (see :meth:`_connections`)."""
+        self._observers = Observers()
+        """The bound host's observers (the host keeps the object, changing its contents)."""
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
@@ -69,6 +71,7 @@ class TCPServiceClient(ServiceClient):
     def bind(self, host: ServiceHost) -> None:
         super().bind(host)
         self._pool = None
+        self._observers = host.observers
         if self._subscriptions:
             attach_client(host, self)
 
@@ -118,7 +121,7 @@ class TCPServiceClient(ServiceClient):
         instance: Instance | None = None
         host = self.ready_host()
         if host is not None:  # the fast path: no task, no coroutine, no closure
-            observers = host.observers
+            observers = self._observers
             try:
                 instance = host.directory.select(self.name, self.version, "tcp", entity, (), self._load)
             except ServiceUnavailable as exc:

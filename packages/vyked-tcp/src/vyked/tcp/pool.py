@@ -108,8 +108,7 @@ class InstanceConnection:
         conn = self.connection
         if conn is None or not conn.ready:
             raise InstanceUnreachable(f"connection to {self.instance.describe()} is closed")
-        self._next_id += 1
-        request_id = self._next_id
+        request_id = self._next_id = self._next_id + 1
         try:
             if trace:
                 packet = Request(
@@ -206,8 +205,10 @@ class InstanceConnection:
                     cast(Observation, observation).end()
             if packet.deprecation:
                 warnings.warn(packet.deprecation, DeprecationWarning, stacklevel=2)
-            if not future.done():
+            try:
                 future.set_result(packet.result)
+            except asyncio.InvalidStateError:
+                pass  # its caller cancelled it
         elif isinstance(packet, Error):
             if packet.id is None:
                 self._connection_error(conn, packet)
