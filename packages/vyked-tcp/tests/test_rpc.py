@@ -203,3 +203,20 @@ async def test_mixed_timeouts_on_one_connection_each_end_on_time(vyked_host: Hos
     assert 0.25 < time.monotonic() - started < 0.6
     assert await asyncio.gather(*slow) == ["slept"] * 3
     assert len(host.extension(POOL).connections) == 1
+
+
+async def test_a_call_right_after_its_connection_closed_goes_through_a_new_one(vyked_host: HostFactory) -> None:
+    """Between a connection's close and the loop telling it is lost, a call must not find it
+    usable: nothing would be sent, and the caller would get ConnectionLost for a request that
+    certainly did not run."""
+    await vyked_host(Calculator())
+    client = CalculatorClient()
+    host = await vyked_host(clients=(client,))
+    assert await client.add(1, 2) == 3
+    (old,) = host.extension(POOL).connections.values()
+    assert old.connection is not None
+    old.connection.close()  # connection_lost comes in a later pass of the loop
+    call = client.add(2, 2)  # in the same pass: must not raise, must not use the closed one
+    assert await asyncio.wait_for(call, 5) == 4
+    (new,) = host.extension(POOL).connections.values()
+    assert new is not old

@@ -222,7 +222,7 @@ class Connection(asyncio.BufferedProtocol):
         answers = session.data_to_send()
         if answers and self._transport is not None:
             self._transport.write(answers)
-        if session.ready and not self.ready:
+        if session.ready and not self.ready and not self.closed:
             self.ready = True
             if self._handshake_timer is not None:
                 self._handshake_timer.cancel()
@@ -350,17 +350,20 @@ class Connection(asyncio.BufferedProtocol):
         self.close()
 
     def close(self) -> None:
-        """Close after flushing what is queued."""
+        """Close after flushing what is queued. Not :attr:`ready` from now on, although the
+        loop tells that the connection is lost only later."""
         self._uncork()
         if self._transport is not None and not self._transport.is_closing():
             self._transport.close()
         self.closed = True
+        self.ready = False
 
     def abort(self) -> None:
         """Close at once, dropping what is queued."""
         if self._transport is not None:
             self._transport.abort()
         self.closed = True
+        self.ready = False
 
     async def wait_closed(self) -> None:
         await self._closed_future
