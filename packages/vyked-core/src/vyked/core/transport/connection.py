@@ -148,7 +148,8 @@ class Connection(asyncio.BufferedProtocol):
         self._frames_seen = 0
         self._partial_seen = 0
         self._corked: list[bytes | bytearray] | None = None
-        """Frames sent while a batch of received packets is handled, written together after it."""
+        """Frames waiting to be written together: those sent while the packets of one read are
+        handled (written after them), or with :meth:`send_frame_soon` (at the end of the pass)."""
         self.get_buffer = self.session.get_buffer  # type: ignore[method-assign]
 
     @property
