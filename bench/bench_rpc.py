@@ -6,7 +6,8 @@ service) on that loop, and this process runs the clients on it too, so that clie
 do not share a core and every vyked figure is compared with the raw echo on the same loop.
 
 - sequential: one request in flight; latency p50 / p99
-- pipelined: 100 requests in flight on one connection; requests per second
+- pipelined: 100 requests in flight on one connection; requests per second, and the CPU time
+  of a call (this process's and the server process's: steadier than the rate on a shared machine)
 
 The raw baseline is the fastest honest hand-written service: an ``asyncio.BufferedProtocol``
 reading into a preallocated buffer (as vyked's connections do; ``Protocol.data_received``
@@ -35,7 +36,7 @@ from typing import Any, cast
 
 import msgspec
 from alternating import Figures, alternate
-from server_process import server_process
+from server_process import cpu_seconds, server_process
 
 from vyked import ServiceHost, TCPService, TCPServiceClient, api, request
 from vyked.core.serving import run
@@ -231,11 +232,12 @@ def percentile(values: list[float], q: float) -> float:
     return statistics.quantiles(values, n=100)[int(q) - 1]
 
 
-HIGHER_IS_BETTER = {"p50": False, "p99": False, "rps": True}
+HIGHER_IS_BETTER = {"p50": False, "p99": False, "rps": True, "cpu": False}
 
 
-async def measure(raw_port: int, registry_port: int, n_seq: int, n_pipe: int, runs: int) -> Figures:
-    """``runs`` runs of vyked alternating with runs of the raw echo (``alternating.py``), on the running loop."""
+async def measure(raw_port: int, registry_port: int, server_pid: int, n_seq: int, n_pipe: int, runs: int) -> Figures:
+    """``runs`` runs of vyked alternating with runs of the raw echo (``alternating.py``), on
+    the running loop; ``server_pid`` is the server process, whose CPU time counts too."""
     loop = asyncio.get_running_loop()
     _, raw = await loop.create_connection(RawEchoClient, "127.0.0.1", raw_port)
 
@@ -256,10 +258,15 @@ async def measure(raw_port: int, registry_port: int, n_seq: int, n_pipe: int, ru
         await sequential(call, 500)
         await pipelined(call, 5000)
 
+    def cpu() -> float:
+        return time.process_time() + (cpu_seconds(server_pid) or 0.0)
+
     async def one(name: str) -> dict[str, float]:
         latencies = await sequential(calls[name], n_seq)
         p50, p99 = percentile(latencies, 50), percentile(latencies, 99)
-        return {"p50": p50, "p99": p99, "rps": await pipelined(calls[name], n_pipe)}
+        used = cpu()
+        rps = await pipelined(calls[name], n_pipe)
+        return {"p50": p50, "p99": p99, "rps": rps, "cpu": (cpu() - used) / n_pipe}
 
     figures = await alternate(one, "vyked", runs, Figures("raw", HIGHER_IS_BETTER))
     await host.stop()
@@ -277,7 +284,7 @@ def report(by_loop: dict[str, Figures], runs: int) -> bool:
     mark = {True: "", False: "  BELOW TARGET"}
     for loop, figures in by_loop.items():
         raw, vyk = ({k: figures.figure(name, k) for k in HIGHER_IS_BETTER} for name in ("raw", "vyked"))
-        p50r, p99r, rpsr = (figures.ratio("vyked", k) for k in ("p50", "p99", "rps"))
+        p50r, p99r, rpsr, cpur = (figures.ratio("vyked", k) for k in ("p50", "p99", "rps", "cpu"))
         p50_ok, rps_ok = p50r <= P50_TARGET, rpsr >= RPS_TARGET
         ok = ok and p50_ok and rps_ok
         row = f"{loop:9}{'sequential p50 (us)':24}{raw['p50'] * 1e6:12.1f}{vyk['p50'] * 1e6:12.1f}{p50r:8.2f}x"
@@ -285,6 +292,8 @@ def report(by_loop: dict[str, Figures], runs: int) -> bool:
         print(f"{loop:9}{'sequential p99 (us)':24}{raw['p99'] * 1e6:12.1f}{vyk['p99'] * 1e6:12.1f}{p99r:8.2f}x")
         row = f"{loop:9}{'pipelined x100 (req/s)':24}{raw['rps']:12,.0f}{vyk['rps']:12,.0f}{rpsr:9.0%}"
         print(f"{row}   >= {RPS_TARGET:.0%}{mark[rps_ok]}")
+        row = f"{loop:9}{'pipelined CPU/call (us)':24}{raw['cpu'] * 1e6:12.1f}{vyk['cpu'] * 1e6:12.1f}{cpur:8.2f}x"
+        print(row)
     if "asyncio" in by_loop and "uvloop" in by_loop:
         a, u = by_loop["asyncio"], by_loop["uvloop"]
         for name in ("raw", "vyked"):
@@ -311,7 +320,9 @@ def main() -> None:
     for loop in args.loops.split(","):
         with server_process(__file__, "--loop", loop) as ports:
             raw_port, registry_port = ports
-            by_loop[loop] = run(measure(raw_port, registry_port, args.sequential, args.pipelined, args.runs), loop=loop)
+            by_loop[loop] = run(
+                measure(raw_port, registry_port, ports.pid, args.sequential, args.pipelined, args.runs), loop=loop
+            )
     report(by_loop, args.runs)
 
 
