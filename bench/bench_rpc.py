@@ -20,7 +20,8 @@ pipelined: measured against that, vyked's coalesced writes would flatter vyked.)
 Runs of vyked alternate with runs of the raw echo (``alternating.py``): figures are the best
 runs, ratios the median of each vyked run's ratio to the raw runs either side. Targets:
 vyked's sequential p50 at most 1.3x the raw echo's, its pipelined throughput at least 80% of
-it. Run: ``python bench/bench_rpc.py``.
+it. Run: ``python bench/bench_rpc.py``; where vyked's extra cost goes, bytecode by bytecode:
+``python bench/opcodes_rpc.py``.
 """
 
 from __future__ import annotations
