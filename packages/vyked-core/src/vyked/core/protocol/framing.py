@@ -139,7 +139,10 @@ class FrameDecoder:
 
     def get_buffer(self, sizehint: int = -1) -> memoryview:
         """Writable space at the end of the received bytes (``sizehint``, asyncio's, is ignored)."""
-        if len(self._buffer) - self._end < _MIN_READ_SIZE:
+        end = self._end
+        if not end:  # nothing pending, the usual case between frames: the whole buffer
+            return self._view
+        if len(self._buffer) - end < _MIN_READ_SIZE:
             self._make_room()
         return self._view[self._end :]
 
