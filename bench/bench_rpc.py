@@ -95,7 +95,8 @@ class RawFramedProtocol(asyncio.BufferedProtocol):
     def buffer_updated(self, nbytes: int) -> None:
         buffer, view, decode, unpack = self.buffer, self.view, self.decoder.decode, HEADER.unpack_from
         start, end = self.start, self.end + nbytes
-        corking = self.corked is None and end - start > 4 + unpack(buffer, start)[0]  # more than one frame
+        # more than one frame arrived: their answers leave together
+        corking = self.corked is None and end - start >= 4 and end - start > 4 + unpack(buffer, start)[0]
         if corking:
             self.corked = []
         while end - start >= 4:

@@ -173,13 +173,11 @@ class Dispatcher:
                 self._send_error(conn, request.id, outcome)
             else:
                 outcome = self._send_result(conn, request.id, endpoint, result)
-                if outcome is None:  # answered: the hot path
-                    if stopwatch is not None:
-                        stopwatch.durations.append(perf_counter() - started)
-                    elif observation is not None:
-                        observation.end()
+                if outcome is None and stopwatch is not None:  # answered: the hot path
+                    stopwatch.durations.append(perf_counter() - started)
                     return
-            _ended(observation, stopwatch, started, outcome)
+            if observation is not None or stopwatch is not None:
+                _ended(observation, stopwatch, started, outcome)
             return
         if stopwatch is not None:  # a task or a thread ends it: it needs an observation
             observation = stopwatch.start(started)
