@@ -4,7 +4,8 @@ the raw echo of ``bench_rpc.py``, client and server in this one process.
 Timings on a shared machine swing by several percent from run to run; bytecode counts do not,
 so this is the tool for finding and checking a cut on the hot path (a bytecode costs about
 25 machine instructions here, a Python call about a hundred more). Run:
-``python bench/opcodes_rpc.py [--mode sequential|pipelined] [--loop asyncio|uvloop]``.
+``python bench/opcodes_rpc.py [--mode sequential|pipelined] [--loop asyncio|uvloop]``; add
+``--lines _send_request,dispatch`` to see those functions' counts line by line.
 """
 
 from __future__ import annotations
@@ -26,25 +27,35 @@ Function = tuple[str, str]
 """``(file name, function name)``."""
 
 
-def count_bytecodes(counts: collections.Counter[Function]) -> Callable[..., Any]:
-    """A ``sys.settrace`` function adding every bytecode executed to ``counts``."""
+def count_bytecodes(counts: collections.Counter[Function], by_line: frozenset[str] = frozenset()) -> Callable[..., Any]:
+    """A ``sys.settrace`` function adding every bytecode executed to ``counts``; in the
+    functions named in ``by_line``, line by line (``name:line``)."""
 
     def trace(frame: FrameType, event: str, arg: object) -> Callable[..., Any]:
         frame.f_trace_opcodes = True
         frame.f_trace_lines = False
-        key = (frame.f_code.co_filename.rsplit("/", 1)[-1], frame.f_code.co_name)
+        file, name = frame.f_code.co_filename.rsplit("/", 1)[-1], frame.f_code.co_name
+        key = (file, name)
 
         def each(frame: FrameType, event: str, arg: object) -> Callable[..., Any]:
             if event == "opcode":
                 counts[key] += 1
             return each
 
+        def each_line(frame: FrameType, event: str, arg: object) -> Callable[..., Any]:
+            if event == "opcode":
+                counts[(file, f"{name}:{frame.f_lineno}")] += 1
+            return each_line
+
+        if name in by_line:
+            return each_line
+
         return each
 
     return trace
 
 
-async def count(mode: str, calls: int) -> dict[str, collections.Counter[Function]]:
+async def count(mode: str, calls: int, by_line: frozenset[str]) -> dict[str, collections.Counter[Function]]:
     """Bytecodes per function over ``calls`` calls of each echo, after a warm-up."""
     from vyked.registry import Registry
 
@@ -70,7 +81,7 @@ async def count(mode: str, calls: int) -> dict[str, collections.Counter[Function
         await pipelined(echo, 3000)
         await sequential(echo, 300)
         counts = counted[name] = collections.Counter()
-        sys.settrace(count_bytecodes(counts))
+        sys.settrace(count_bytecodes(counts, by_line))
         try:
             await run_mode(echo, calls)
         finally:
@@ -97,8 +108,10 @@ def main() -> None:
     parser.add_argument("--mode", choices=("sequential", "pipelined"), default="sequential")
     parser.add_argument("--loop", default="asyncio", help="asyncio or uvloop")
     parser.add_argument("--calls", type=int, default=1000)
+    parser.add_argument("--lines", default="", help="functions to count line by line (comma-separated names)")
     args = parser.parse_args()
-    report(run(count(args.mode, args.calls), loop=args.loop), args.calls, args.mode)
+    by_line = frozenset(filter(None, args.lines.split(",")))
+    report(run(count(args.mode, args.calls, by_line), loop=args.loop), args.calls, args.mode)
 
 
 if __name__ == "__main__":

@@ -47,6 +47,24 @@ class RoundRobin:
         return candidates[index]
 
 
+def choose(
+    candidates: Sequence[T],
+    entity: object,
+    balancer: RoundRobin,
+    load: Callable[[T], int] | None,
+    node_id: Callable[[T], str],
+) -> T:
+    """The candidate for one request: the owner of ``entity`` by rendezvous hashing when there
+    is one, else ``balancer``'s round-robin pick, or (given ``load``) the less loaded of that
+    pick and one other. ``candidates`` is not empty."""
+    if entity is not None:
+        return rendezvous_pick(str(entity), candidates, node_id)
+    chosen = balancer.pick(candidates)
+    if load is not None and len(candidates) > 1:
+        chosen = least_loaded_of_two(chosen, candidates, load)
+    return chosen
+
+
 def least_loaded_of_two(preferred: T, candidates: Sequence[T], load: Callable[[T], int]) -> T:
     """``preferred`` or another candidate drawn at random, whichever has the lower ``load``
     (``preferred`` on a tie). ``candidates`` holds ``preferred`` and at least one other."""

@@ -16,7 +16,7 @@ import logging
 import time
 from collections.abc import Callable, Collection, Iterable
 
-from vyked.core.balancing import RoundRobin, least_loaded_of_two, rendezvous_pick
+from vyked.core.balancing import RoundRobin, choose
 from vyked.core.exceptions import ServiceUnavailable
 from vyked.core.health import UNREACHABLE_FOR, InstanceHealth
 from vyked.core.names import service_key
@@ -83,11 +83,12 @@ class InstanceDirectory:
         for info in new.values():
             if info.service != service:
                 self._note_case(service, info.service)
+        # An instance whose node id stays but whose address or version changed is another one.
         for node_id, instance in old.items():
-            if node_id not in new:
+            if new.get(node_id) != instance:
                 self._notify("removed", instance)
         for node_id, instance in new.items():
-            if node_id not in old:
+            if old.get(node_id) != instance:
                 self._notify("added", instance)
 
     def _drop_stale(self, service: str, node_ids: list[str]) -> None:
@@ -180,19 +181,18 @@ class InstanceDirectory:
             route = usable
         if not route:
             raise ServiceUnavailable(self._unavailable_reason(service, version, kind))
-        if entity is not None:
-            chosen = rendezvous_pick(str(entity), route, _node_id)
-        else:
-            key = (service, version, kind)
-            balancer = self._round_robin.get(key)
-            if balancer is None:
-                balancer = self._round_robin[key] = RoundRobin()
-            chosen = balancer.pick(route)
-            if load is not None and len(route) > 1:
-                chosen = least_loaded_of_two(chosen, route, load)
+        chosen = choose(route, entity, self.balancer(service, version, kind), load, _node_id)
         if unhealthy:
             health.picked(chosen.node_id)
         return chosen
+
+    def balancer(self, service: str, version: str, kind: str = "tcp") -> RoundRobin:
+        """The round-robin state of a route, shared by whatever picks among its instances."""
+        key = (service, version, kind)
+        balancer = self._round_robin.get(key)
+        if balancer is None:
+            balancer = self._round_robin[key] = RoundRobin()
+        return balancer
 
     def mark_unreachable(self, instance: Instance) -> None:
         """Nothing could be sent to ``instance``: skip it for a while (see :mod:`vyked.core.health`)."""

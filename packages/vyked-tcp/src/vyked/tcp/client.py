@@ -14,8 +14,9 @@ from vyked.core.instances import Instance
 from vyked.core.observe import Observation, Observers, observe
 from vyked.core.service_host import ServiceHost
 from vyked.tcp.decorators import DEFAULT_REQUEST_TIMEOUT, EndpointSpec, of_kind
-from vyked.tcp.pool import POOL, ConnectionPool
+from vyked.tcp.pool import POOL, ConnectionPool, InstanceConnection
 from vyked.tcp.pubsub.hub import attach_client
+from vyked.tcp.routes import Route
 
 
 class TCPServiceClient(ServiceClient):
@@ -55,6 +56,8 @@ class TCPServiceClient(ServiceClient):
         """The bound host's connection pool, once used (see :meth:`_connections`)."""
         self._observers = Observers()
         """The bound host's observers (the host keeps the object, changing its contents)."""
+        self._route: Route | None = None
+        """The pool's route to this service, while current (see :mod:`vyked.tcp.routes`)."""
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
@@ -71,9 +74,17 @@ class TCPServiceClient(ServiceClient):
     def bind(self, host: ServiceHost) -> None:
         super().bind(host)
         self._pool = None
+        self._route = None
         self._observers = host.observers
         if self._subscriptions:
             attach_client(host, self)
+
+    def _find_route(self) -> Route | None:
+        """The pool's route to this client's service, if its host runs and has one ready."""
+        host = self.host
+        if host is None or not host.running:
+            return None
+        return (self._pool or self._connections(host)).route(self.name, self.version)
 
     def _connections(self, host: ServiceHost) -> ConnectionPool:
         """``host``'s connection pool, kept for the next requests: a host keeps its pool while
@@ -108,54 +119,67 @@ class TCPServiceClient(ServiceClient):
     def _send_request(
         self, endpoint: str, params: Any, timeout: float, policy: RetryPolicy = NOT_IDEMPOTENT
     ) -> asyncio.Future[Any]:
-        if not isinstance(params, dict):
+        if type(params) is not dict and not isinstance(params, dict):
             raise InvalidParams(
                 f"@request method {endpoint}() must return a dict of parameters (return locals()), "
                 f"got {type(params).__name__}"
             )
         params.pop("self", None)
-        entity = params.pop("entity", None)
-        # vyked 2.x convention: the caller's name rides along in locals(); it is no parameter
-        app_name = params.pop("app_name", None)
-        app = "" if app_name is None else str(app_name)
+        entity = None
+        app = ""
+        if "entity" in params or "app_name" in params:
+            entity = params.pop("entity", None)
+            # vyked 2.x convention: the caller's name rides along in locals(); it is no parameter
+            app_name = params.pop("app_name", None)
+            app = "" if app_name is None else str(app_name)
         instance: Instance | None = None
-        host = self.ready_host()
-        if host is not None:  # the fast path: no task, no coroutine, no closure
-            observers = self._observers
-            try:
+        ic: InstanceConnection | None = None
+        host = self.host
+        route = self._route
+        if route is None or not route.current:
+            route = self._route = self._find_route()
+        if route is not None and not route.breakers and host is not None and host.running:
+            # the fast path: every instance connected, all healthy
+            ic = route.only or route.pick(entity, self._load is not None)
+            conn = ic.connection
+            if conn is None or not conn.ready:  # closed, and the pool not told yet: a new one
+                instance, ic = ic.instance, None
+        elif host is not None and self.ready_host() is not None:
+            try:  # some instance is unhealthy, or not connected yet: the directory chooses
                 instance = host.directory.select(self.name, self.version, "tcp", entity, (), self._load)
             except ServiceUnavailable as exc:
-                if observers:
-                    observe(observers, self.labels(endpoint), app or None).end(exc)
+                if self._observers:
+                    observe(self._observers, self.labels(endpoint), app or None).end(exc)
                 failed: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
                 failed.set_exception(exc)
                 return failed
             ic = (self._pool or self._connections(host)).ready(instance)
-            if ic is not None:
-                resend = (self, endpoint, params, entity, timeout, policy, app)
-                attempt_timeout = policy.attempt_timeout or timeout
-                if not observers:
-                    return ic.request(self.name, endpoint, params, attempt_timeout, resend, None, app)
-                timings = observers.timings
-                if timings is not None and not app:
-                    # metrics alone: the pool times the call with a stopwatch, nothing made per call
-                    stopwatches = self.stopwatches
-                    if stopwatches.timings is not timings:
-                        stopwatches.reset(timings)
-                    stopwatch = stopwatches[endpoint]
-                    try:
-                        return ic.request(self.name, endpoint, params, attempt_timeout, resend, stopwatch, app)
-                    except BaseException as exc:
-                        stopwatch.record(0.0, exc)  # it failed at once
-                        raise
-                observation = observe(observers, self.labels(endpoint), app or None)
+        if ic is not None:  # no task, no coroutine, no closure
+            observers = self._observers
+            resend = (self, endpoint, params, entity, timeout, policy, app)
+            attempt_timeout = policy.attempt_timeout or timeout
+            if not observers:
+                return ic.request(self.name, endpoint, params, attempt_timeout, resend, None, app)
+            timings = observers.timings
+            if timings is not None and not app:
+                # metrics alone: the pool times the call with a stopwatch, nothing made per call
+                stopwatches = self.stopwatches
+                if stopwatches.timings is not timings:
+                    stopwatches.reset(timings)
+                stopwatch = stopwatches[endpoint]
                 try:
-                    return ic.request(
-                        self.name, endpoint, params, attempt_timeout, resend, observation, app, observation.carrier
-                    )
+                    return ic.request(self.name, endpoint, params, attempt_timeout, resend, stopwatch, app)
                 except BaseException as exc:
-                    observation.end(exc)
+                    stopwatch.record(0.0, exc)  # it failed at once
                     raise
+            observation = observe(observers, self.labels(endpoint), app or None)
+            try:
+                return ic.request(
+                    self.name, endpoint, params, attempt_timeout, resend, observation, app, observation.carrier
+                )
+            except BaseException as exc:
+                observation.end(exc)
+                raise
         return asyncio.ensure_future(
             self.call(
                 f"{self.name}.{endpoint}",

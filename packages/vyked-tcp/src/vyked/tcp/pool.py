@@ -34,6 +34,7 @@ from vyked.core.protocol import encode_frame
 from vyked.core.protocol.packets import Error, Packet, Request, Response
 from vyked.core.service_host import ServiceHost
 from vyked.core.transport import Connection, open_connection
+from vyked.tcp.routes import Route
 
 logger = logging.getLogger(__name__)
 
@@ -111,11 +112,9 @@ class InstanceConnection:
         request_id = self._next_id = self._next_id + 1
         try:
             if trace:
-                packet = Request(
-                    id=request_id, service=service, endpoint=endpoint, params=params, app=app, trace=dict(trace)
-                )
+                packet = Request(request_id, service, endpoint, params, app, dict(trace))
             else:
-                packet = Request(id=request_id, service=service, endpoint=endpoint, params=params, app=app)
+                packet = Request(request_id, service, endpoint, params, app)
             frame = encode_frame(packet)
         except TypeError as exc:
             raise InvalidParams(
@@ -189,45 +188,54 @@ class InstanceConnection:
 
     # -- PacketHandler ------------------------------------------------------------------------
 
+    def packets_received(self, conn: Connection, packets: list[Packet]) -> None:
+        """The answers of one read (:class:`~vyked.core.transport.connection.PacketHandler`)."""
+        pending = self.pending
+        breakers = self.health.breakers
+        for packet in packets:
+            if type(packet) is Response:
+                entry = pending.pop(packet.id, None)
+                if entry is None:
+                    continue  # answered after its timeout
+                observation = entry[3]
+                if observation is not None:
+                    if type(observation) is Stopwatch:  # timed to the read that brought the answer
+                        observation.durations.append(conn.read_at - entry[6])
+                    else:
+                        cast(Observation, observation).end()
+                if breakers:
+                    self.health.succeeded(self.instance)
+                if packet.deprecation:
+                    warnings.warn(packet.deprecation, DeprecationWarning, stacklevel=2)
+                try:
+                    entry[0].set_result(packet.result)
+                except asyncio.InvalidStateError:
+                    pass  # its caller cancelled it
+            elif isinstance(packet, Error):
+                self._error_received(conn, packet)
+        if self.closing and not self.pending:
+            conn.close()
+
     def packet_received(self, conn: Connection, packet: Packet) -> None:
-        if type(packet) is Response:
-            entry = self.pending.pop(packet.id, None)
-            if entry is None:
-                return  # answered after its timeout
+        self.packets_received(conn, [packet])
+
+    def _error_received(self, conn: Connection, packet: Error) -> None:
+        if packet.id is None:
+            self._connection_error(conn, packet)
+            return
+        entry = self.pending.pop(packet.id, None)
+        if entry is None:
+            return
+        error = error_from_code(packet.code, packet.message, packet.error_type, packet.args)
+        if error.not_executed:
+            self._fail(entry, error)
+        else:  # the handler's own answer: the instance is fine
             future = entry[0]
             if self.health.breakers:
                 self.health.succeeded(self.instance)
-            observation = entry[3]
-            if observation is not None:
-                if type(observation) is Stopwatch:  # timed to the read that brought the answer
-                    observation.durations.append(conn.read_at - entry[6])
-                else:
-                    cast(Observation, observation).end()
-            if packet.deprecation:
-                warnings.warn(packet.deprecation, DeprecationWarning, stacklevel=2)
-            try:
-                future.set_result(packet.result)
-            except asyncio.InvalidStateError:
-                pass  # its caller cancelled it
-        elif isinstance(packet, Error):
-            if packet.id is None:
-                self._connection_error(conn, packet)
-                return
-            entry = self.pending.pop(packet.id, None)
-            if entry is None:
-                return
-            error = error_from_code(packet.code, packet.message, packet.error_type, packet.args)
-            if error.not_executed:
-                self._fail(entry, error)
-            else:  # the handler's own answer: the instance is fine
-                future = entry[0]
-                if self.health.breakers:
-                    self.health.succeeded(self.instance)
-                self._observed(entry, error)
-                if not future.done():
-                    future.set_exception(error)
-        if self.closing and not self.pending:
-            conn.close()
+            self._observed(entry, error)
+            if not future.done():
+                future.set_exception(error)
 
     def _connection_error(self, conn: Connection, packet: Error) -> None:
         if packet.code == Draining.code:
@@ -268,7 +276,35 @@ class ConnectionPool(HostExtension):
         self.host = host
         self.connections: dict[str, InstanceConnection] = {}
         self._connecting: dict[str, asyncio.Future[InstanceConnection]] = {}
+        self._routes: dict[tuple[str, str], Route] = {}
         host.directory.add_listener(self._instance_changed)
+
+    def route(self, service: str, version: str) -> Route | None:
+        """The :class:`~vyked.tcp.routes.Route` to ``service`` (``version``): None unless its
+        instances are known and every one is connected, and no circuit breaker is set."""
+        route = self._routes.get((service, version))
+        if route is not None:
+            return route
+        directory = self.host.directory
+        if directory.health.breakers or service not in directory.known:
+            return None
+        connections = []
+        for instance in directory.candidates(service, version, "tcp"):
+            ic = self.ready(instance)
+            if ic is None:
+                return None
+            connections.append(ic)
+        if not connections:
+            return None
+        route = Route(connections, directory.balancer(service, version, "tcp"), directory.health.breakers)
+        self._routes[(service, version)] = route
+        return route
+
+    def _retire_routes(self) -> None:
+        """Something that decides where requests go changed: routes are made anew on demand."""
+        for route in self._routes.values():
+            route.current = False
+        self._routes.clear()
 
     def ready(self, instance: Instance) -> InstanceConnection | None:
         ic = self.connections.get(instance.node_id)
@@ -311,6 +347,7 @@ class ConnectionPool(HostExtension):
             raise InstanceUnreachable(str(exc)) from exc
         ic.connection.start_heartbeat(*self.host.heartbeat)
         self.connections[instance.node_id] = ic
+        self._retire_routes()
         return ic
 
     def outstanding(self, instance: Instance) -> int:
@@ -335,8 +372,10 @@ class ConnectionPool(HostExtension):
         """A connection died (or is draining) under us: open a new one for the next request."""
         if self.connections.get(ic.instance.node_id) is ic:
             del self.connections[ic.instance.node_id]
+        self._retire_routes()
 
     def _instance_changed(self, event: str, instance: Instance) -> None:
+        self._retire_routes()
         if event == "removed":
             ic = self.connections.pop(instance.node_id, None)
             if ic is not None:
@@ -344,6 +383,7 @@ class ConnectionPool(HostExtension):
 
     async def close(self) -> None:
         self.host.directory.remove_listener(self._instance_changed)
+        self._retire_routes()
         connections = list(self.connections.values())
         self.connections.clear()
         for ic in connections:

@@ -18,6 +18,17 @@ class ServiceProtocolHandler:
         self.events = events
         """Takes the publish-subscribe packets (``subscribe``, ``event_ack``) of subscribers."""
 
+    def packets_received(self, conn: Connection, packets: list[Packet]) -> None:
+        """The packets of one read (:class:`~vyked.core.transport.connection.PacketHandler`)."""
+        dispatch = self.dispatcher.dispatch
+        for packet in packets:
+            if conn.closed:
+                return
+            if type(packet) is Request:
+                dispatch(conn, packet)
+            else:
+                self.packet_received(conn, packet)
+
     def packet_received(self, conn: Connection, packet: Packet) -> None:
         if type(packet) is Request:
             self.dispatcher.dispatch(conn, packet)

@@ -26,6 +26,7 @@ import asyncio
 import logging
 import socket
 import ssl
+from collections.abc import Callable
 from time import perf_counter
 from typing import Any, Protocol, cast
 
@@ -96,7 +97,13 @@ COUNTS = ConnectionCounts()
 
 
 class PacketHandler(Protocol):
-    """What a connection tells its owner about."""
+    """What a connection tells its owner about.
+
+    A handler may also take the packets of one read at once: ``packets_received(conn,
+    packets)``, called instead of ``packet_received`` for each (one call per read on the
+    request paths, where pipelined peers send many per read). It handles them in order and
+    stops once ``conn.closed``, as the connection would between packets.
+    """
 
     def packet_received(self, conn: Connection, packet: Packet) -> None: ...
 
@@ -151,6 +158,10 @@ class Connection(asyncio.BufferedProtocol):
         """Frames waiting to be written together: those sent while the packets of one read are
         handled (written after them), or with :meth:`send_frame_soon` (at the end of the pass)."""
         self.get_buffer = self.session.get_buffer  # type: ignore[method-assign]
+        self._deliver: Callable[[Connection, list[Packet]], None] = (
+            getattr(handler, "packets_received", None) or self._deliver_each
+        )
+        """Hands the packets of one read to the handler: its own ``packets_received``, if it has one."""
 
     @property
     def node_id(self) -> str:
@@ -209,11 +220,11 @@ class Connection(asyncio.BufferedProtocol):
             self.last_received = now
         if session.outgoing or not self.ready:
             self._session_progressed()
-        if len(packets) == 1:  # the common case: one request or answer per read
-            if not self.closed:
-                self.handler.packet_received(self, packets[0])
-        elif packets:
-            self._deliver_together(packets)
+        if packets and not self.closed:
+            if len(packets) == 1:  # one request or answer per read: answered at once
+                self._deliver(self, packets)
+            else:
+                self._deliver_together(packets)
         if session.failure is not None and not self.closed:
             self.fail(session.failure)
 
@@ -237,13 +248,17 @@ class Connection(asyncio.BufferedProtocol):
         if corking:
             self._corked = []
         try:
-            for packet in packets:
-                if self.closed:
-                    return
-                self.handler.packet_received(self, packet)
+            self._deliver(self, packets)
         finally:
             if corking:
                 self._uncork()
+
+    def _deliver_each(self, conn: Connection, packets: list[Packet]) -> None:
+        """For handlers without ``packets_received``: one ``packet_received`` call each."""
+        for packet in packets:
+            if self.closed:
+                return
+            self.handler.packet_received(self, packet)
 
     def _uncork(self) -> None:
         corked, self._corked = self._corked, None
@@ -575,11 +590,12 @@ class PacketServer:
     class _Tracker:
         """Forwards to the server's handler and forgets closed connections."""
 
-        __slots__ = ("packet_received", "server")
+        __slots__ = ("packet_received", "packets_received", "server")
 
         def __init__(self, server: PacketServer) -> None:
             self.server = server
             self.packet_received = server.handler.packet_received
+            self.packets_received = getattr(server.handler, "packets_received", None)
 
         def connection_lost(self, conn: Connection, exc: BaseException | None) -> None:
             server = self.server
