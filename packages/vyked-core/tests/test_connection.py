@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import socket
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
+from typing import cast
 
 import pytest
 
@@ -253,3 +255,110 @@ async def test_memory_is_released_once_a_burst_of_connections_is_over(server: tu
     assert srv.memory.releases == 0  # not quiet yet
     await asyncio.sleep(0.3)
     assert srv.memory.releases == 1  # one release for the burst, not one per connection
+
+
+class Recorder:
+    """Remembers each ``packet_received`` call (the ids of its packet); closes the connection
+    on the packet whose id is ``close_at``."""
+
+    def __init__(self, close_at: int | None = None) -> None:
+        self.close_at = close_at
+        self.single: list[int] = []
+
+    def packet_received(self, conn: Connection, packet: Packet) -> None:
+        assert isinstance(packet, Response)
+        self.single.append(packet.id)
+        if packet.id == self.close_at:
+            conn.close()
+
+    def connection_lost(self, conn: Connection, exc: BaseException | None) -> None:
+        pass
+
+
+class BatchRecorder(Recorder):
+    """Also takes the packets of one read at once: remembers each call's ids."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.batches: list[list[int]] = []
+
+    def packets_received(self, conn: Connection, packets: list[Packet]) -> None:
+        self.batches.append([cast(Response, packet).id for packet in packets])
+
+
+@contextlib.asynccontextmanager
+async def plain_socket_peer(handler: Recorder) -> AsyncIterator[tuple[Connection, socket.socket]]:
+    """A connection to a plain socket that has done the handshake by hand: what the peer sends
+    in one ``sendall`` after that arrives in one read (loopback, a few small frames)."""
+    listener = socket.create_server(("127.0.0.1", 0))
+    listener.setblocking(False)
+    opening = asyncio.ensure_future(open_connection("127.0.0.1", listener.getsockname()[1], handler, node_id="me"))
+    loop = asyncio.get_running_loop()
+    peer, _ = await loop.sock_accept(listener)
+    try:
+        peer.setblocking(False)
+        hello = FrameDecoder().feed(await asyncio.wait_for(loop.sock_recv(peer, 65536), 5))
+        assert [type(packet) for packet in hello] == [Hello]
+        peer.sendall(encode_frame(Welcome(protocol=PROTOCOL_VERSION, node_id="peer")))
+        conn = await asyncio.wait_for(opening, 5)
+        yield conn, peer
+        conn.close()
+    finally:
+        peer.close()
+        listener.close()
+
+
+def answers(*ids: int) -> bytes:
+    return b"".join(encode_frame(Response(id=i, result=i)) for i in ids)
+
+
+async def until(condition: Callable[[], bool], timeout: float = 5.0) -> None:
+    async with asyncio.timeout(timeout):
+        while not condition():
+            await asyncio.sleep(0.005)
+
+
+async def test_a_handler_with_packets_received_gets_the_packets_of_one_read_in_one_call() -> None:
+    handler = BatchRecorder()
+    async with plain_socket_peer(handler) as (_, peer):
+        peer.sendall(answers(1, 2, 3, 4, 5))  # one write: one read at the other end
+        await until(lambda: bool(handler.batches))
+        peer.sendall(answers(6))  # a read of one packet goes the same way
+        await until(lambda: len(handler.batches) == 2)
+    assert handler.batches == [[1, 2, 3, 4, 5], [6]]
+    assert handler.single == []  # never one by one
+
+
+async def test_a_handler_without_it_gets_each_packet_and_nothing_after_one_that_closes() -> None:
+    handler = Recorder()
+    async with plain_socket_peer(handler) as (conn, peer):
+        peer.sendall(answers(1, 2, 3))
+        await until(lambda: len(handler.single) == 3)
+        assert handler.single == [1, 2, 3]
+
+        handler.close_at = 5
+        peer.sendall(answers(4, 5, 6, 7))  # one read: the handler closes the connection at 5
+        await until(lambda: conn.closed)
+        await asyncio.wait_for(conn.wait_closed(), 5)
+    assert handler.single == [1, 2, 3, 4, 5]  # 6 and 7 came in the same read, after the close
+
+
+async def test_a_packet_server_hands_a_read_to_its_handlers_packets_received() -> None:
+    batches: list[list[int]] = []
+
+    class BatchEcho(Echo):
+        def packets_received(self, conn: Connection, packets: list[Packet]) -> None:
+            batches.append([cast(Request, packet).id for packet in packets])
+            for packet in packets:
+                self.packet_received(conn, packet)
+
+    srv = PacketServer(BatchEcho(), node_id="srv")
+    _, port = await srv.start("127.0.0.1", 0)
+    client = await RawClient.connect(port)
+    try:
+        client.send_bytes(b"".join(frame(request(i)) for i in range(1, 5)))
+        assert [(await client.receive())["id"] for _ in range(4)] == [1, 2, 3, 4]
+        assert batches == [[1, 2, 3, 4]]
+    finally:
+        await client.close()
+        await srv.close()

@@ -8,7 +8,7 @@ import time
 import pytest
 
 from vyked.core.addresses import parse_addresses
-from vyked.core.balancing import RoundRobin, rendezvous_pick
+from vyked.core.balancing import RoundRobin, choose, rendezvous_pick
 from vyked.core.exceptions import ServiceUnavailable
 from vyked.core.instances import UNREACHABLE_FOR, Instance, InstanceDirectory
 from vyked.core.protocol.packets import InstanceInfo
@@ -82,6 +82,71 @@ def test_directory_round_robin_and_updates() -> None:
     assert sorted(events) == sorted(
         [("added", "n1"), ("added", "n2"), ("added", "n3"), ("removed", "n1"), ("removed", "n2"), ("added", "n4")]
     )
+
+
+def test_replace_renews_an_instance_whose_fields_changed_under_the_same_node_id() -> None:
+    d = InstanceDirectory()
+    events: list[tuple[str, Instance]] = []
+    d.add_listener(lambda event, inst: events.append((event, inst)))
+    v1, other = info("n1", "1"), info("n2", "1")
+    d.replace("S", [v1, other])
+    events.clear()
+
+    d.replace("S", [info("n1", "1"), info("n2", "1")])  # the same snapshot, as new objects
+    assert events == []
+
+    v2 = info("n1", "2")  # upgraded in place: same node id, another version
+    d.replace("S", [v2, other])
+    assert events == [("removed", v1), ("added", v2)]
+    assert events[1][1] is v2
+    assert d.select("S", "2") is v2
+    with pytest.raises(ServiceUnavailable):
+        d.select("S", "2", tried={"n1"})
+
+    events.clear()
+    moved = InstanceInfo("S", "2", "127.0.0.1", 2001, "n1", "tcp")  # restarted on another port
+    d.replace("S", [moved, other])
+    assert events == [("removed", v2), ("added", moved)]
+    assert d.select("S", "2").address == ("127.0.0.1", 2001)
+
+    events.clear()
+    d.replace("S", [moved, other])
+    assert events == []
+
+
+def test_choose_by_entity_is_the_rendezvous_owner_and_leaves_round_robin_alone() -> None:
+    nodes = ["n1", "n2", "n3", "n4"]
+    rr = RoundRobin()
+    for i in range(200):
+        entity = f"order-{i}"
+        assert choose(nodes, entity, rr, None, str) == rendezvous_pick(entity, nodes, str)
+        assert choose(nodes, entity, rr, lambda n: 0 if n == "n4" else 9, str) == rendezvous_pick(entity, nodes, str)
+    assert choose(nodes, 42, rr, None, str) == rendezvous_pick("42", nodes, str)  # any object, as text
+    assert [choose(nodes, None, rr, None, str) for _ in range(2)] == ["n1", "n2"]  # not advanced above
+
+
+def test_choose_without_entity_steps_the_given_round_robin() -> None:
+    nodes = ["n1", "n2", "n3"]
+    shared = RoundRobin()
+    assert [choose(nodes, None, shared, None, str) for _ in range(4)] == ["n1", "n2", "n3", "n1"]
+    assert shared.pick(nodes) == "n2"  # the same state the directory and routes share
+    assert choose(nodes, None, shared, None, str) == "n3"
+    # equal loads: the round-robin pick wins the tie, so the order stays round-robin
+    even = RoundRobin()
+    assert [choose(nodes, None, even, lambda n: 1, str) for _ in range(6)] == ["n1", "n2", "n3"] * 2
+
+
+def test_choose_with_a_load_takes_the_less_loaded_of_two() -> None:
+    loads = {"busy": 7, "idle": 2}
+    rr = RoundRobin()
+    # of two candidates, the other one is always compared: the less loaded wins every time
+    assert [choose(["busy", "idle"], None, rr, loads.__getitem__, str) for _ in range(6)] == ["idle"] * 6
+    assert [choose(["idle", "busy"], None, rr, loads.__getitem__, str) for _ in range(6)] == ["idle"] * 6
+    # without a load, round-robin alone
+    plain = RoundRobin()
+    assert [choose(["busy", "idle"], None, plain, None, str) for _ in range(4)] == ["busy", "idle"] * 2
+    # one candidate: no comparison to make
+    assert choose(["busy"], None, rr, loads.__getitem__, str) == "busy"
 
 
 def test_directory_entity_routing_and_usable_filter() -> None:

@@ -165,8 +165,16 @@ class FrameDecoder:
                     self._start = self._end = self._needed = 0
                     return [packet]
         packets: list[Packet] = []
+        # locals: this loop runs for every frame of a pipelined peer's reads
+        view, decode, unpack, append, max_packets = (
+            self._view,
+            _decoder.decode,
+            _unpack_header,
+            packets.append,
+            self.max_packets,
+        )
         while end - start >= HEADER_SIZE:
-            size = _unpack_header(buffer, start)[0]
+            size = unpack(buffer, start)[0]
             if size > limit:
                 self.error = FrameTooLarge(f"frame of {size} bytes exceeds the limit of {limit} bytes")
                 break
@@ -175,12 +183,12 @@ class FrameDecoder:
                 self._start, self._end, self._needed = start, end, HEADER_SIZE + size
                 return packets
             try:
-                packets.append(_decoder.decode(self._view[start + HEADER_SIZE : frame_end]))
+                append(decode(view[start + HEADER_SIZE : frame_end]))
             except _DECODE_ERRORS as exc:
                 self.error = _malformed(exc)
                 break
             start = frame_end
-            if self.max_packets and len(packets) >= self.max_packets:
+            if max_packets and len(packets) >= max_packets:
                 break
         if start == end or self.error is not None:
             # Nothing pending, or nothing more will be parsed: later bytes are discarded.

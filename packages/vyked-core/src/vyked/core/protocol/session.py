@@ -146,17 +146,14 @@ class Session:
         packets that arrived. Handshake, ``ping`` and ``pong`` are handled here; check
         :meth:`data_to_send` and :attr:`failure` afterwards."""
         received = self._decoder.buffer_updated(nbytes)
+        if self.ready and self.failure is None and _SESSION_PACKETS.isdisjoint(map(type, received)):
+            # the common case, once ready: only application packets, delivered as they are
+            self.frames_received += len(received)
+            if self._decoder.error is not None:
+                self.failure = self._decoder.error
+            return received
         if not self.ready:
             return self._handshaking(received)
-        if self.failure is None:
-            for packet in received:
-                if type(packet) in _SESSION_PACKETS:
-                    break
-            else:  # the common case, once ready: only application packets, delivered as they are
-                self.frames_received += len(received)
-                if self._decoder.error is not None:
-                    self.failure = self._decoder.error
-                return received
         return self._process(received)
 
     def receive_data(self, data: bytes) -> list[Packet]:

@@ -139,7 +139,8 @@ class Connection(asyncio.BufferedProtocol):
         read share it, so that metrics time requests and answers from their arrival without a
         clock reading each."""
         self.last_received = self.read_at
-        """When something last arrived (:func:`time.perf_counter`): see :meth:`quiet_for`."""
+        """When something last arrived (:func:`time.perf_counter`), as of the last
+        :meth:`quiet_for` (the heartbeat asks it): see there."""
         self._heartbeat: asyncio.TimerHandle | None = None
         self._heartbeat_interval = 0.0
         self._heartbeat_timeout = 0.0
@@ -207,17 +208,9 @@ class Connection(asyncio.BufferedProtocol):
         return self.session.get_buffer(sizehint)
 
     def buffer_updated(self, nbytes: int) -> None:
-        now = self.read_at = perf_counter()
+        self.read_at = perf_counter()
         session = self.session
         packets = session.buffer_updated(nbytes)
-        # Liveness: whole frames, or a large frame's steady progress; never a drip.
-        if session.frames_received != self._frames_seen:
-            self._frames_seen = session.frames_received
-            self._partial_seen = 0
-            self.last_received = now
-        elif session.partial_bytes - self._partial_seen >= PROGRESS_BYTES:
-            self._partial_seen = session.partial_bytes
-            self.last_received = now
         if session.outgoing or not self.ready:
             self._session_progressed()
         if packets and not self.closed:
@@ -448,7 +441,16 @@ class Connection(asyncio.BufferedProtocol):
 
     def quiet_for(self) -> float:
         """Seconds since anything last arrived from the peer: whole frames, or a large frame's
-        steady progress (a drip of bytes does not count)."""
+        steady progress (a drip of bytes does not count).
+
+        Worked out when asked, not on every read: the session counts the frames, and the
+        read that brought the last of those since the previous question is when the peer was
+        last heard (a read that brought only a drip after them may stand in for it once)."""
+        session = self.session
+        frames, partial = session.frames_received, session.partial_bytes
+        if frames != self._frames_seen or partial - self._partial_seen >= PROGRESS_BYTES:
+            self._frames_seen, self._partial_seen = frames, partial
+            self.last_received = max(self.last_received, self.read_at)
         return perf_counter() - self.last_received
 
     def _beat(self) -> None:
