@@ -10,6 +10,7 @@ from typing import Any, ClassVar
 from vyked.core.client import IDEMPOTENT, NOT_IDEMPOTENT, RetryPolicy, ServiceClient
 from vyked.core.endpoints import check_reserved, collect, install_senders
 from vyked.core.exceptions import InvalidParams, ServiceUnavailable, VykedError
+from vyked.core.forwarding import RESULT, SELF, forwarder
 from vyked.core.instances import Instance
 from vyked.core.observe import Observation, Observers, observe
 from vyked.core.service_host import ServiceHost
@@ -234,11 +235,6 @@ class TCPServiceClient(ServiceClient):
 
 def _requester(method: Callable[..., Any], spec: EndpointSpec) -> Callable[..., asyncio.Future[Any]]:
     """What a ``@request`` method becomes: it sends the parameters the method returns."""
-    endpoint = spec.name
     timeout = DEFAULT_REQUEST_TIMEOUT if spec.timeout is None else spec.timeout
     policy = IDEMPOTENT if spec.idempotent else NOT_IDEMPOTENT
-
-    def requester(self: TCPServiceClient, *args: Any, **kwargs: Any) -> asyncio.Future[Any]:
-        return self._send_request(endpoint, method(self, *args, **kwargs), timeout, policy)
-
-    return requester
+    return forwarder(method, TCPServiceClient._send_request, (SELF, spec.name, RESULT, timeout, policy))

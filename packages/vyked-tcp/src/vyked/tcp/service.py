@@ -10,6 +10,7 @@ from typing import Any, ClassVar
 
 from vyked.core.endpoints import check_reserved, collect, install_senders
 from vyked.core.exceptions import Draining
+from vyked.core.forwarding import RESULT, SELF, forwarder
 from vyked.core.observe import Family
 from vyked.core.protocol import DEFAULT_MAX_FRAME_SIZE
 from vyked.core.protocol.packets import Error
@@ -163,9 +164,4 @@ def _publisher(method: Callable[..., Any], spec: EndpointSpec) -> Callable[..., 
     JSON-serialisable fields; sending never blocks (see ``docs/pubsub.md``). Called from a
     ``def`` handler's thread, the sending is handed to the event loop.
     """
-    event = spec.name
-
-    def publisher(self: TCPService, *args: Any, **kwargs: Any) -> None:
-        call_on_loop(publish_event, self, event, method(self, *args, **kwargs))
-
-    return publisher
+    return forwarder(method, call_on_loop, (publish_event, SELF, spec.name, RESULT))

@@ -1,0 +1,94 @@
+"""``forwarder``: senders written with their method's own parameter list."""
+
+from __future__ import annotations
+
+import functools
+import inspect
+from typing import Any
+
+import pytest
+
+from vyked.core.forwarding import RESULT, SELF, forwarder
+
+
+def then(*arguments: Any) -> tuple[Any, ...]:
+    return arguments
+
+
+class Client:
+    def every_kind(self, x, name="n", *rest, key=1, **extra):  # type: ignore[no-untyped-def]
+        return locals()
+
+    def positional_only(self, a, /, b):  # type: ignore[no-untyped-def]
+        return locals()
+
+    def keyword_only(self, *, a, b=2):  # type: ignore[no-untyped-def]
+        return locals()
+
+
+def sender_of(method: Any, arguments: tuple[Any, ...] = (SELF, "endpoint", RESULT, 10.0)) -> Any:
+    return functools.update_wrapper(forwarder(method, then, arguments), method)
+
+
+def test_the_sender_calls_its_method_with_the_arguments_as_given_and_hands_on_what_it_returned() -> None:
+    client, send = Client(), sender_of(Client.every_kind)
+    assert send(client, 1) == (client, "endpoint", Client.every_kind(client, 1), 10.0)
+    assert send(client, 1, "a", 3, 4, key=2, z=5)[2] == {
+        "self": client,
+        "x": 1,
+        "name": "a",
+        "rest": (3, 4),
+        "key": 2,
+        "extra": {"z": 5},
+    }
+    assert send(client, x=7, name="b")[2]["x"] == 7
+    assert send(client, 1)[2]["name"] == "n"  # the method's default, the same object
+
+
+def test_the_sender_has_the_methods_signature_and_refuses_what_the_method_refuses() -> None:
+    client = Client()
+    send = sender_of(Client.every_kind)
+    assert inspect.signature(forwarder(Client.every_kind, then, (RESULT,))) == inspect.signature(Client.every_kind)
+    with pytest.raises(TypeError, match=r"every_kind\(\) missing 1 required positional argument: 'x'"):
+        send(client)
+    positional = sender_of(Client.positional_only)
+    assert positional(client, 1, b=2)[2] == {"self": client, "a": 1, "b": 2}
+    with pytest.raises(TypeError, match="positional-only"):
+        positional(client, a=1, b=2)
+    keywords = sender_of(Client.keyword_only)
+    assert keywords(client, a=1)[2] == {"self": client, "a": 1, "b": 2}
+    with pytest.raises(TypeError):
+        keywords(client, 1)
+
+
+def test_a_method_without_a_readable_signature_gets_the_generic_sender() -> None:
+    calls: list[tuple[Any, ...]] = []
+
+    class Opaque:
+        """A callable whose signature inspect cannot read."""
+
+        __signature__ = "not a signature"  # inspect.signature raises TypeError
+
+        def __call__(self, *args: Any, **kwargs: Any) -> dict[str, Any]:
+            calls.append(args)
+            return dict(kwargs)
+
+    with pytest.raises(TypeError):
+        inspect.signature(Opaque())
+    client = Client()
+    send = forwarder(Opaque(), then, (SELF, RESULT))
+    assert send(client, 1, a=2) == (client, {"a": 2})
+    assert calls == [(client, 1)]
+
+    def anything(*args: Any, **kwargs: Any) -> dict[str, Any]:  # no positional self to name
+        return {"args": args, **kwargs}
+
+    assert forwarder(anything, then, (RESULT, SELF))(client, 1, b=2) == ({"args": (client, 1), "b": 2}, client)
+
+
+def test_parameter_names_of_the_generated_code_cannot_be_shadowed() -> None:
+    def method(self, _vyked_method):  # type: ignore[no-untyped-def]
+        return {"value": _vyked_method}
+
+    client = Client()
+    assert forwarder(method, then, (RESULT,))(client, 3) == ({"value": 3},)
