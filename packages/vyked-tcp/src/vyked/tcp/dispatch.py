@@ -122,6 +122,28 @@ class Dispatcher:
 
     def dispatch(self, conn: Connection, request: Request) -> None:
         endpoint = self.endpoints.get(request.endpoint)
+        if (
+            endpoint is not None
+            and endpoint.execution is Execution.INLINE
+            and not self.observers
+            and not request.app
+            and request.service == self.service_name
+            and not self.running.guarded
+            and not endpoint.running.guarded
+        ):
+            # The hot path: an inline handler, nothing observes, nothing to refuse or log.
+            try:
+                result = endpoint.handler(**request.params)
+            except BaseException as exc:
+                self._inline_failed(conn, request, endpoint, exc)
+            else:
+                self._send_result(conn, request.id, endpoint, result)
+            return
+        self._dispatch(conn, request, endpoint)
+
+    def _dispatch(self, conn: Connection, request: Request, endpoint: Endpoint | None) -> None:
+        """Everything :meth:`dispatch`'s hot path leaves: observed requests, refusals, routing
+        errors, handlers that run in a thread or as a task."""
         running = self.running
         observers = self.observers
         # With metrics alone, a stopwatch times the request (nothing made per request, for the
@@ -167,10 +189,7 @@ class Dispatcher:
                 else:
                     result = context.run(endpoint.handler, **request.params)
             except BaseException as exc:
-                if not is_handler_failure(exc):
-                    raise
-                outcome = self._handler_error(endpoint, request, exc)
-                self._send_error(conn, request.id, outcome)
+                outcome = self._inline_failed(conn, request, endpoint, exc)
             else:
                 outcome = self._send_result(conn, request.id, endpoint, result)
                 if outcome is None and stopwatch is not None:  # answered: the hot path
@@ -224,6 +243,17 @@ class Dispatcher:
             if observation is not None:
                 observation.end(outcome)
 
+    def _inline_failed(
+        self, conn: Connection, request: Request, endpoint: Endpoint, exc: BaseException
+    ) -> BaseException:
+        """An inline handler raised ``exc``: answer the error (re-raised if it is no failure of
+        the handler's: the process exits). Returns what was answered."""
+        if not is_handler_failure(exc):
+            raise exc
+        outcome = self._handler_error(endpoint, request, exc)
+        self._send_error(conn, request.id, outcome)
+        return outcome
+
     def _finished(self, conn: Connection, endpoint: Endpoint) -> None:
         self.running.exit()
         endpoint.running.exit()
@@ -261,7 +291,7 @@ class Dispatcher:
         if conn.closed:
             return None
         try:
-            frame = encode_frame(Response(id=request_id, result=result, deprecation=endpoint.deprecation))
+            frame = encode_frame(Response(request_id, result, endpoint.deprecation))
         except TypeError as exc:
             logger.error("%s.%s returned a value JSON cannot carry: %s", self.service_name, endpoint.name, exc)
             error = TypeError(f"{endpoint.name} returned a value JSON cannot carry: {exc}")
