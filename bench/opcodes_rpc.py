@@ -21,6 +21,7 @@ from typing import Any
 from bench_rpc import EchoClient, EchoService, RawEchoClient, RawEchoServer, pipelined, sequential
 
 from vyked import ServiceHost
+from vyked.core.metrics import RequestMetrics
 from vyked.core.serving import run
 
 Function = tuple[str, str]
@@ -55,8 +56,11 @@ def count_bytecodes(counts: collections.Counter[Function], by_line: frozenset[st
     return trace
 
 
-async def count(mode: str, calls: int, by_line: frozenset[str]) -> dict[str, collections.Counter[Function]]:
-    """Bytecodes per function over ``calls`` calls of each echo, after a warm-up."""
+async def count(
+    mode: str, calls: int, by_line: frozenset[str], metrics: bool = False
+) -> dict[str, collections.Counter[Function]]:
+    """Bytecodes per function over ``calls`` calls of each echo, after a warm-up; with
+    ``metrics``, both vyked hosts count their requests (:class:`RequestMetrics`)."""
     from vyked.registry import Registry
 
     loop = asyncio.get_running_loop()
@@ -71,6 +75,9 @@ async def count(mode: str, calls: int, by_line: frozenset[str]) -> dict[str, col
     client = EchoClient()
     host.bind_client(client)
     await host.start()
+    if metrics:
+        server.observers = [RequestMetrics()]
+        host.observers = [RequestMetrics()]
     echoes: dict[str, Callable[[int], Awaitable[Any]]] = {
         "raw": lambda i: raw.echo({"x": i, "name": "bench"}),
         "vyked": lambda i: client.echo(i, "bench"),
@@ -109,9 +116,10 @@ def main() -> None:
     parser.add_argument("--loop", default="asyncio", help="asyncio or uvloop")
     parser.add_argument("--calls", type=int, default=1000)
     parser.add_argument("--lines", default="", help="functions to count line by line (comma-separated names)")
+    parser.add_argument("--metrics", action="store_true", help="with metrics on both vyked hosts")
     args = parser.parse_args()
     by_line = frozenset(filter(None, args.lines.split(",")))
-    report(run(count(args.mode, args.calls, by_line), loop=args.loop), args.calls, args.mode)
+    report(run(count(args.mode, args.calls, by_line, args.metrics), loop=args.loop), args.calls, args.mode)
 
 
 if __name__ == "__main__":
