@@ -123,7 +123,7 @@ class Dispatcher:
     def dispatch(self, conn: Connection, request: Request) -> None:
         endpoint = self.endpoints.get(request.endpoint)
         observers = self.observers
-        timings = observers.timings if observers else None
+        timings = observers.timings  # None unless metrics alone observe
         if (
             endpoint is not None
             and endpoint.execution is Execution.INLINE
