@@ -92,3 +92,45 @@ def test_parameter_names_of_the_generated_code_cannot_be_shadowed() -> None:
 
     client = Client()
     assert forwarder(method, then, (RESULT,))(client, 3) == ({"value": 3},)
+
+
+def test_a_decorated_method_is_called_with_what_its_wrapper_takes() -> None:
+    def naming(method: Any) -> Any:
+        @functools.wraps(method)
+        def wrapper(self: Any, *args: Any, **kwargs: Any) -> Any:
+            kwargs.setdefault("app_name", "billing")  # fills in an argument of the method's
+            return method(self, *args, **kwargs)
+
+        return wrapper
+
+    class Named:
+        @naming
+        def create(self, user, app_name=None):  # type: ignore[no-untyped-def]
+            return locals()
+
+    client = Named()
+    send = functools.update_wrapper(forwarder(Named.create, then, (RESULT,)), Named.create)
+    assert send(client, "ann") == ({"self": client, "user": "ann", "app_name": "billing"},)
+    assert send(client, "bob", app_name="crm")[0]["app_name"] == "crm"
+
+
+def test_a_then_named_by_a_string_is_the_method_of_self_at_call_time() -> None:
+    class Base:
+        def send(self, endpoint: str, params: Any) -> tuple[str, str, Any]:
+            return ("base", endpoint, params)
+
+        def echo(self, x):  # type: ignore[no-untyped-def]
+            return {"x": x}
+
+    class Override(Base):
+        def send(self, endpoint: str, params: Any) -> tuple[str, str, Any]:
+            return ("override", endpoint, params)
+
+    echo = forwarder(Base.echo, "send", ("echo", RESULT))
+    assert echo(Base(), 1) == ("base", "echo", {"x": 1})
+    assert echo(Override(), 2) == ("override", "echo", {"x": 2})
+    generic = forwarder(lambda *a: {"a": a}, "send", ("echo", RESULT))  # no positional self
+    client = Override()
+    assert generic(client, 3) == ("override", "echo", {"a": (client, 3)})
+    with pytest.raises(ValueError, match="not a method name"):
+        forwarder(Base.echo, "send(); import os", (RESULT,))

@@ -113,6 +113,32 @@ def test_replace_renews_an_instance_whose_fields_changed_under_the_same_node_id(
     d.replace("S", [moved, other])
     assert events == []
 
+    d.health.draining(moved)  # what was known of the old instance goes with it
+    d.replace("S", [info("n1", "3"), other])
+    assert d.health.state("n1") == "closed"
+
+
+def test_add_renews_an_instance_whose_fields_changed_under_the_same_node_id() -> None:
+    d = InstanceDirectory()
+    events: list[tuple[str, Instance]] = []
+    d.add_listener(lambda event, inst: events.append((event, inst)))
+    v1 = info("n1", "1")
+    d.add(v1)
+    d.health.unreachable(v1)
+    assert events == [("added", v1)]
+    events.clear()
+
+    d.add(info("n1", "1"))  # announced again, unchanged: nothing is removed
+    assert events == [("added", info("n1", "1"))]
+    assert d.health.state("n1") == "open"
+    events.clear()
+
+    moved = InstanceInfo("S", "1", "127.0.0.1", 2001, "n1", "tcp")
+    d.add(moved)
+    assert events == [("removed", v1), ("added", moved)]
+    assert d.health.state("n1") == "closed"
+    assert d.select("S", "1") is moved
+
 
 def test_choose_by_entity_is_the_rendezvous_owner_and_leaves_round_robin_alone() -> None:
     nodes = ["n1", "n2", "n3", "n4"]

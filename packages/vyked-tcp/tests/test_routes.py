@@ -12,6 +12,7 @@ from collections.abc import Callable
 import pytest
 from tcp_testservices import Calculator, CalculatorClient
 
+from vyked.core.instances import Instance
 from vyked.core.pytest_plugin import HostFactory
 from vyked.core.service_host import ServiceHost
 from vyked.tcp.pool import POOL, ConnectionPool
@@ -192,3 +193,29 @@ async def test_a_call_right_after_the_routes_connection_closed_goes_through_a_ne
     assert not renewed.current
     assert route_of(host, client) is None
     assert await client.add(4, 4) == 8
+
+
+class SteeredClient(CalculatorClient):
+    """Least-outstanding balancing with its own idea of an instance's load."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.busy: set[str] = set()
+
+    def outstanding(self, instance: Instance) -> int:
+        return 100 if instance.node_id in self.busy else 0
+
+
+async def test_a_route_weighs_connections_by_the_clients_own_outstanding(vyked_host: HostFactory) -> None:
+    first, second = Calculator(), Calculator()
+    await vyked_host(first)
+    await vyked_host(second)
+    client = SteeredClient()
+    host = await vyked_host(clients=(client,))
+    route = await connected_route(host, client, 2)
+    assert client._route is route
+    client.busy = {first.node_id}  # as the directory's balancing would ask it
+    assert (await who_answers(client, 8)) == {second.node_id: 8}
+    client.busy = {second.node_id}
+    assert (await who_answers(client, 8)) == {first.node_id: 8}
+    assert client._route is route  # all over the route

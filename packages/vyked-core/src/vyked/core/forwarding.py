@@ -37,19 +37,30 @@ RESULT = _Placeholder("RESULT")
 """In :func:`forwarder`'s ``arguments``: what the method returned."""
 
 
-def forwarder(method: Callable[..., Any], then: Callable[..., Any], arguments: tuple[Any, ...]) -> Callable[..., Any]:
+def forwarder(
+    method: Callable[..., Any], then: Callable[..., Any] | str, arguments: tuple[Any, ...]
+) -> Callable[..., Any]:
     """A function taking ``method``'s arguments (``self`` first) that calls ``method`` with
     them and returns ``then(*arguments)``, where :data:`SELF` in ``arguments`` stands for
-    ``self`` and :data:`RESULT` for what ``method`` returned.
+    ``self`` and :data:`RESULT` for what ``method`` returned. A ``then`` given by name is a
+    method of ``self``, looked up on every call (``self.<then>``: overrides apply).
 
     Falls back to ``def sender(self, *args, **kwargs)`` where ``method``'s signature cannot be
-    read or does not start with a positional ``self``.
+    read, does not start with a positional ``self``, or is a decorator's wrapper (it has
+    ``__wrapped__``: the wrapper may take other arguments than what it wraps).
     """
+    if isinstance(then, str) and not then.isidentifier():
+        raise ValueError(f"not a method name: {then!r}")
     try:
-        parameters = list(inspect.signature(method).parameters.values())
+        parameters = list(inspect.signature(method, follow_wrapped=False).parameters.values())
     except (TypeError, ValueError):
         parameters = []
-    if not parameters or parameters[0].kind not in _POSITIONAL or any(p.name.startswith(_PREFIX) for p in parameters):
+    if (
+        hasattr(method, "__wrapped__")
+        or not parameters
+        or parameters[0].kind not in _POSITIONAL
+        or any(p.name.startswith(_PREFIX) for p in parameters)
+    ):
         return _generic(method, then, arguments)
     namespace: dict[str, Any] = {f"{_PREFIX}method": method, f"{_PREFIX}then": then}
     defined: list[str] = []
@@ -93,15 +104,19 @@ def forwarder(method: Callable[..., Any], then: Callable[..., Any], arguments: t
         else:
             namespace[f"{_PREFIX}argument_{index}"] = argument
             given.append(f"{_PREFIX}argument_{index}")
-    source = f"def sender({', '.join(defined)}):\n    return {_PREFIX}then({', '.join(given)})\n"
+    call = f"{self_name}.{then}" if isinstance(then, str) else f"{_PREFIX}then"
+    source = f"def sender({', '.join(defined)}):\n    return {call}({', '.join(given)})\n"
     exec(source, namespace)  # names from the method's signature; values go in the namespace
     sender: Callable[..., Any] = namespace["sender"]
     return sender
 
 
-def _generic(method: Callable[..., Any], then: Callable[..., Any], arguments: tuple[Any, ...]) -> Callable[..., Any]:
+def _generic(
+    method: Callable[..., Any], then: Callable[..., Any] | str, arguments: tuple[Any, ...]
+) -> Callable[..., Any]:
     def sender(self: Any, *args: Any, **kwargs: Any) -> Any:
         result = method(self, *args, **kwargs)
-        return then(*(self if a is SELF else result if a is RESULT else a for a in arguments))
+        call = getattr(self, then) if isinstance(then, str) else then
+        return call(*(self if a is SELF else result if a is RESULT else a for a in arguments))
 
     return sender

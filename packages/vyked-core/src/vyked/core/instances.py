@@ -86,6 +86,8 @@ class InstanceDirectory:
         # An instance whose node id stays but whose address or version changed is another one.
         for node_id, instance in old.items():
             if new.get(node_id) != instance:
+                if node_id in new:
+                    self.health.forget(node_id)  # what was known of the old one
                 self._notify("removed", instance)
         for node_id, instance in new.items():
             if old.get(node_id) != instance:
@@ -101,8 +103,12 @@ class InstanceDirectory:
         key = service_key(info.service)
         self._stale.discard((key, info.node_id))
         instance = info
-        self._instances.setdefault(key, {})[info.node_id] = instance
+        previous = self._instances.setdefault(key, {}).get(info.node_id)
+        self._instances[key][info.node_id] = instance
         self._invalidate(key)
+        if previous is not None and previous != instance:  # the same node id, another instance
+            self.health.forget(info.node_id)
+            self._notify("removed", previous)
         self._notify("added", instance)
 
     def remove(self, service: str, node_id: str) -> None:

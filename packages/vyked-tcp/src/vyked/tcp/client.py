@@ -10,14 +10,14 @@ from typing import Any, ClassVar
 from vyked.core.client import IDEMPOTENT, NOT_IDEMPOTENT, RetryPolicy, ServiceClient
 from vyked.core.endpoints import check_reserved, collect, install_senders
 from vyked.core.exceptions import InvalidParams, ServiceUnavailable, VykedError
-from vyked.core.forwarding import RESULT, SELF, forwarder
+from vyked.core.forwarding import RESULT, forwarder
 from vyked.core.instances import Instance
 from vyked.core.observe import Observation, Observers, observe
 from vyked.core.service_host import ServiceHost
 from vyked.tcp.decorators import DEFAULT_REQUEST_TIMEOUT, EndpointSpec, of_kind
 from vyked.tcp.pool import POOL, ConnectionPool, InstanceConnection
 from vyked.tcp.pubsub.hub import attach_client
-from vyked.tcp.routes import Route
+from vyked.tcp.routes import Route, in_flight
 
 
 class TCPServiceClient(ServiceClient):
@@ -59,6 +59,16 @@ class TCPServiceClient(ServiceClient):
         """The bound host's observers (the host keeps the object, changing its contents)."""
         self._route: Route | None = None
         """The pool's route to this service, while current (see :mod:`vyked.tcp.routes`)."""
+        self._route_load: Callable[[InstanceConnection], int] | None = None
+        """How least-outstanding balancing weighs a route's connection: its requests in flight,
+        or what this client's :meth:`outstanding` says of its instance where a subclass
+        overrides that (as the directory's balancing asks it)."""
+        if self._load is not None:
+            if type(self).outstanding is TCPServiceClient.outstanding:
+                self._route_load = in_flight
+            else:
+                load = self._load
+                self._route_load = lambda ic: load(ic.instance)
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
@@ -141,7 +151,7 @@ class TCPServiceClient(ServiceClient):
             route = self._route = self._find_route()
         if route is not None and not route.breakers and host is not None and host.running:
             # the fast path: every instance connected, all healthy
-            ic = route.only or route.pick(entity, self._load is not None)
+            ic = route.only or route.pick(entity, self._route_load)
             conn = ic.connection
             if conn is None or not conn.ready:  # closed, and the pool not told yet: a new one
                 instance, ic = ic.instance, None
@@ -237,4 +247,4 @@ def _requester(method: Callable[..., Any], spec: EndpointSpec) -> Callable[..., 
     """What a ``@request`` method becomes: it sends the parameters the method returns."""
     timeout = DEFAULT_REQUEST_TIMEOUT if spec.timeout is None else spec.timeout
     policy = IDEMPOTENT if spec.idempotent else NOT_IDEMPOTENT
-    return forwarder(method, TCPServiceClient._send_request, (SELF, spec.name, RESULT, timeout, policy))
+    return forwarder(method, "_send_request", (spec.name, RESULT, timeout, policy))

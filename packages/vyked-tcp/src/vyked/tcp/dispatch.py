@@ -204,7 +204,7 @@ class Dispatcher:
                 outcome = self._inline_failed(conn, request, endpoint, exc)
             else:
                 outcome = self._send_result(conn, request.id, endpoint, result)
-                if outcome is None and stopwatch is not None:  # answered: the hot path
+                if outcome is None and stopwatch is not None:  # answered: timed, nothing else to do
                     stopwatch.durations.append(perf_counter() - started)
                     return
             if observation is not None or stopwatch is not None:
@@ -258,8 +258,8 @@ class Dispatcher:
     def _inline_failed(
         self, conn: Connection, request: Request, endpoint: Endpoint, exc: BaseException
     ) -> BaseException:
-        """An inline handler raised ``exc``: answer the error (re-raised if it is no failure of
-        the handler's: the process exits). Returns what was answered."""
+        """An inline handler raised ``exc``: answer the error and return it; re-raise what is
+        no failure of the handler's (cancellation, ``SystemExit``, ``KeyboardInterrupt``)."""
         if not is_handler_failure(exc):
             raise exc
         outcome = self._handler_error(endpoint, request, exc)

@@ -21,7 +21,7 @@ import math
 import ssl
 import warnings
 from collections.abc import Callable, Mapping
-from time import monotonic, perf_counter
+from time import perf_counter
 from typing import Any, cast
 
 from vyked.core.client import InstanceUnreachable
@@ -54,7 +54,6 @@ class InstanceConnection:
     __slots__ = (
         "_deadline",
         "_loop",
-        "_loop_time",
         "_next_id",
         "_timer",
         "closing",
@@ -78,7 +77,6 @@ class InstanceConnection:
         self.pending: dict[int, _Pending] = {}
         self._next_id = 0
         self._loop = asyncio.get_running_loop()
-        self._loop_time = loop_clock(self._loop)
         self._timer: asyncio.TimerHandle | None = None
         self._deadline = math.inf
         """When :attr:`_timer` fires (loop time); infinity while it is not set."""
@@ -122,8 +120,9 @@ class InstanceConnection:
             raise InvalidParams(
                 f"cannot send {service}.{endpoint}: a parameter is not JSON-serialisable ({exc})"
             ) from None
-        future = self._loop.create_future()
-        deadline = self._loop_time() + timeout
+        loop = self._loop
+        future = loop.create_future()
+        deadline = loop.time() + timeout
         sent = 0.0 if observation is None else perf_counter()
         pending = self.pending
         if pending:  # others are in flight: this pass of the loop may send more, write them together
@@ -394,14 +393,6 @@ class ConnectionPool(HostExtension):
         for ic in connections:
             if ic.connection is not None:
                 await ic.connection.wait_closed()
-
-
-def loop_clock(loop: asyncio.AbstractEventLoop) -> Callable[[], float]:
-    """``loop.time``, or the function it calls: asyncio's loops return ``time.monotonic()``
-    from a Python method, a frame for every request this module sends."""
-    if type(loop).time is asyncio.BaseEventLoop.time:
-        return monotonic
-    return loop.time
 
 
 def _chain(source: asyncio.Future[Any], target: asyncio.Future[Any]) -> None:

@@ -16,6 +16,7 @@ instances.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from vyked.core.balancing import RoundRobin, choose
@@ -44,13 +45,14 @@ class Route:
         self.current = True
         """False once the pool has retired the route: ask it for a new one."""
 
-    def pick(self, entity: object, least_outstanding: bool) -> InstanceConnection:
-        """The connection for one request (see :func:`vyked.core.balancing.choose`); callers
-        take :attr:`only` first, when set."""
-        return choose(self.connections, entity, self.balancer, _outstanding if least_outstanding else None, _node_id)
+    def pick(self, entity: object, load: Callable[[InstanceConnection], int] | None) -> InstanceConnection:
+        """The connection for one request (see :func:`vyked.core.balancing.choose`; ``load``
+        for least-outstanding balancing, else None); callers take :attr:`only` first, when set."""
+        return choose(self.connections, entity, self.balancer, load, _node_id)
 
 
-def _outstanding(ic: InstanceConnection) -> int:
+def in_flight(ic: InstanceConnection) -> int:
+    """Requests in flight on ``ic``: a connection's load, for least-outstanding balancing."""
     return len(ic.pending)
 
 

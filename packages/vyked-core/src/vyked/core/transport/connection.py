@@ -101,8 +101,9 @@ class PacketHandler(Protocol):
 
     A handler may also take the packets of one read at once: ``packets_received(conn,
     packets)``, called instead of ``packet_received`` for each (one call per read on the
-    request paths, where pipelined peers send many per read). It handles them in order and
-    stops once ``conn.closed``, as the connection would between packets.
+    request paths, where pipelined peers send many per read). It handles them in order; one
+    that may close the connection while handling a packet stops once ``conn.closed``, as the
+    connection does between packets.
     """
 
     def packet_received(self, conn: Connection, packet: Packet) -> None: ...
