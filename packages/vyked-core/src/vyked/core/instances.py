@@ -85,10 +85,10 @@ class InstanceDirectory:
                 self._note_case(service, info.service)
         # An instance whose node id stays but whose address or version changed is another one.
         for node_id, instance in old.items():
-            if new.get(node_id) != instance:
-                if node_id in new:
-                    self.health.forget(node_id)  # what was known of the old one
+            if node_id not in new:
                 self._notify("removed", instance)
+            elif new[node_id] != instance:
+                self._superseded(instance)
         for node_id, instance in new.items():
             if old.get(node_id) != instance:
                 self._notify("added", instance)
@@ -103,13 +103,19 @@ class InstanceDirectory:
         key = service_key(info.service)
         self._stale.discard((key, info.node_id))
         instance = info
-        previous = self._instances.setdefault(key, {}).get(info.node_id)
-        self._instances[key][info.node_id] = instance
+        instances = self._instances.setdefault(key, {})
+        previous = instances.get(info.node_id)
+        instances[info.node_id] = instance
         self._invalidate(key)
-        if previous is not None and previous != instance:  # the same node id, another instance
-            self.health.forget(info.node_id)
-            self._notify("removed", previous)
+        if previous is not None and previous != instance:
+            self._superseded(previous)
         self._notify("added", instance)
+
+    def _superseded(self, previous: Instance) -> None:
+        """Another instance took ``previous``'s node id (another address or version): the
+        old one is gone, and what was known of its health with it."""
+        self.health.forget(previous.node_id)
+        self._notify("removed", previous)
 
     def remove(self, service: str, node_id: str) -> None:
         key = service_key(service)

@@ -27,12 +27,17 @@ class ServiceProtocolHandler:
             if type(packet) is Request:
                 dispatch(conn, packet)
             else:
-                self.packet_received(conn, packet)
+                self._other_packet(conn, packet)
 
     def packet_received(self, conn: Connection, packet: Packet) -> None:
         if type(packet) is Request:
             self.dispatcher.dispatch(conn, packet)
-        elif self.events is not None and isinstance(packet, Subscribe | EventAck):
+        else:
+            self._other_packet(conn, packet)
+
+    def _other_packet(self, conn: Connection, packet: Packet) -> None:
+        """Publish-subscribe packets go to the events handler; anything else is refused."""
+        if self.events is not None and isinstance(packet, Subscribe | EventAck):
             self.events.packet_received(conn, packet)
         else:
             conn.fail(ProtocolError(f"a TCP service does not accept {type(packet).__name__.lower()!r} packets"))
