@@ -7,6 +7,7 @@ from collections.abc import AsyncIterator
 import pytest
 from tcp_testservices import Calculator
 
+from vyked import TCPService, api
 from vyked.core.host import ServiceHost
 from vyked.core.testing import RawClient, frame
 
@@ -75,3 +76,69 @@ async def test_bad_frames_get_an_error_and_close_only_their_connection(
     assert (await bystander.receive())["result"] == 4
     await offender.close()
     await bystander.close()
+
+
+class Inline(TCPService):
+    """Inline handlers: the requests of one read are answered in the dispatcher's batch loop."""
+
+    def __init__(self) -> None:
+        super().__init__("Inline", 1, "127.0.0.1", 0)
+
+    @api(inline=True)
+    def echo(self, x: int) -> int:
+        return x
+
+    @api(inline=True)
+    def opaque(self) -> object:
+        return object()
+
+    @api(inline=True)
+    def boom(self) -> None:
+        raise ValueError("boom")
+
+
+@pytest.fixture
+async def inline_port() -> AsyncIterator[int]:
+    service = Inline()
+    await service.start(ServiceHost())
+    yield service.host_port
+    await service.stop()
+
+
+def inline_req(i: int, endpoint: str = "echo", **params: object) -> dict[str, object]:
+    return {"type": "request", "id": i, "service": "Inline", "endpoint": endpoint, "params": params}
+
+
+async def test_requests_of_one_read_each_get_their_answer(inline_port: int) -> None:
+    client = await RawClient.connect(inline_port)
+    batch = [
+        inline_req(1, x=10),
+        inline_req(2, "opaque"),  # a result JSON cannot carry: an error, the others answered
+        inline_req(3, "boom"),
+        inline_req(4, "nope"),
+        inline_req(5, x=50),
+        inline_req(6, y=1),  # wrong parameters
+        {**inline_req(7, x=70), "app": "billing"},  # the general path, in the same read
+        inline_req(8, x=80),
+    ]
+    client.send_bytes(b"".join(frame(request) for request in batch))
+    answers = {}
+    for _ in batch:
+        answer = await client.receive()
+        answers[answer["id"]] = answer
+    assert [answers[i].get("result") for i in (1, 5, 7, 8)] == [10, 50, 70, 80]
+    assert answers[2]["code"] == "remote_error" and "JSON cannot carry" in answers[2]["message"]
+    assert answers[3]["code"] == "remote_error" and answers[3]["args"] == ["boom"]
+    assert answers[4]["code"] == "unknown_endpoint"
+    assert answers[6]["code"] == "invalid_params"
+    await client.close()
+
+
+async def test_a_bad_packet_in_a_read_ends_the_connection_after_the_requests_before_it(inline_port: int) -> None:
+    client = await RawClient.connect(inline_port)
+    client.send_bytes(frame(inline_req(1, x=1)) + frame({"type": "welcome", "protocol": 1}) + frame(inline_req(2, x=2)))
+    assert await client.receive() == {"type": "response", "id": 1, "result": 1}
+    error = await client.receive()
+    assert error["code"] == "bad_frame" and "does not accept 'welcome'" in error["message"]
+    assert await client.closed_by_peer()
+    await client.close()

@@ -38,7 +38,7 @@ from vyked.core.inflight import InFlight, concurrency_limit
 from vyked.core.names import same_service
 from vyked.core.observe import Family, Labels, Observation, Observer, Observers, Stopwatch, Stopwatches, observe
 from vyked.core.protocol import encode_frame, encode_payload
-from vyked.core.protocol.packets import Error, Request, Response
+from vyked.core.protocol.packets import Error, Packet, Request, Response
 from vyked.core.service_errors import VykedServiceException
 from vyked.core.tasks import TaskSet
 from vyked.core.threads import HandlerPool, default_pool
@@ -120,41 +120,68 @@ class Dispatcher:
         self._callers: set[str] = set()
         """The ``app`` names (callers' ``app_name``) that have called this service, each logged once."""
 
-    def dispatch(self, conn: Connection, request: Request) -> None:
-        endpoint = self.endpoints.get(request.endpoint)
+    def dispatch_all(
+        self, conn: Connection, packets: list[Packet], other: Callable[[Connection, Packet], None]
+    ) -> None:
+        """Dispatch the requests among the packets of one read; hand the rest to ``other``.
+
+        The answers of inline handlers leave together, in one write after the last packet.
+        This loop is the hot path of a service: it runs an inline handler on the spot when
+        nothing is to be refused or logged and nothing observes but metrics (a stopwatch times
+        the request from its arrival: nothing is made per request); everything else goes
+        through :meth:`_dispatch`."""
+        endpoints, service_name, running = self.endpoints, self.service_name, self.running
         observers = self.observers
         timings = observers.timings  # None unless metrics alone observe
-        if (
-            endpoint is not None
-            and endpoint.execution is Execution.INLINE
-            and not request.app
-            and request.service == self.service_name
-            and not self.running.guarded
-            and not endpoint.running.guarded
-            and (not observers or (timings is not None and not request.trace))
-        ):
-            # The hot path: an inline handler, nothing to refuse or log, and nothing observing
-            # but metrics (a stopwatch, timing it from its arrival: nothing made per request).
-            outcome: BaseException | None
+        unobserved = not observers
+        stopwatches = self._stopwatches
+        if timings is not None and stopwatches.timings is not timings:
+            stopwatches.reset(timings)
+        answers: list[bytes] = []
+        for request in packets:
+            if conn.closed:
+                return
+            if type(request) is not Request:
+                if answers:  # answered before what follows, which may close the connection
+                    conn.send_frames(answers)
+                    answers = []
+                other(conn, request)
+                continue
+            endpoint = endpoints.get(request.endpoint)
+            if (
+                endpoint is None
+                or endpoint.execution is not Execution.INLINE
+                or request.app
+                or request.service != service_name
+                or running.guarded
+                or endpoint.running.guarded
+                or not (unobserved or (timings is not None and not request.trace))
+            ):
+                if answers:
+                    conn.send_frames(answers)
+                    answers = []
+                self._dispatch(conn, request, endpoint)
+                continue
+            outcome: BaseException | None = None
             try:
                 result = endpoint.handler(**request.params)
             except BaseException as exc:
                 outcome = self._inline_failed(conn, request, endpoint, exc)
             else:
-                outcome = self._send_result(conn, request.id, endpoint, result)
+                try:
+                    answers.append(encode_frame(Response(request.id, result, endpoint.deprecation)))
+                except TypeError:  # the general answer says why
+                    outcome = self._send_result(conn, request.id, endpoint, result)
             if timings is not None:
-                stopwatches = self._stopwatches
-                if stopwatches.timings is not timings:
-                    stopwatches.reset(timings)
                 if outcome is None:  # answered: Stopwatch.record, without a call
                     stopwatches[request.endpoint].durations.append(perf_counter() - conn.read_at)
                 else:
                     stopwatches[request.endpoint].record(perf_counter() - conn.read_at, outcome)
-            return
-        self._dispatch(conn, request, endpoint)
+        if answers and not conn.closed:
+            conn.send_frames(answers)
 
     def _dispatch(self, conn: Connection, request: Request, endpoint: Endpoint | None) -> None:
-        """Everything :meth:`dispatch`'s hot path leaves: observed requests, refusals, routing
+        """Everything :meth:`dispatch_all`'s hot path leaves: observed requests, refusals, routing
         errors, handlers that run in a thread or as a task."""
         running = self.running
         observers = self.observers

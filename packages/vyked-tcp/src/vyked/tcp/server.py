@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from vyked.core.exceptions import ProtocolError
-from vyked.core.protocol.packets import EventAck, Packet, Request, Subscribe
+from vyked.core.protocol.packets import EventAck, Packet, Subscribe
 from vyked.core.transport import Connection, PacketHandler
 from vyked.tcp.dispatch import Dispatcher
 
@@ -20,20 +20,10 @@ class ServiceProtocolHandler:
 
     def packets_received(self, conn: Connection, packets: list[Packet]) -> None:
         """The packets of one read (:class:`~vyked.core.transport.connection.PacketHandler`)."""
-        dispatch = self.dispatcher.dispatch
-        for packet in packets:
-            if conn.closed:
-                return
-            if type(packet) is Request:
-                dispatch(conn, packet)
-            else:
-                self._other_packet(conn, packet)
+        self.dispatcher.dispatch_all(conn, packets, self._other_packet)
 
     def packet_received(self, conn: Connection, packet: Packet) -> None:
-        if type(packet) is Request:
-            self.dispatcher.dispatch(conn, packet)
-        else:
-            self._other_packet(conn, packet)
+        self.dispatcher.dispatch_all(conn, [packet], self._other_packet)
 
     def _other_packet(self, conn: Connection, packet: Packet) -> None:
         """Publish-subscribe packets go to the events handler; anything else is refused."""

@@ -334,6 +334,15 @@ class Connection(asyncio.BufferedProtocol):
         else:
             self._transport.write(frame)
 
+    def send_frames(self, frames: list[bytes]) -> None:
+        """Write already framed packets, in one write (they join the frames waiting, if any)."""
+        if self.closed or self._transport is None:
+            raise ConnectionLost(f"connection to {self._peer_text()} is closed")
+        if self._corked is not None:
+            self._corked.extend(frames)
+        else:
+            self._transport.write(frames[0] if len(frames) == 1 else b"".join(frames))
+
     def send_frame_soon(self, frame: bytes | bytearray) -> None:
         """Write an already framed packet at the end of this pass of the event loop, together
         with every frame sent meanwhile: one write (one system call, for both ends) for the
