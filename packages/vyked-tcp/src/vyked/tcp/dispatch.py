@@ -37,7 +37,7 @@ from vyked.core.handler_styles import Execution, as_coroutine_function, executio
 from vyked.core.inflight import InFlight, concurrency_limit
 from vyked.core.names import same_service
 from vyked.core.observe import Family, Labels, Observation, Observer, Observers, Stopwatch, Stopwatches, observe
-from vyked.core.protocol import encode_frame, encode_payload
+from vyked.core.protocol import encode_frame, encode_payload, frame_header
 from vyked.core.protocol.packets import Error, Packet, Request, Response
 from vyked.core.service_errors import VykedServiceException
 from vyked.core.tasks import TaskSet
@@ -169,9 +169,11 @@ class Dispatcher:
                 outcome = self._inline_failed(conn, request, endpoint, exc)
             else:
                 try:
-                    answers.append(encode_frame(Response(request.id, result, endpoint.deprecation)))
+                    body = encode_payload(Response(request.id, result, endpoint.deprecation))
                 except TypeError:  # the general answer says why
                     outcome = self._send_result(conn, request.id, endpoint, result)
+                else:
+                    answers.append(frame_header(len(body)) + body)
             if timings is not None:
                 if outcome is None:  # answered: Stopwatch.record, without a call
                     stopwatches[request.endpoint].durations.append(perf_counter() - conn.read_at)

@@ -30,7 +30,7 @@ from vyked.core.extensions import ExtensionKey, HostExtension
 from vyked.core.health import InstanceHealth
 from vyked.core.instances import Instance
 from vyked.core.observe import Family, Observation, Stopwatch
-from vyked.core.protocol import encode_frame
+from vyked.core.protocol import encode_payload, frame_header
 from vyked.core.protocol.packets import Error, Packet, Request, Response
 from vyked.core.service_host import ServiceHost
 from vyked.core.transport import Connection, open_connection
@@ -115,7 +115,7 @@ class InstanceConnection:
                 packet = Request(request_id, service, endpoint, params, app, dict(trace))
             else:
                 packet = Request(request_id, service, endpoint, params, app)
-            frame = encode_frame(packet)
+            body = encode_payload(packet)
         except TypeError as exc:
             raise InvalidParams(
                 f"cannot send {service}.{endpoint}: a parameter is not JSON-serialisable ({exc})"
@@ -126,9 +126,13 @@ class InstanceConnection:
         sent = 0.0 if observation is None else perf_counter()
         pending = self.pending
         if pending:  # others are in flight: this pass of the loop may send more, write them together
-            conn.send_frame_soon(frame)
+            corked = conn.corked
+            if corked is not None:
+                corked.append(frame_header(len(body)) + body)
+            else:
+                conn.send_frame_soon(frame_header(len(body)) + body)
         else:
-            conn.send_frame(frame)
+            conn.send_frame(frame_header(len(body)) + body)
         pending[request_id] = (future, deadline, resend, observation, endpoint, timeout, sent)
         if deadline < self._deadline:
             self._arm(deadline)

@@ -7,6 +7,7 @@ from vyked.core.protocol.framing import (
     decode_packet,
     encode_frame,
     encode_payload,
+    frame_header,
 )
 from vyked.core.protocol.packets import PROTOCOL_VERSION, Packet
 from vyked.core.protocol.session import Session
@@ -20,4 +21,5 @@ __all__ = [
     "decode_packet",
     "encode_frame",
     "encode_payload",
+    "frame_header",
 ]

@@ -37,6 +37,15 @@ _pack_header = _header.pack
 _unpack_header = _header.unpack_from
 
 
+encode_payload: Callable[[Any], bytes] = _encoder.encode
+"""Serialise a JSON value with the wire codec: a packet (a frame's body), or a user payload
+to check. Raises ``TypeError`` if JSON cannot carry it."""
+frame_header: Callable[[int], bytes] = _pack_header
+"""The header of a frame whose body has this many bytes. ``frame_header(len(body)) + body``
+with ``body = encode_payload(packet)`` is :func:`encode_frame`, written out where a call per
+request counts (sending requests and answers)."""
+
+
 def encode_frame(packet: Any) -> bytes:
     """Serialise ``packet`` into one frame, header included.
 
@@ -46,11 +55,6 @@ def encode_frame(packet: Any) -> bytes:
     # behind a reserved header does for the small frames of requests and answers.
     body = _encoder.encode(packet)
     return _pack_header(len(body)) + body
-
-
-def encode_payload(value: Any) -> bytes:
-    """Serialise a bare JSON value with the wire codec (used to check user payloads)."""
-    return _encoder.encode(value)
 
 
 def decode_packet(body: bytes | memoryview) -> Packet:

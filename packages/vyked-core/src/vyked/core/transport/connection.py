@@ -156,9 +156,11 @@ class Connection(asyncio.BufferedProtocol):
         """Requests the owner is running for this peer (see :meth:`hold_reading`)."""
         self._frames_seen = 0
         self._partial_seen = 0
-        self._corked: list[bytes | bytearray] | None = None
+        self.corked: list[bytes | bytearray] | None = None
         """Frames waiting to be written together: those sent while the packets of one read are
-        handled (written after them), or with :meth:`send_frame_soon` (at the end of the pass)."""
+        handled (written after them), or with :meth:`send_frame_soon` (at the end of the pass).
+        While it is a list, a sender on a :attr:`ready` connection may append a frame to it
+        directly, as :meth:`send_frame_soon` would (the pool does, for every pipelined request)."""
         self.get_buffer = self.session.get_buffer  # type: ignore[method-assign]
         self._deliver: Callable[[Connection, list[Packet]], None] = (
             getattr(handler, "packets_received", None) or self._deliver_each
@@ -238,9 +240,9 @@ class Connection(asyncio.BufferedProtocol):
     def _deliver_together(self, packets: list[Packet]) -> None:
         """Hand over the packets of one read; the frames their handling sends (answers to
         pipelined requests) leave in one write, not one write each."""
-        corking = self._corked is None  # else corked already for this pass: they join that batch
+        corking = self.corked is None  # else corked already for this pass: they join that batch
         if corking:
-            self._corked = []
+            self.corked = []
         try:
             self._deliver(self, packets)
         finally:
@@ -255,7 +257,7 @@ class Connection(asyncio.BufferedProtocol):
             self.handler.packet_received(self, packet)
 
     def _uncork(self) -> None:
-        corked, self._corked = self._corked, None
+        corked, self.corked = self.corked, None
         if corked and self._transport is not None and not self._transport.is_closing():
             self._transport.write(corked[0] if len(corked) == 1 else b"".join(corked))
 
@@ -320,8 +322,8 @@ class Connection(asyncio.BufferedProtocol):
         """Frame and write ``packet``; raises :class:`ConnectionLost` once closed."""
         if self.closed or self._transport is None:
             raise ConnectionLost(f"connection to {self._peer_text()} is closed")
-        if self._corked is not None:
-            self._corked.append(self.session.send(packet))
+        if self.corked is not None:
+            self.corked.append(self.session.send(packet))
         else:
             self._transport.write(self.session.send(packet))
 
@@ -329,8 +331,8 @@ class Connection(asyncio.BufferedProtocol):
         """Write an already framed packet (see :func:`~vyked.core.protocol.encode_frame`)."""
         if self.closed or self._transport is None:
             raise ConnectionLost(f"connection to {self._peer_text()} is closed")
-        if self._corked is not None:
-            self._corked.append(frame)
+        if self.corked is not None:
+            self.corked.append(frame)
         else:
             self._transport.write(frame)
 
@@ -338,8 +340,8 @@ class Connection(asyncio.BufferedProtocol):
         """Write already framed packets, in one write (they join the frames waiting, if any)."""
         if self.closed or self._transport is None:
             raise ConnectionLost(f"connection to {self._peer_text()} is closed")
-        if self._corked is not None:
-            self._corked.extend(frames)
+        if self.corked is not None:
+            self.corked.extend(frames)
         else:
             self._transport.write(frames[0] if len(frames) == 1 else b"".join(frames))
 
@@ -349,10 +351,10 @@ class Connection(asyncio.BufferedProtocol):
         requests a busy caller sends in one pass, where :meth:`send_frame` makes one each."""
         if self.closed or self._transport is None:
             raise ConnectionLost(f"connection to {self._peer_text()} is closed")
-        if self._corked is not None:
-            self._corked.append(frame)
+        if self.corked is not None:
+            self.corked.append(frame)
         else:
-            self._corked = [frame]
+            self.corked = [frame]
             self._loop.call_soon(self._uncork)
 
     def fail(self, error: VykedError) -> None:
