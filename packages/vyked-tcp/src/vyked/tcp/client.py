@@ -144,6 +144,7 @@ class TCPServiceClient(ServiceClient):
             app_name = params.pop("app_name", None)
             app = "" if app_name is None else str(app_name)
         instance: Instance | None = None
+        ic: InstanceConnection | None = None
         route = self._route
         if route is None or not route.current:
             route = self._route = self._find_route()
@@ -151,12 +152,8 @@ class TCPServiceClient(ServiceClient):
             # the fast path: every instance connected, all healthy (a route implies a bound host)
             ic = route.only or route.pick(entity, self._route_load)
             conn = ic.connection
-            if conn is not None and conn.ready:
-                if not self._observers:  # no task, no coroutine, no closure
-                    resend = (self, endpoint, params, entity, timeout, policy, app)
-                    return ic.request(self.name, endpoint, params, policy.attempt_timeout or timeout, resend, None, app)
-                return self._observed_request(ic, endpoint, params, entity, timeout, policy, app)
-            instance = ic.instance  # closed, and the pool not told yet: the slow path opens a new one
+            if conn is None or not conn.ready:  # closed, and the pool not told yet: a new one
+                instance, ic = ic.instance, None
         else:
             host = self.host
             if host is not None and self.ready_host() is not None:
@@ -168,9 +165,33 @@ class TCPServiceClient(ServiceClient):
                     failed: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
                     failed.set_exception(exc)
                     return failed
-                ready = (self._pool or self._connections(host)).ready(instance)
-                if ready is not None:
-                    return self._observed_request(ready, endpoint, params, entity, timeout, policy, app)
+                ic = (self._pool or self._connections(host)).ready(instance)
+        if ic is not None:  # sent at once: no task, no coroutine, no closure
+            observers = self._observers
+            resend = (self, endpoint, params, entity, timeout, policy, app)
+            attempt_timeout = policy.attempt_timeout or timeout
+            if not observers:
+                return ic.request(self.name, endpoint, params, attempt_timeout, resend, None, app)
+            timings = observers.timings
+            if timings is not None and not app:
+                # metrics alone: the pool times the call with a stopwatch, nothing made per call
+                stopwatches = self.stopwatches
+                if stopwatches.timings is not timings:
+                    stopwatches.reset(timings)
+                stopwatch = stopwatches[endpoint]
+                try:
+                    return ic.request(self.name, endpoint, params, attempt_timeout, resend, stopwatch, app)
+                except BaseException as exc:
+                    stopwatch.record(0.0, exc)  # it failed at once
+                    raise
+            observation = observe(observers, self.labels(endpoint), app or None)
+            try:
+                return ic.request(
+                    self.name, endpoint, params, attempt_timeout, resend, observation, app, observation.carrier
+                )
+            except BaseException as exc:
+                observation.end(exc)
+                raise
         return asyncio.ensure_future(
             self.call(
                 f"{self.name}.{endpoint}",
@@ -183,44 +204,6 @@ class TCPServiceClient(ServiceClient):
                 app=app or None,
             )
         )
-
-    def _observed_request(
-        self,
-        ic: InstanceConnection,
-        endpoint: str,
-        params: dict[str, Any],
-        entity: object,
-        timeout: float,
-        policy: RetryPolicy,
-        app: str,
-    ) -> asyncio.Future[Any]:
-        """Send a request over ``ic`` at once, observed as the host's observers want (the
-        fast path's own send, without observers, is written out in :meth:`_send_request`)."""
-        observers = self._observers
-        resend = (self, endpoint, params, entity, timeout, policy, app)
-        attempt_timeout = policy.attempt_timeout or timeout
-        if not observers:
-            return ic.request(self.name, endpoint, params, attempt_timeout, resend, None, app)
-        timings = observers.timings
-        if timings is not None and not app:
-            # metrics alone: the pool times the call with a stopwatch, nothing made per call
-            stopwatches = self.stopwatches
-            if stopwatches.timings is not timings:
-                stopwatches.reset(timings)
-            stopwatch = stopwatches[endpoint]
-            try:
-                return ic.request(self.name, endpoint, params, attempt_timeout, resend, stopwatch, app)
-            except BaseException as exc:
-                stopwatch.record(0.0, exc)  # it failed at once
-                raise
-        observation = observe(observers, self.labels(endpoint), app or None)
-        try:
-            return ic.request(
-                self.name, endpoint, params, attempt_timeout, resend, observation, app, observation.carrier
-            )
-        except BaseException as exc:
-            observation.end(exc)
-            raise
 
     def resend(
         self,
