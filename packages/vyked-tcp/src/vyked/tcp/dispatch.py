@@ -138,47 +138,46 @@ class Dispatcher:
         if timings is not None and stopwatches.timings is not timings:
             stopwatches.reset(timings)
         answers: list[bytes] = []
-        for request in packets:
+        for packet in packets:
             if conn.closed:
                 return
-            if type(request) is not Request:
-                if answers:  # answered before what follows, which may close the connection
-                    conn.send_frames(answers)
-                    answers = []
-                other(conn, request)
-                continue
-            endpoint = endpoints.get(request.endpoint)
-            if (
-                endpoint is None
-                or endpoint.execution is not Execution.INLINE
-                or request.app
-                or request.service != service_name
-                or running.guarded
-                or endpoint.running.guarded
-                or not (unobserved or (timings is not None and not request.trace))
-            ):
-                if answers:
-                    conn.send_frames(answers)
-                    answers = []
-                self._dispatch(conn, request, endpoint)
-                continue
-            outcome: BaseException | None = None
-            try:
-                result = endpoint.handler(**request.params)
-            except BaseException as exc:
-                outcome = self._inline_failed(conn, request, endpoint, exc)
+            if type(packet) is Request:
+                request = packet
+                endpoint = endpoints.get(request.endpoint)
+                if (
+                    endpoint is not None
+                    and endpoint.execution is Execution.INLINE
+                    and not request.app
+                    and request.service == service_name
+                    and not running.guarded
+                    and not endpoint.running.guarded
+                    and (unobserved or (timings is not None and not request.trace))
+                ):
+                    outcome: BaseException | None = None
+                    try:
+                        result = endpoint.handler(**request.params)
+                    except BaseException as exc:
+                        outcome = self._inline_failed(conn, request, endpoint, exc)
+                    else:
+                        try:  # encode_frame, without a call
+                            body = encode_payload(Response(request.id, result, endpoint.deprecation))
+                        except TypeError:  # the general answer says why
+                            outcome = self._send_result(conn, request.id, endpoint, result)
+                        else:
+                            answers.append(frame_header(len(body)) + body)
+                    if timings is not None:
+                        if outcome is None:  # answered: Stopwatch.record, without a call
+                            stopwatches[request.endpoint].durations.append(perf_counter() - conn.read_at)
+                        else:
+                            stopwatches[request.endpoint].record(perf_counter() - conn.read_at, outcome)
+                    continue
+            if answers:  # answered before what follows, which may close the connection
+                conn.send_frames(answers)
+                answers = []
+            if type(packet) is Request:
+                self._dispatch(conn, packet, endpoints.get(packet.endpoint))
             else:
-                try:
-                    body = encode_payload(Response(request.id, result, endpoint.deprecation))
-                except TypeError:  # the general answer says why
-                    outcome = self._send_result(conn, request.id, endpoint, result)
-                else:
-                    answers.append(frame_header(len(body)) + body)
-            if timings is not None:
-                if outcome is None:  # answered: Stopwatch.record, without a call
-                    stopwatches[request.endpoint].durations.append(perf_counter() - conn.read_at)
-                else:
-                    stopwatches[request.endpoint].record(perf_counter() - conn.read_at, outcome)
+                other(conn, packet)
         if answers and not conn.closed:
             conn.send_frames(answers)
 

@@ -120,6 +120,7 @@ class InstanceConnection:
             raise InvalidParams(
                 f"cannot send {service}.{endpoint}: a parameter is not JSON-serialisable ({exc})"
             ) from None
+        frame = frame_header(len(body)) + body  # encode_frame, without a call
         loop = self._loop
         future = loop.create_future()
         deadline = loop.time() + timeout
@@ -127,12 +128,12 @@ class InstanceConnection:
         pending = self.pending
         if pending:  # others are in flight: this pass of the loop may send more, write them together
             corked = conn.corked
-            if corked is not None:
-                corked.append(frame_header(len(body)) + body)
+            if corked is not None:  # send_frame_soon, without a call
+                corked.append(frame)
             else:
-                conn.send_frame_soon(frame_header(len(body)) + body)
+                conn.send_frame_soon(frame)
         else:
-            conn.send_frame(frame_header(len(body)) + body)
+            conn.send_frame(frame)
         pending[request_id] = (future, deadline, resend, observation, endpoint, timeout, sent)
         if deadline < self._deadline:
             self._arm(deadline)
