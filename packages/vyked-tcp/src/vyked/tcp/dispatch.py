@@ -20,7 +20,7 @@ import asyncio
 import inspect
 import logging
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from time import perf_counter
 from typing import Any
 
@@ -63,6 +63,13 @@ class Endpoint:
     signature: inspect.Signature
     running: InFlight
     """This endpoint's requests running now, and its ``max_concurrency``."""
+    immediate: bool = field(init=False)
+    """Inline, without a ``max_concurrency`` of its own: its requests may run on the
+    dispatcher's hot path (:meth:`Dispatcher.dispatch_all`) when nothing else stands in the
+    way. Fixed once made: an endpoint's :attr:`running` is never drained (the service's is)."""
+
+    def __post_init__(self) -> None:
+        self.immediate = self.execution is Execution.INLINE and not self.running.guarded
 
     @classmethod
     def bind(cls, service_name: str, method: Callable[..., Any], spec: EndpointSpec) -> Endpoint:
@@ -138,19 +145,15 @@ class Dispatcher:
         if timings is not None and stopwatches.timings is not timings:
             stopwatches.reset(timings)
         answers: list[bytes] = []
-        for packet in packets:
-            if conn.closed:
-                return
-            if type(packet) is Request:
-                request = packet
+        for request in packets:
+            if type(request) is Request:
                 endpoint = endpoints.get(request.endpoint)
                 if (
                     endpoint is not None
-                    and endpoint.execution is Execution.INLINE
+                    and endpoint.immediate
                     and not request.app
                     and request.service == service_name
                     and not running.guarded
-                    and not endpoint.running.guarded
                     and (unobserved or (timings is not None and not request.trace))
                 ):
                     outcome: BaseException | None = None
@@ -171,13 +174,16 @@ class Dispatcher:
                         else:
                             stopwatches[request.endpoint].record(perf_counter() - conn.read_at, outcome)
                     continue
-            if answers:  # answered before what follows, which may close the connection
+            # Anything else may close the connection: what was answered goes first.
+            if answers:
                 conn.send_frames(answers)
                 answers = []
-            if type(packet) is Request:
-                self._dispatch(conn, packet, endpoints.get(packet.endpoint))
+            if type(request) is Request:
+                self._dispatch(conn, request, endpoints.get(request.endpoint))
             else:
-                other(conn, packet)
+                other(conn, request)
+            if conn.closed:
+                return
         if answers and not conn.closed:
             conn.send_frames(answers)
 
