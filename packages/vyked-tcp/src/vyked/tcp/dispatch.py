@@ -145,43 +145,43 @@ class Dispatcher:
         if timings is not None and stopwatches.timings is not timings:
             stopwatches.reset(timings)
         answers: list[bytes] = []
-        for request in packets:
-            if type(request) is Request:
-                endpoint = endpoints.get(request.endpoint)
+        for packet in packets:
+            if type(packet) is Request:
+                endpoint = endpoints.get(packet.endpoint)
                 if (
                     endpoint is not None
                     and endpoint.immediate
-                    and not request.app
-                    and request.service == service_name
+                    and not packet.app
+                    and packet.service == service_name
                     and not running.guarded
-                    and (unobserved or (timings is not None and not request.trace))
+                    and (unobserved or (timings is not None and not packet.trace))
                 ):
                     outcome: BaseException | None = None
                     try:
-                        result = endpoint.handler(**request.params)
+                        result = endpoint.handler(**packet.params)
                     except BaseException as exc:
-                        outcome = self._inline_failed(conn, request, endpoint, exc)
+                        outcome = self._inline_failed(conn, packet, endpoint, exc)
                     else:
                         try:  # encode_frame, without a call
-                            body = encode_payload(Response(request.id, result, endpoint.deprecation))
+                            body = encode_payload(Response(packet.id, result, endpoint.deprecation))
                         except TypeError:  # the general answer says why
-                            outcome = self._send_result(conn, request.id, endpoint, result)
+                            outcome = self._send_result(conn, packet.id, endpoint, result)
                         else:
                             answers.append(frame_header(len(body)) + body)
                     if timings is not None:
                         if outcome is None:  # answered: Stopwatch.record, without a call
-                            stopwatches[request.endpoint].durations.append(perf_counter() - conn.read_at)
+                            stopwatches[packet.endpoint].durations.append(perf_counter() - conn.read_at)
                         else:
-                            stopwatches[request.endpoint].record(perf_counter() - conn.read_at, outcome)
+                            stopwatches[packet.endpoint].record(perf_counter() - conn.read_at, outcome)
                     continue
             # Anything else may close the connection: what was answered goes first.
             if answers:
                 conn.send_frames(answers)
                 answers = []
-            if type(request) is Request:
-                self._dispatch(conn, request, endpoints.get(request.endpoint))
+            if type(packet) is Request:
+                self._dispatch(conn, packet, endpoints.get(packet.endpoint))
             else:
-                other(conn, request)
+                other(conn, packet)
             if conn.closed:
                 return
         if answers and not conn.closed:
