@@ -42,6 +42,13 @@ def test_nested_offending_field_is_named_by_its_path() -> None:
         encode_payload("IdentityService", "user_created", payload)
 
 
+def test_payload_that_contains_itself_is_a_publish_error() -> None:
+    tags: list[object] = ["a"]
+    tags.append(tags)
+    with pytest.raises(PublishError, match=r"IdentityService\.user_created: field .* is not JSON-serialisable"):
+        encode_payload("IdentityService", "user_created", {"user": "ann", "tags": tags})
+
+
 def test_payload_that_is_not_a_dict_is_refused() -> None:
     with pytest.raises(PublishError, match=r"IdentityService\.bad\(\) must return a dict.*got list"):
         encode_payload("IdentityService", "bad", [1, 2])

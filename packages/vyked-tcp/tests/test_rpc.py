@@ -77,6 +77,11 @@ async def test_unknown_endpoint_and_bad_params(vyked_host: HostFactory) -> None:
         await sloppy.add(1)
     with pytest.raises(InvalidParams, match="not JSON-serialisable"):
         await client.add(1, object())  # type: ignore[arg-type]
+    cyclic: list[object] = []
+    cyclic.append(cyclic)
+    with pytest.raises(InvalidParams, match="not JSON-serialisable"):
+        await client.add(1, cyclic)  # type: ignore[arg-type]
+    assert await client.add(1, 2) == 3  # nothing was sent; the connection is fine
     with pytest.raises(TypeError):
         client.add(1)  # type: ignore[call-arg]
 

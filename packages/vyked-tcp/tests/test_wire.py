@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 
 import pytest
@@ -96,6 +97,16 @@ class Inline(TCPService):
     def boom(self) -> None:
         raise ValueError("boom")
 
+    @api(inline=True)
+    def cyclic(self) -> object:
+        value: list[object] = []
+        value.append(value)
+        return value
+
+    @api(inline=True)
+    def cancelled(self) -> None:
+        raise asyncio.CancelledError  # no failure of the handler's: it ends the read
+
 
 @pytest.fixture
 async def inline_port() -> AsyncIterator[int]:
@@ -118,6 +129,7 @@ async def test_requests_of_one_read_each_get_their_answer(inline_port: int) -> N
         inline_req(4, "nope"),
         inline_req(5, x=50),
         inline_req(6, y=1),  # wrong parameters
+        inline_req(9, "cyclic"),  # a result that contains itself: an error, the others answered
         {**inline_req(7, x=70), "app": "billing"},  # the general path, in the same read
         inline_req(8, x=80),
     ]
@@ -131,7 +143,26 @@ async def test_requests_of_one_read_each_get_their_answer(inline_port: int) -> N
     assert answers[3]["code"] == "remote_error" and answers[3]["args"] == ["boom"]
     assert answers[4]["code"] == "unknown_endpoint"
     assert answers[6]["code"] == "invalid_params"
+    assert answers[9]["code"] == "remote_error" and "JSON cannot carry" in answers[9]["message"]
     await client.close()
+
+
+async def test_what_was_answered_leaves_when_a_handler_ends_the_read() -> None:
+    service = Inline()
+    host = ServiceHost()
+    await service.start(host)
+    loop = asyncio.get_running_loop()
+    ended: list[BaseException] = []
+    loop.set_exception_handler(lambda _, context: ended.append(context.get("exception")))  # type: ignore[arg-type]
+    try:
+        client = await RawClient.connect(service.host_port)
+        client.send_bytes(frame(inline_req(1, x=1)) + frame(inline_req(2, "cancelled")) + frame(inline_req(3, x=3)))
+        assert await client.receive() == {"type": "response", "id": 1, "result": 1}
+        assert await client.closed_by_peer()  # the loop closed the connection whose read raised
+        await client.close()
+    finally:
+        loop.set_exception_handler(None)
+        await service.stop()
 
 
 async def test_a_bad_packet_in_a_read_ends_the_connection_after_the_requests_before_it(inline_port: int) -> None:

@@ -37,7 +37,7 @@ from vyked.core.handler_styles import Execution, as_coroutine_function, executio
 from vyked.core.inflight import InFlight, concurrency_limit
 from vyked.core.names import same_service
 from vyked.core.observe import Family, Labels, Observation, Observer, Observers, Stopwatch, Stopwatches, observe
-from vyked.core.protocol import encode_frame, encode_payload, frame_header
+from vyked.core.protocol import ENCODE_ERRORS, encode_frame, encode_payload, frame_header
 from vyked.core.protocol.packets import Error, Packet, Request, Response
 from vyked.core.service_errors import VykedServiceException
 from vyked.core.tasks import TaskSet
@@ -106,7 +106,8 @@ class Dispatcher:
         """``max_concurrency`` caps the requests the service runs at once (default:
         ``VYKED_MAX_CONCURRENCY``, else no cap); ``pool`` runs plain ``def`` handlers
         (default: the process's :func:`~vyked.core.threads.default_pool`); ``observers`` (the
-        host's list, read on every request) see each request (:mod:`vyked.core.observe`)."""
+        host's list, read for every read of a connection) see each request
+        (:mod:`vyked.core.observe`)."""
         self.service_name = service_name
         self.version = version
         self.observers = observers if isinstance(observers, Observers) else Observers(observers or ())
@@ -132,11 +133,12 @@ class Dispatcher:
     ) -> None:
         """Dispatch the requests among the packets of one read; hand the rest to ``other``.
 
-        The answers of inline handlers leave together, in one write after the last packet.
         This loop is the hot path of a service: it runs an inline handler on the spot when
         nothing is to be refused or logged and nothing observes but metrics (a stopwatch times
         the request from its arrival: nothing is made per request); everything else goes
-        through :meth:`_dispatch`."""
+        through :meth:`_dispatch`. The answers it makes leave together, in one write after the
+        last packet, or before anything else the read holds is handled (which may close the
+        connection); errors are written as they come (answers may come in any order)."""
         endpoints, service_name, running = self.endpoints, self.service_name, self.running
         observers = self.observers
         timings = observers.timings  # None unless metrics alone observe
@@ -145,11 +147,11 @@ class Dispatcher:
         if timings is not None and stopwatches.timings is not timings:
             stopwatches.reset(timings)
         answers: list[bytes] = []
-        for packet in packets:
-            if type(packet) is Request:
-                endpoint = endpoints.get(packet.endpoint)
+        try:
+            for packet in packets:
                 if (
-                    endpoint is not None
+                    type(packet) is Request
+                    and (endpoint := endpoints.get(packet.endpoint)) is not None
                     and endpoint.immediate
                     and not packet.app
                     and packet.service == service_name
@@ -164,7 +166,7 @@ class Dispatcher:
                     else:
                         try:  # encode_frame, without a call
                             body = encode_payload(Response(packet.id, result, endpoint.deprecation))
-                        except TypeError:  # the general answer says why
+                        except ENCODE_ERRORS:  # the general answer says why
                             outcome = self._send_result(conn, packet.id, endpoint, result)
                         else:
                             answers.append(frame_header(len(body)) + body)
@@ -174,18 +176,19 @@ class Dispatcher:
                         else:
                             stopwatches[packet.endpoint].record(perf_counter() - conn.read_at, outcome)
                     continue
-            # Anything else may close the connection: what was answered goes first.
-            if answers:
+                # Anything else may close the connection: what was answered goes first.
+                if answers:
+                    conn.send_frames(answers)
+                    answers = []
+                if type(packet) is Request:
+                    self._dispatch(conn, packet, endpoints.get(packet.endpoint))
+                else:
+                    other(conn, packet)
+                if conn.closed:
+                    return
+        finally:  # what was answered leaves, even if a handler's BaseException ends the read
+            if answers and not conn.closed:
                 conn.send_frames(answers)
-                answers = []
-            if type(packet) is Request:
-                self._dispatch(conn, packet, endpoints.get(packet.endpoint))
-            else:
-                other(conn, packet)
-            if conn.closed:
-                return
-        if answers and not conn.closed:
-            conn.send_frames(answers)
 
     def _dispatch(self, conn: Connection, request: Request, endpoint: Endpoint | None) -> None:
         """Everything :meth:`dispatch_all`'s hot path leaves: observed requests, refusals, routing
@@ -338,7 +341,7 @@ class Dispatcher:
             return None
         try:
             frame = encode_frame(Response(request_id, result, endpoint.deprecation))
-        except TypeError as exc:
+        except ENCODE_ERRORS as exc:
             logger.error("%s.%s returned a value JSON cannot carry: %s", self.service_name, endpoint.name, exc)
             error = TypeError(f"{endpoint.name} returned a value JSON cannot carry: {exc}")
             self._send_error(conn, request_id, error)
@@ -488,7 +491,7 @@ def _qualified_name(cls: type) -> str:
 def _portable_args(args: tuple[Any, ...]) -> list[Any]:
     try:
         encode_payload(args)
-    except TypeError:
+    except ENCODE_ERRORS:
         return [repr(a) for a in args]
     return list(args)
 

@@ -30,7 +30,7 @@ from vyked.core.extensions import ExtensionKey, HostExtension
 from vyked.core.health import InstanceHealth
 from vyked.core.instances import Instance
 from vyked.core.observe import Family, Observation, Stopwatch
-from vyked.core.protocol import encode_payload, frame_header
+from vyked.core.protocol import ENCODE_ERRORS, encode_payload, frame_header
 from vyked.core.protocol.packets import Error, Packet, Request, Response
 from vyked.core.service_host import ServiceHost
 from vyked.core.transport import Connection, open_connection
@@ -116,7 +116,7 @@ class InstanceConnection:
             else:
                 packet = Request(request_id, service, endpoint, params, app)
             body = encode_payload(packet)
-        except TypeError as exc:
+        except ENCODE_ERRORS as exc:
             raise InvalidParams(
                 f"cannot send {service}.{endpoint}: a parameter is not JSON-serialisable ({exc})"
             ) from None

@@ -3,6 +3,7 @@ state machine (handshake, ping, errors) that both ends of a connection run."""
 
 from vyked.core.protocol.framing import (
     DEFAULT_MAX_FRAME_SIZE,
+    ENCODE_ERRORS,
     FrameDecoder,
     decode_packet,
     encode_frame,
@@ -14,6 +15,7 @@ from vyked.core.protocol.session import Session
 
 __all__ = [
     "DEFAULT_MAX_FRAME_SIZE",
+    "ENCODE_ERRORS",
     "PROTOCOL_VERSION",
     "FrameDecoder",
     "Packet",

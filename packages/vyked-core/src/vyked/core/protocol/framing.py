@@ -37,9 +37,12 @@ _pack_header = _header.pack
 _unpack_header = _header.unpack_from
 
 
+ENCODE_ERRORS = (TypeError, ValueError, OverflowError, RecursionError)
+"""What the codec raises for a value JSON cannot carry: an unsupported type (``TypeError``), a
+number out of range, or a value that contains itself or nests too deeply (``RecursionError``)."""
 encode_payload: Callable[[Any], bytes] = _encoder.encode
 """Serialise a JSON value with the wire codec: a packet (a frame's body), or a user payload
-to check. Raises ``TypeError`` if JSON cannot carry it."""
+to check. Raises one of :data:`ENCODE_ERRORS` if JSON cannot carry it."""
 frame_header: Callable[[int], bytes] = _pack_header
 """The header of a frame whose body has this many bytes. ``frame_header(len(body)) + body``
 with ``body = encode_payload(packet)`` is :func:`encode_frame`, written out where a call per
@@ -49,7 +52,7 @@ request counts (sending requests and answers)."""
 def encode_frame(packet: Any) -> bytes:
     """Serialise ``packet`` into one frame, header included.
 
-    Raises ``TypeError`` if the packet holds something JSON cannot carry.
+    Raises one of :data:`ENCODE_ERRORS` if the packet holds something JSON cannot carry.
     """
     # Encoding, then joining the header, costs half what encoding into a growing bytearray
     # behind a reserved header does for the small frames of requests and answers.

@@ -13,6 +13,7 @@ from typing import Any, NamedTuple
 import msgspec
 
 from vyked.core.exceptions import PublishError
+from vyked.core.protocol import ENCODE_ERRORS
 from vyked.core.versions import major, normalize
 
 _encoder = msgspec.json.Encoder()
@@ -53,8 +54,11 @@ def encode_payload(service: str, event: str, payload: object) -> bytes:
     fields = {k: v for k, v in payload.items() if k != "self"} if "self" in payload else payload
     try:
         return _encoder.encode(fields)
-    except (TypeError, ValueError, OverflowError) as exc:
-        path = _offending_path(fields, "") or "?"
+    except ENCODE_ERRORS as exc:
+        try:
+            path = _offending_path(fields, "") or "?"
+        except RecursionError:  # the payload contains itself
+            path = "?"
         raise PublishError(
             f"cannot publish {service}.{event}: field {path!r} is not JSON-serialisable ({exc})"
         ) from None
@@ -81,7 +85,7 @@ def decode_payload(data: bytes | msgspec.Raw) -> dict[str, Any]:
 def _encodes(value: object) -> bool:
     try:
         _encoder.encode(value)
-    except (TypeError, ValueError, OverflowError):
+    except ENCODE_ERRORS:
         return False
     return True
 
