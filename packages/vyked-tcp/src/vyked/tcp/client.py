@@ -145,27 +145,26 @@ class TCPServiceClient(ServiceClient):
             app = "" if app_name is None else str(app_name)
         instance: Instance | None = None
         ic: InstanceConnection | None = None
+        host = self.host
         route = self._route
         if route is None or not route.current:
             route = self._route = self._find_route()
-        if route is not None and not route.breakers and self.host.running:  # type: ignore[union-attr]
-            # the fast path: every instance connected, all healthy (a route implies a bound host)
+        if route is not None and not route.breakers and host is not None and host.running:
+            # the fast path: every instance connected, all healthy
             ic = route.only or route.pick(entity, self._route_load)
             conn = ic.connection
             if conn is None or not conn.ready:  # closed, and the pool not told yet: a new one
                 instance, ic = ic.instance, None
-        else:
-            host = self.host
-            if host is not None and self.ready_host() is not None:
-                try:  # some instance is unhealthy, or not connected yet: the directory chooses
-                    instance = host.directory.select(self.name, self.version, "tcp", entity, (), self._load)
-                except ServiceUnavailable as exc:
-                    if self._observers:
-                        observe(self._observers, self.labels(endpoint), app or None).end(exc)
-                    failed: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
-                    failed.set_exception(exc)
-                    return failed
-                ic = (self._pool or self._connections(host)).ready(instance)
+        elif host is not None and self.ready_host() is not None:
+            try:  # some instance is unhealthy, or not connected yet: the directory chooses
+                instance = host.directory.select(self.name, self.version, "tcp", entity, (), self._load)
+            except ServiceUnavailable as exc:
+                if self._observers:
+                    observe(self._observers, self.labels(endpoint), app or None).end(exc)
+                failed: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+                failed.set_exception(exc)
+                return failed
+            ic = (self._pool or self._connections(host)).ready(instance)
         if ic is not None:  # sent at once: no task, no coroutine, no closure
             observers = self._observers
             resend = (self, endpoint, params, entity, timeout, policy, app)
