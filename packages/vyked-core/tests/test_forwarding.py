@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from vyked.core.forwarding import RESULT, SELF, forwarder
+from vyked.core.forwarding import LOCALS, RESULT, SELF, forwarder, parameter, returns_locals
 
 
 def then(*arguments: Any) -> tuple[Any, ...]:
@@ -134,3 +134,48 @@ def test_a_then_named_by_a_string_is_the_method_of_self_at_call_time() -> None:
     assert generic(client, 3) == ("override", "echo", {"a": (client, 3)})
     with pytest.raises(ValueError, match="not a method name"):
         forwarder(Base.echo, "send(); import os", (RESULT,))
+
+
+def test_only_a_body_of_return_locals_counts_as_returning_locals() -> None:
+    def documented(self, x):  # type: ignore[no-untyped-def]
+        """A docstring is no code."""
+        return locals()
+
+    def computes(self, x):  # type: ignore[no-untyped-def]
+        y = x + 1  # in locals() too
+        return locals()
+
+    def copies(self, x):  # type: ignore[no-untyped-def]
+        return dict(locals())
+
+    def returns_a_dict(self, x):  # type: ignore[no-untyped-def]
+        return {"x": x}
+
+    async def asynchronous(self, x):  # type: ignore[no-untyped-def]
+        return locals()
+
+    def wrapper(self, x):  # type: ignore[no-untyped-def]
+        return locals()
+
+    assert returns_locals(documented) and returns_locals(Client.every_kind)
+    for method in (computes, copies, returns_a_dict, asynchronous, functools.wraps(documented)(wrapper)):
+        assert not returns_locals(method), method
+    with pytest.raises(ValueError, match="return locals"):
+        forwarder(computes, then, (LOCALS,))
+
+
+def test_locals_is_what_the_method_would_return_without_calling_it() -> None:
+    client = Client()
+    everything = (LOCALS, parameter("key"), parameter("missing", "absent"), parameter("name", convert=str.upper))
+    send = sender_of(Client.every_kind, everything)
+    for args, kwargs in [((1,), {}), ((1, "a", 3, 4), {"key": 2, "z": 5}), ((), {"x": 7, "name": "b"})]:
+        returned = Client.every_kind(client, *args, **kwargs)
+        expected = {k: v for k, v in returned.items() if k not in ("self", "key", "name")}
+        got = send(client, *args, **kwargs)
+        assert got == (expected, returned["key"], "absent", returned["name"].upper())
+        assert list(got[0]) == list(expected)  # in locals()'s order too
+    with pytest.raises(TypeError, match=r"every_kind\(\) missing 1 required positional argument: 'x'"):
+        send(client)
+    assert sender_of(Client.keyword_only, (SELF, LOCALS))(client, a=1) == (client, {"a": 1, "b": 2})
+    with pytest.raises(ValueError, match="goes with LOCALS"):
+        forwarder(Client.every_kind, then, (RESULT, parameter("key")))

@@ -7,11 +7,14 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import logging
 from collections.abc import Callable
+from typing import Any
 
 import pytest
 from tcp_testservices import Calculator, CalculatorClient
 
+from vyked import request
 from vyked.core.instances import Instance
 from vyked.core.pytest_plugin import HostFactory
 from vyked.core.service_host import ServiceHost
@@ -219,3 +222,34 @@ async def test_a_route_weighs_connections_by_the_clients_own_outstanding(vyked_h
     client.busy = {second.node_id}
     assert (await who_answers(client, 8)) == {first.node_id: 8}
     assert client._route is route  # all over the route
+
+
+class NamedCaller(CalculatorClient):
+    """``@request`` methods that only return ``locals()``, with the two names that are no
+    parameters: ``entity`` routes the request, ``app_name`` names the caller."""
+
+    @request
+    def whoami(self, entity: str | None = None, app_name: object = None) -> dict[str, Any]:
+        return locals()
+
+    @request
+    def add(self, a: int, b: int, *, app_name: object = "billing") -> dict[str, Any]:
+        return locals()
+
+
+async def test_entity_and_app_name_of_a_locals_method_route_and_name_and_are_no_parameters(
+    vyked_host: HostFactory, caplog: pytest.LogCaptureFixture
+) -> None:
+    services = [Calculator(), Calculator()]
+    for service in services:
+        await vyked_host(service)
+    client = NamedCaller()
+    await vyked_host(clients=(client,))
+    owners = {key: {await client.whoami(entity=key) for _ in range(4)} for key in "abcdefgh"}
+    assert all(len(nodes) == 1 for nodes in owners.values())  # an entity sticks to its instance
+    assert set().union(*owners.values()) == {s.node_id for s in services}  # and entities spread
+    with caplog.at_level(logging.INFO, logger="vyked.tcp.dispatch"):
+        assert await client.add(2, 3) == 5  # had app_name been sent as a parameter: InvalidParams
+        assert await client.whoami(app_name=7) in {s.node_id for s in services}
+    assert "first request from app 'billing'" in caplog.text
+    assert "first request from app '7'" in caplog.text

@@ -10,7 +10,7 @@ from typing import Any, ClassVar
 from vyked.core.client import IDEMPOTENT, NOT_IDEMPOTENT, RetryPolicy, ServiceClient
 from vyked.core.endpoints import check_reserved, collect, install_senders
 from vyked.core.exceptions import InvalidParams, ServiceUnavailable, VykedError
-from vyked.core.forwarding import RESULT, forwarder
+from vyked.core.forwarding import LOCALS, RESULT, forwarder, parameter, returns_locals
 from vyked.core.instances import Instance
 from vyked.core.observe import Observation, Observers, observe
 from vyked.core.service_host import ServiceHost
@@ -140,9 +140,14 @@ class TCPServiceClient(ServiceClient):
         app = ""
         if "entity" in params or "app_name" in params:
             entity = params.pop("entity", None)
-            # vyked 2.x convention: the caller's name rides along in locals(); it is no parameter
-            app_name = params.pop("app_name", None)
-            app = "" if app_name is None else str(app_name)
+            app = _app(params.pop("app_name", None))
+        return self._send(endpoint, params, entity, app, timeout, policy)
+
+    def _send(
+        self, endpoint: str, params: dict[str, Any], entity: object, app: str, timeout: float, policy: RetryPolicy
+    ) -> asyncio.Future[Any]:
+        """Send the request: ``params`` are the endpoint's parameters, ``entity`` routes it,
+        ``app`` names the caller."""
         instance: Instance | None = None
         ic: InstanceConnection | None = None
         host = self.host
@@ -243,8 +248,18 @@ class TCPServiceClient(ServiceClient):
         return attempt
 
 
+def _app(app_name: object) -> str:
+    """vyked 2.x convention: the caller's name rides along in ``locals()`` as ``app_name``; it
+    is no parameter of the endpoint."""
+    return "" if app_name is None else str(app_name)
+
+
 def _requester(method: Callable[..., Any], spec: EndpointSpec) -> Callable[..., asyncio.Future[Any]]:
-    """What a ``@request`` method becomes: it sends the parameters the method returns."""
+    """What a ``@request`` method becomes: it sends the parameters the method returns. A
+    method that only returns ``locals()`` is not called: the sender makes that dict itself."""
     timeout = DEFAULT_REQUEST_TIMEOUT if spec.timeout is None else spec.timeout
     policy = IDEMPOTENT if spec.idempotent else NOT_IDEMPOTENT
+    if returns_locals(method):
+        routing = (parameter("entity"), parameter("app_name", "", _app))
+        return forwarder(method, "_send", (spec.name, LOCALS, *routing, timeout, policy))
     return forwarder(method, "_send_request", (spec.name, RESULT, timeout, policy))
