@@ -7,13 +7,14 @@ import ssl
 from collections.abc import Awaitable, Callable
 from typing import Any, ClassVar
 
-from vyked.core.client import IDEMPOTENT, NOT_IDEMPOTENT, RetryPolicy, ServiceClient
+from vyked.core.client import IDEMPOTENT, NOT_IDEMPOTENT, ServiceClient
 from vyked.core.endpoints import check_reserved, collect, install_senders
 from vyked.core.exceptions import InvalidParams, ServiceUnavailable, VykedError
 from vyked.core.forwarding import LOCALS, RESULT, forwarder, parameter, returns_locals
 from vyked.core.instances import Instance
 from vyked.core.observe import Observation, Observers, observe
 from vyked.core.service_host import ServiceHost
+from vyked.tcp.calls import Call
 from vyked.tcp.decorators import DEFAULT_REQUEST_TIMEOUT, EndpointSpec, of_kind
 from vyked.tcp.pool import POOL, ConnectionPool, InstanceConnection
 from vyked.tcp.pubsub.hub import attach_client
@@ -120,19 +121,15 @@ class TCPServiceClient(ServiceClient):
         the endpoint's parameters, plus ``entity`` (routing) and ``app_name`` (the caller's
         name) if wanted. ``timeout`` defaults to a ``@request``'s; ``idempotent`` as in
         ``@request(idempotent=True)``. Raises what a ``@request`` call raises."""
-        return self._send_request(
-            endpoint,
-            dict(params or {}),
-            DEFAULT_REQUEST_TIMEOUT if timeout is None else timeout,
-            IDEMPOTENT if idempotent else NOT_IDEMPOTENT,
-        )
+        limit = DEFAULT_REQUEST_TIMEOUT if timeout is None else timeout
+        call = Call(endpoint, limit, IDEMPOTENT if idempotent else NOT_IDEMPOTENT)
+        return self._send_request(call, dict(params or {}))
 
-    def _send_request(
-        self, endpoint: str, params: Any, timeout: float, policy: RetryPolicy = NOT_IDEMPOTENT
-    ) -> asyncio.Future[Any]:
+    def _send_request(self, call: Call, params: Any) -> asyncio.Future[Any]:
+        """Send what a ``@request`` method returned (see :meth:`send_request`)."""
         if type(params) is not dict and not isinstance(params, dict):
             raise InvalidParams(
-                f"@request method {endpoint}() must return a dict of parameters (return locals()), "
+                f"@request method {call.endpoint}() must return a dict of parameters (return locals()), "
                 f"got {type(params).__name__}"
             )
         params.pop("self", None)
@@ -141,11 +138,9 @@ class TCPServiceClient(ServiceClient):
         if "entity" in params or "app_name" in params:
             entity = params.pop("entity", None)
             app = _app(params.pop("app_name", None))
-        return self._send(endpoint, params, entity, app, timeout, policy)
+        return self._send(call, params, entity, app)
 
-    def _send(
-        self, endpoint: str, params: dict[str, Any], entity: object, app: str, timeout: float, policy: RetryPolicy
-    ) -> asyncio.Future[Any]:
+    def _send(self, call: Call, params: dict[str, Any], entity: object, app: str) -> asyncio.Future[Any]:
         """Send the request: ``params`` are the endpoint's parameters, ``entity`` routes it,
         ``app`` names the caller."""
         instance: Instance | None = None
@@ -165,46 +160,42 @@ class TCPServiceClient(ServiceClient):
                 instance = host.directory.select(self.name, self.version, "tcp", entity, (), self._load)
             except ServiceUnavailable as exc:
                 if self._observers:
-                    observe(self._observers, self.labels(endpoint), app or None).end(exc)
+                    observe(self._observers, self.labels(call.endpoint), app or None).end(exc)
                 failed: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
                 failed.set_exception(exc)
                 return failed
             ic = (self._pool or self._connections(host)).ready(instance)
         if ic is not None:  # sent at once: no task, no coroutine, no closure
             observers = self._observers
-            resend = (self, endpoint, params, entity, timeout, policy, app)
-            attempt_timeout = policy.attempt_timeout or timeout
             if not observers:
-                return ic.request(self.name, endpoint, params, attempt_timeout, resend, None, app)
+                return ic.request(self.name, call, params, app, self, entity)
             timings = observers.timings
             if timings is not None and not app:
                 # metrics alone: the pool times the call with a stopwatch, nothing made per call
                 stopwatches = self.stopwatches
                 if stopwatches.timings is not timings:
                     stopwatches.reset(timings)
-                stopwatch = stopwatches[endpoint]
+                stopwatch = stopwatches[call.endpoint]
                 try:
-                    return ic.request(self.name, endpoint, params, attempt_timeout, resend, stopwatch, app)
+                    return ic.request(self.name, call, params, app, self, entity, stopwatch)
                 except BaseException as exc:
                     stopwatch.record(0.0, exc)  # it failed at once
                     raise
-            observation = observe(observers, self.labels(endpoint), app or None)
+            observation = observe(observers, self.labels(call.endpoint), app or None)
             try:
-                return ic.request(
-                    self.name, endpoint, params, attempt_timeout, resend, observation, app, observation.carrier
-                )
+                return ic.request(self.name, call, params, app, self, entity, observation, observation.carrier)
             except BaseException as exc:
                 observation.end(exc)
                 raise
         return asyncio.ensure_future(
             self.call(
-                f"{self.name}.{endpoint}",
+                f"{self.name}.{call.endpoint}",
                 entity,
-                timeout,
-                self._attempt(endpoint, params, timeout, policy, app),
+                call.timeout,
+                self._attempt(call, params, app),
                 instance,
-                policy=policy,
-                endpoint=endpoint,
+                policy=call.policy,
+                endpoint=call.endpoint,
                 app=app or None,
             )
         )
@@ -214,36 +205,32 @@ class TCPServiceClient(ServiceClient):
         error: VykedError,
         instance: Instance,
         sent_at: float,
-        endpoint: str,
+        call: Call,
         params: dict[str, Any],
         entity: object,
-        timeout: float,
-        policy: RetryPolicy,
-        observation: Observation | None = None,
         app: str = "",
+        observation: Observation | None = None,
     ) -> asyncio.Future[Any]:
         """Take over a request the fast path sent to ``instance`` at ``sent_at`` (event-loop
         time), which failed with ``error``: :meth:`call` decides whether to send it again (and
         ends ``observation``, the fast path's)."""
-        attempt = self._attempt(endpoint, params, timeout, policy, app)
+        attempt = self._attempt(call, params, app)
         return asyncio.ensure_future(
             self.call(
-                f"{self.name}.{endpoint}", entity, timeout, attempt, instance,
-                policy=policy, failed=error, deadline=sent_at + timeout, endpoint=endpoint, app=app or None,
-                observation=observation,
+                f"{self.name}.{call.endpoint}", entity, call.timeout, attempt, instance,
+                policy=call.policy, failed=error, deadline=sent_at + call.timeout, endpoint=call.endpoint,
+                app=app or None, observation=observation,
             )
         )  # fmt: skip
 
     def _attempt(
-        self, endpoint: str, params: dict[str, Any], timeout: float, policy: RetryPolicy, app: str
+        self, call: Call, params: dict[str, Any], app: str
     ) -> Callable[[ServiceHost, Instance, Observation | None], Awaitable[Any]]:
-        attempt_timeout = policy.attempt_timeout or timeout
-
         async def attempt(host: ServiceHost, instance: Instance, observation: Observation | None) -> Any:
             ic = await host.extension(POOL).connect(instance, self.ssl_context)
             # call() ends the observation, not the pool: only its trace context goes along
             trace = None if observation is None else observation.carrier
-            return await ic.request(self.name, endpoint, params, attempt_timeout, app=app, trace=trace)
+            return await ic.request(self.name, call, params, app, trace=trace)
 
         return attempt
 
@@ -258,8 +245,7 @@ def _requester(method: Callable[..., Any], spec: EndpointSpec) -> Callable[..., 
     """What a ``@request`` method becomes: it sends the parameters the method returns. A
     method that only returns ``locals()`` is not called: the sender makes that dict itself."""
     timeout = DEFAULT_REQUEST_TIMEOUT if spec.timeout is None else spec.timeout
-    policy = IDEMPOTENT if spec.idempotent else NOT_IDEMPOTENT
+    call = Call(spec.name, timeout, IDEMPOTENT if spec.idempotent else NOT_IDEMPOTENT)
     if returns_locals(method):
-        routing = (parameter("entity"), parameter("app_name", "", _app))
-        return forwarder(method, "_send", (spec.name, LOCALS, *routing, timeout, policy))
-    return forwarder(method, "_send_request", (spec.name, RESULT, timeout, policy))
+        return forwarder(method, "_send", (call, LOCALS, parameter("entity"), parameter("app_name", "", _app)))
+    return forwarder(method, "_send_request", (call, RESULT))

@@ -22,7 +22,7 @@ import ssl
 import warnings
 from collections.abc import Callable, Mapping
 from time import perf_counter
-from typing import Any, cast
+from typing import Any, Protocol, cast
 
 from vyked.core.client import InstanceUnreachable
 from vyked.core.exceptions import ConnectionLost, Draining, InvalidParams, RequestTimeout, VykedError, error_from_code
@@ -34,18 +34,36 @@ from vyked.core.protocol import ENCODE_ERRORS, encode_payload, frame_header
 from vyked.core.protocol.packets import Error, Packet, Request, Response
 from vyked.core.service_host import ServiceHost
 from vyked.core.transport import Connection, open_connection
+from vyked.tcp.calls import Call
 from vyked.tcp.routes import Route
 
 logger = logging.getLogger(__name__)
 
-Resend = tuple[Any, str, dict[str, Any], object, float, Any, str]
-"""What the client's :meth:`~vyked.tcp.client.TCPServiceClient.resend` needs besides the error,
-the instance and the time: ``(client, endpoint, params, entity, timeout, policy, app)``. A
-tuple, not a closure: it is made for every request on the fast path."""
 
-_Pending = tuple["asyncio.Future[Any]", float, Resend | None, Observation | Stopwatch | None, str, float, float]
-"""``(future, deadline, resend, observation, endpoint, timeout, sent)``: the deadline in loop
-time; ``sent`` the :func:`~time.perf_counter` time of sending, when observed (else 0)."""
+class Resender(Protocol):
+    """Who takes over a request that failed other than by its handler's answer: the client
+    (:meth:`~vyked.tcp.client.TCPServiceClient.resend`), which may send it again."""
+
+    def resend(
+        self,
+        error: VykedError,
+        instance: Instance,
+        sent_at: float,
+        call: Call,
+        params: dict[str, Any],
+        entity: object,
+        app: str = "",
+        observation: Observation | None = None,
+    ) -> asyncio.Future[Any]: ...
+
+
+_Pending = tuple[
+    "asyncio.Future[Any]", float, Call, Observation | Stopwatch | None, float,
+    Resender | None, dict[str, Any], object, str,
+]  # fmt: skip
+"""``(future, deadline, call, observation, sent, resender, params, entity, app)``: the deadline
+in loop time; ``sent`` the :func:`~time.perf_counter` time of sending, when observed (else 0);
+the rest what ``resender`` needs to send the request again. One tuple, made for every request."""
 
 
 class InstanceConnection:
@@ -90,19 +108,20 @@ class InstanceConnection:
     def request(
         self,
         service: str,
-        endpoint: str,
+        call: Call,
         params: dict[str, Any],
-        timeout: float,
-        resend: Resend | None = None,
-        observation: Observation | Stopwatch | None = None,
         app: str = "",
+        resender: Resender | None = None,
+        entity: object = None,
+        observation: Observation | Stopwatch | None = None,
         trace: Mapping[str, str] | None = None,
     ) -> asyncio.Future[Any]:
-        """Send one request; the future resolves to the result or raises a vyked error.
+        """Send one request of ``call`` with ``params``; the future resolves to the result or
+        raises a vyked error when no answer came within the call's attempt timeout.
 
-        With ``resend``, a failure other than an answer from the handler goes to the client's
-        ``resend`` (its slow path), whose outcome becomes the future's. Raises
-        :class:`InstanceUnreachable` when the connection is closed (nothing was sent).
+        With ``resender``, a failure other than an answer from the handler goes to its
+        ``resend`` (the client's slow path, with ``entity``), whose outcome becomes the future's.
+        Raises :class:`InstanceUnreachable` when the connection is closed (nothing was sent).
         ``observation`` (the fast path's) is ended with the answer, or handed to ``resend``; a
         :class:`~vyked.core.observe.Stopwatch` instead times the request from its sending.
         ``app`` (the caller's ``app_name``) and ``trace`` (its trace context) go along."""
@@ -112,18 +131,18 @@ class InstanceConnection:
         request_id = self._next_id = self._next_id + 1
         try:
             if trace:
-                packet = Request(request_id, service, endpoint, params, app, dict(trace))
+                packet = Request(request_id, service, call.endpoint, params, app, dict(trace))
             else:
-                packet = Request(request_id, service, endpoint, params, app)
+                packet = Request(request_id, service, call.endpoint, params, app)
             body = encode_payload(packet)
         except ENCODE_ERRORS as exc:
             raise InvalidParams(
-                f"cannot send {service}.{endpoint}: a parameter is not JSON-serialisable ({exc})"
+                f"cannot send {service}.{call.endpoint}: a parameter is not JSON-serialisable ({exc})"
             ) from None
         frame = frame_header(len(body)) + body  # encode_frame, without a call
         loop = self._loop
         future = loop.create_future()
-        deadline = loop.time() + timeout
+        deadline = loop.time() + call.attempt_timeout
         sent = 0.0 if observation is None else perf_counter()
         pending = self.pending
         if pending:  # others are in flight: this pass of the loop may send more, write them together
@@ -134,7 +153,7 @@ class InstanceConnection:
                 conn.send_frame_soon(frame)
         else:
             conn.send_frame(frame)
-        pending[request_id] = (future, deadline, resend, observation, endpoint, timeout, sent)
+        pending[request_id] = (future, deadline, call, observation, sent, resender, params, entity, app)
         if deadline < self._deadline:
             self._arm(deadline)
         return future
@@ -152,9 +171,10 @@ class InstanceConnection:
         expired = [request_id for request_id, entry in self.pending.items() if entry[1] <= now]
         for request_id in expired:
             entry = self.pending.pop(request_id)
-            endpoint, timeout = entry[4], entry[5]
+            call = entry[2]
             error = RequestTimeout(
-                f"{self.instance.service}.{endpoint} got no answer from {self.instance.describe()} within {timeout} s"
+                f"{self.instance.service}.{call.endpoint} got no answer from {self.instance.describe()} "
+                f"within {call.attempt_timeout} s"
             )
             self._fail(entry, error)
         if self.pending:  # resends may have set the timer meanwhile, for a later deadline
@@ -166,30 +186,24 @@ class InstanceConnection:
         """End the observation of a request that ended (with ``error``, or answered)."""
         observation = entry[3]
         if isinstance(observation, Stopwatch):
-            observation.record(perf_counter() - entry[6], error)
+            observation.record(perf_counter() - entry[4], error)
         elif observation is not None:
             observation.end(error)
 
     def _fail(self, entry: _Pending, error: VykedError) -> None:
-        """End a request with ``error``, or hand it to its client's ``resend``."""
-        future, deadline, resend, observation = entry[:4]
+        """End a request with ``error``, or hand it to its ``resender``."""
+        future, deadline, call, observation, sent, resender, params, entity, app = entry
         if future.done():
             self._observed(entry, error)
             return
-        if resend is None:  # the client's slow path awaits it, and reports the outcome
+        if resender is None:  # the client's slow path awaits it, and reports the outcome
             future.set_exception(error)
             self._observed(entry, error)
         else:
-            client, endpoint, params, entity, timeout, policy, app = resend
-            sent_at = deadline - (policy.attempt_timeout or timeout)
             if isinstance(observation, Stopwatch):  # the slow path ends it when the retries are done
-                observation = observation.start(entry[6])
-            _chain(
-                client.resend(
-                    error, self.instance, sent_at, endpoint, params, entity, timeout, policy, observation, app
-                ),
-                future,
-            )
+                observation = observation.start(sent)
+            sent_at = deadline - call.attempt_timeout
+            _chain(resender.resend(error, self.instance, sent_at, call, params, entity, app, observation), future)
 
     # -- PacketHandler ------------------------------------------------------------------------
 
@@ -205,7 +219,7 @@ class InstanceConnection:
                 observation = entry[3]
                 if observation is not None:
                     if type(observation) is Stopwatch:  # timed to the read that brought the answer
-                        observation.durations.append(conn.read_at - entry[6])
+                        observation.durations.append(conn.read_at - entry[4])
                     else:
                         cast(Observation, observation).end()
                 if breakers:
