@@ -19,6 +19,28 @@ class _Packet(msgspec.Struct, tag_field="type", omit_defaults=True, gc=False):
     need not track the several made for every request (cheaper to make, and to collect)."""
 
 
+class _Made:
+    __slots__ = ("count",)
+
+    def __init__(self) -> None:
+        self.count = 0
+
+
+SESSION_PACKETS_MADE = _Made()
+"""``.count``: the ``ping``, ``pong`` and ``error`` packets this process has made, decoded or
+built. A session reads it before and after decoding a read: unchanged, the read holds none of
+the packets it may have to handle itself, which is cheaper to know so than by looking at the
+type of every packet of every read. (Packets made meanwhile in another thread only make it
+look when it need not.)"""
+
+
+class _SessionPacket(_Packet):
+    """A packet a session may have to handle itself: counted in :data:`SESSION_PACKETS_MADE`."""
+
+    def __post_init__(self) -> None:
+        SESSION_PACKETS_MADE.count += 1
+
+
 # -- connection set-up and liveness -------------------------------------------------------
 
 
@@ -55,17 +77,17 @@ class Welcome(_Packet, tag="welcome"):
     node_id: str = ""
 
 
-class Ping(_Packet, tag="ping"):
+class Ping(_SessionPacket, tag="ping"):
     """Liveness probe; the peer answers with ``pong``."""
 
     nonce: int = 0
 
 
-class Pong(_Packet, tag="pong"):
+class Pong(_SessionPacket, tag="pong"):
     nonce: int = 0
 
 
-class Error(_Packet, tag="error"):
+class Error(_SessionPacket, tag="error"):
     """An error: the answer to request ``id``, or (``id`` null) about the connection itself."""
 
     code: str

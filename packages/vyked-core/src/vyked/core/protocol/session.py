@@ -37,6 +37,7 @@ from vyked.core.protocol import auth
 from vyked.core.protocol.framing import DEFAULT_MAX_FRAME_SIZE, FrameDecoder, encode_frame, feed_through
 from vyked.core.protocol.packets import (
     PROTOCOL_VERSION,
+    SESSION_PACKETS_MADE,
     Auth,
     Challenge,
     Error,
@@ -52,8 +53,6 @@ HANDSHAKE_MAX_FRAME_SIZE = 64 * 1024
 
 
 DRAINING = Draining.code
-_SESSION_PACKETS = frozenset({Ping, Pong, Error})
-"""Packets the session may handle itself once ready (an ``error`` only when it ends the session)."""
 """An ``error`` without id and with this code is a notice, not a refusal: the peer is shutting
 down and answers what it has; it goes to the handler and the connection stays open."""
 
@@ -145,9 +144,11 @@ class Session:
         """Account for ``nbytes`` written into :meth:`get_buffer`; return the application
         packets that arrived. Handshake, ``ping`` and ``pong`` are handled here; check
         :meth:`data_to_send` and :attr:`failure` afterwards."""
+        made = SESSION_PACKETS_MADE.count
         received = self._decoder.buffer_updated(nbytes)
-        if self.ready and self.failure is None and _SESSION_PACKETS.isdisjoint(map(type, received)):
-            # the common case, once ready: only application packets, delivered as they are
+        if self.ready and self.failure is None and SESSION_PACKETS_MADE.count == made:
+            # the common case, once ready: no ping, pong or error (which the session may have
+            # to handle itself), only application packets, delivered as they are
             self.frames_received += len(received)
             if self._decoder.error is not None:
                 self.failure = self._decoder.error
