@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from vyked.core.forwarding import LOCALS, RESULT, SELF, forwarder, parameter, returns_locals
+from vyked.core.forwarding import LOCALS, RESULT, SELF, forwarder, keyword_caller, parameter, returns_locals
 
 
 def then(*arguments: Any) -> tuple[Any, ...]:
@@ -179,3 +179,71 @@ def test_locals_is_what_the_method_would_return_without_calling_it() -> None:
     assert sender_of(Client.keyword_only, (SELF, LOCALS))(client, a=1) == (client, {"a": 1, "b": 2})
     with pytest.raises(ValueError, match="goes with LOCALS"):
         forwarder(Client.every_kind, then, (RESULT, parameter("key")))
+
+
+class Handlers:
+    def plain(self, x, name="n"):  # type: ignore[no-untyped-def]
+        return ("plain", x, name)
+
+    def positional_only(self, a, /, b):  # type: ignore[no-untyped-def]
+        return (a, b)
+
+    def keyword_only(self, a, *, b):  # type: ignore[no-untyped-def]
+        return (a, b)
+
+    def anything(self, *args, **kwargs):  # type: ignore[no-untyped-def]
+        return (args, kwargs)
+
+    def nothing(self):  # type: ignore[no-untyped-def]
+        return "nothing"
+
+    def shadowing(self, _vyked_params):  # type: ignore[no-untyped-def]
+        return _vyked_params
+
+
+def outcome(call: Any, *args: Any, **kwargs: Any) -> Any:
+    try:
+        return call(*args, **kwargs)
+    except TypeError as exc:
+        return ("TypeError", str(exc))
+
+
+@pytest.mark.parametrize("name", ["plain", "positional_only", "keyword_only", "anything", "nothing", "shadowing"])
+@pytest.mark.parametrize(
+    "params",
+    [{}, {"x": 1}, {"x": 1, "name": "a"}, {"name": "a", "x": 1}, {"x": 1, "zz": 2}, {"a": 1, "b": 2}, {"b": 2, "a": 1},
+     {"_vyked_params": 3}, {"a": 1, "zz": 2}],
+)  # fmt: skip
+def test_a_keyword_caller_has_the_outcome_of_a_keyword_call(name: str, params: dict[str, Any]) -> None:
+    handler = getattr(Handlers(), name)
+    assert outcome(keyword_caller(handler), dict(params)) == outcome(handler, **params)
+
+
+def test_a_keyword_caller_passes_by_position_only_what_is_exactly_the_handlers_parameters() -> None:
+    seen: list[tuple[tuple[Any, ...], dict[str, Any]]] = []
+
+    def spy(method: Any) -> Any:
+        @functools.wraps(method)
+        def wrapper(*args: Any, **kwargs: Any) -> Any:
+            seen.append((args, kwargs))
+            return method(*args, **kwargs)
+
+        return wrapper
+
+    class Spied:
+        @spy
+        def add(self, a, b):  # type: ignore[no-untyped-def]
+            return a + b
+
+    assert keyword_caller(Spied().add)({"a": 1, "b": 2}) == 3
+    assert seen[-1][1] == {"a": 1, "b": 2}  # a decorator's wrapper gets its keywords
+    calls: list[tuple[Any, ...]] = []
+
+    class Counted:
+        def add(self, a, b):  # type: ignore[no-untyped-def]
+            calls.append((a, b))
+            raise KeyError("the handler's own")  # not taken for a missing parameter
+
+    with pytest.raises(KeyError, match="the handler's own"):
+        keyword_caller(Counted().add)({"b": 2, "a": 1})
+    assert calls == [(1, 2)]

@@ -11,6 +11,12 @@ Most ``@request`` methods are nothing but ``return locals()``. For those
 (:func:`returns_locals`) the sender need not call the method at all: :data:`LOCALS` in its
 arguments is the dict ``locals()`` would return, built by the sender from its own parameters,
 and :func:`parameter` takes one parameter out of that dict to pass it on its own.
+
+The other way round, on the service side, :func:`keyword_caller` calls a handler with a
+request's parameters (a dict): as keywords, Python matches each name to the handler's
+parameters by comparing strings (the decoder's names are not the handler's own objects),
+which costs more than the rest of calling it; the caller passes them by position when they
+are exactly the handler's parameters.
 """
 
 from __future__ import annotations
@@ -199,3 +205,39 @@ def _generic(
         return call(*(self if a is SELF else result if a is RESULT else a for a in arguments))
 
     return sender
+
+
+def keyword_caller(handler: Callable[..., Any]) -> Callable[[dict[str, Any]], Any]:
+    """A function that calls ``handler`` with a dict of keyword arguments, as
+    ``handler(**params)`` does, and with the same outcome: by position when the dict holds
+    exactly the handler's parameters, all of which may be given by position or keyword; by
+    keyword otherwise (where Python then says what does not fit). A decorator's wrapper is
+    called by keyword: it may look at the keywords it gets."""
+    try:
+        parameters = list(inspect.signature(handler, follow_wrapped=False).parameters.values())
+    except (TypeError, ValueError):
+        parameters = []
+    names = [p.name for p in parameters]
+    namespace: dict[str, Any] = {f"{_PREFIX}handler": handler}
+    by_keyword = f"return {_PREFIX}handler(**{_PREFIX}params)"
+    if (
+        not parameters
+        or any(p.kind is not inspect.Parameter.POSITIONAL_OR_KEYWORD for p in parameters)
+        or any(name.startswith(_PREFIX) for name in names)
+    ):
+        source = f"def call({_PREFIX}params, /):\n    {by_keyword}\n"
+    else:
+        fetch = "; ".join(f"{name} = {_PREFIX}params[{name!r}]" for name in names)
+        source = (
+            f"def call({_PREFIX}params, /):\n"
+            f"    if len({_PREFIX}params) == {len(names)}:\n"
+            f"        try:\n"
+            f"            {fetch}\n"
+            f"        except KeyError:\n"
+            f"            {by_keyword}\n"
+            f"        return {_PREFIX}handler({', '.join(names)})\n"
+            f"    {by_keyword}\n"
+        )
+    exec(source, namespace)  # names from the handler's signature; the handler in the namespace
+    call: Callable[[dict[str, Any]], Any] = namespace["call"]
+    return call

@@ -33,6 +33,7 @@ from vyked.core.exceptions import (
     UnknownEndpoint,
     VykedError,
 )
+from vyked.core.forwarding import keyword_caller
 from vyked.core.handler_styles import Execution, as_coroutine_function, execution_of, is_handler_failure
 from vyked.core.inflight import InFlight, concurrency_limit
 from vyked.core.names import same_service
@@ -67,9 +68,13 @@ class Endpoint:
     """Inline, without a ``max_concurrency`` of its own: its requests may run on the
     dispatcher's hot path (:meth:`Dispatcher.dispatch_all`) when nothing else stands in the
     way. Fixed once made: an endpoint's :attr:`running` is never drained (the service's is)."""
+    call: Callable[[dict[str, Any]], Any] = field(init=False)
+    """Calls :attr:`handler` with a request's parameters (see
+    :func:`~vyked.core.forwarding.keyword_caller`)."""
 
     def __post_init__(self) -> None:
         self.immediate = self.execution is Execution.INLINE and not self.running.guarded
+        self.call = keyword_caller(self.handler)
 
     @classmethod
     def bind(cls, service_name: str, method: Callable[..., Any], spec: EndpointSpec) -> Endpoint:
@@ -160,7 +165,7 @@ class Dispatcher:
                 ):
                     outcome: BaseException | None = None
                     try:
-                        result = endpoint.handler(**packet.params)
+                        result = endpoint.call(packet.params)
                     except BaseException as exc:
                         outcome = self._inline_failed(conn, packet, endpoint, exc)
                     else:
@@ -234,9 +239,9 @@ class Dispatcher:
             outcome: BaseException | None
             try:
                 if context is None:
-                    result = endpoint.handler(**request.params)
+                    result = endpoint.call(request.params)
                 else:
-                    result = context.run(endpoint.handler, **request.params)
+                    result = context.run(endpoint.call, request.params)
             except BaseException as exc:
                 outcome = self._inline_failed(conn, request, endpoint, exc)
             else:
@@ -271,10 +276,10 @@ class Dispatcher:
         outcome: BaseException | None = None
         try:
             if endpoint.timeout is None:
-                result = await endpoint.handler(**request.params)
+                result = await endpoint.call(request.params)
             else:
                 async with asyncio.timeout(endpoint.timeout) as scope:
-                    result = await endpoint.handler(**request.params)
+                    result = await endpoint.call(request.params)
         except BaseException as exc:
             if not is_handler_failure(exc):  # cancelled (the service stops), or the process exits
                 outcome = exc
@@ -424,7 +429,7 @@ class _ThreadCall:
         self.timer: asyncio.TimerHandle | None = None
 
     def start(self, pool: HandlerPool) -> None:
-        future = pool.submit(self.endpoint.handler, **self.request.params)
+        future = pool.submit(self.endpoint.call, self.request.params)
         if self.endpoint.timeout is not None:
             self.timer = asyncio.get_running_loop().call_later(self.endpoint.timeout, self._overdue)
         future.add_done_callback(self._returned)
