@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import AsyncIterator
 
 import pytest
@@ -10,6 +11,8 @@ from tcp_testservices import Calculator
 
 from vyked import TCPService, api
 from vyked.core.host import ServiceHost
+from vyked.core.metrics import RequestMetrics
+from vyked.core.pytest_plugin import HostFactory
 from vyked.core.testing import RawClient, frame
 
 
@@ -107,6 +110,10 @@ class Inline(TCPService):
     def cancelled(self) -> None:
         raise asyncio.CancelledError  # no failure of the handler's: it ends the read
 
+    @api(inline=True)
+    def slow(self, seconds: float) -> None:
+        time.sleep(seconds)  # blocks the loop: it is inline
+
 
 @pytest.fixture
 async def inline_port() -> AsyncIterator[int]:
@@ -167,4 +174,27 @@ async def test_a_bad_packet_in_a_read_ends_the_connection_after_the_requests_bef
     error = await client.receive()
     assert error["code"] == "bad_frame" and "does not accept 'welcome'" in error["message"]
     assert await client.closed_by_peer()
+    await client.close()
+
+
+async def test_the_requests_of_a_read_are_timed_to_the_write_of_their_answers(vyked_host: HostFactory) -> None:
+    """With metrics on, the answers of one read leave together and their requests are timed
+    together: from the read to that write, whatever the endpoint, however early each ran."""
+    service = Inline()
+    host = await vyked_host(service, metrics_port=0, metrics_host="127.0.0.1")
+    (metrics,) = [o for o in host.observers if isinstance(o, RequestMetrics)]
+    client = await RawClient.connect(service.host_port)
+    batch = [inline_req(1, x=1), inline_req(2, x=2), inline_req(3, "slow", seconds=0.2), inline_req(4, x=4)]
+    client.send_bytes(b"".join(frame(request) for request in batch))
+    assert {(await client.receive())["id"] for _ in batch} == {1, 2, 3, 4}
+    metrics.timings.fold()
+    histograms = metrics.timings.histograms
+    echo = histograms[("server", "tcp", "Inline", "1", "echo")]["ok"]
+    slow = histograms[("server", "tcp", "Inline", "1", "slow")]["ok"]
+    assert (echo.count, slow.count) == (3, 1)
+    assert echo.sum >= 3 * 0.2 and slow.sum >= 0.2  # the echoes before the slow one too
+    client.send_bytes(frame(inline_req(5, x=5)))  # alone in its read: timed alone
+    assert (await client.receive())["result"] == 5
+    metrics.timings.fold()
+    assert echo.count == 4 and echo.sum < 3 * 0.2 + 0.15
     await client.close()

@@ -21,6 +21,7 @@ import inspect
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from itertools import repeat
 from time import perf_counter
 from typing import Any
 
@@ -140,7 +141,8 @@ class Dispatcher:
 
         This loop is the hot path of a service: it runs an inline handler on the spot when
         nothing is to be refused or logged and nothing observes but metrics (a stopwatch times
-        the request from its arrival: nothing is made per request); everything else goes
+        the request from the read that brought it to the write of its answer: nothing is made
+        per request, and the clock is read once a write); everything else goes
         through :meth:`_dispatch`. The answers it makes leave together, in one write after the
         last packet, or before anything else the read holds is handled (which may close the
         connection); errors are written as they come (answers may come in any order)."""
@@ -152,6 +154,7 @@ class Dispatcher:
         if timings is not None and stopwatches.timings is not timings:
             stopwatches.reset(timings)
         answers: list[bytes] = []
+        timed: list[Stopwatch] = []  # the stopwatches of answers made, timed when they leave
         try:
             for packet in packets:
                 if (
@@ -176,15 +179,15 @@ class Dispatcher:
                         else:
                             answers.append(frame_header(len(body)) + body)
                     if timings is not None:
-                        if outcome is None:  # answered: Stopwatch.record, without a call
-                            stopwatches[packet.endpoint].durations.append(perf_counter() - conn.read_at)
+                        if outcome is None:
+                            timed.append(stopwatches[packet.endpoint])
                         else:
                             stopwatches[packet.endpoint].record(perf_counter() - conn.read_at, outcome)
                     continue
                 # Anything else may close the connection: what was answered goes first.
-                if answers:
-                    conn.send_frames(answers)
-                    answers = []
+                if answers or timed:
+                    _send_answers(conn, answers, timed)
+                    answers, timed = [], []
                 if type(packet) is Request:
                     self._dispatch(conn, packet, endpoints.get(packet.endpoint))
                 else:
@@ -192,8 +195,8 @@ class Dispatcher:
                 if conn.closed:
                     return
         finally:  # what was answered leaves, even if a handler's BaseException ends the read
-            if answers and not conn.closed:
-                conn.send_frames(answers)
+            if answers or timed:
+                _send_answers(conn, answers, timed)
 
     def _dispatch(self, conn: Connection, request: Request, endpoint: Endpoint | None) -> None:
         """Everything :meth:`dispatch_all`'s hot path leaves: observed requests, refusals, routing
@@ -499,6 +502,22 @@ def _portable_args(args: tuple[Any, ...]) -> list[Any]:
     except ENCODE_ERRORS:
         return [repr(a) for a in args]
     return list(args)
+
+
+def _send_answers(conn: Connection, answers: list[bytes], timed: list[Stopwatch]) -> None:
+    """Write the answers :meth:`Dispatcher.dispatch_all` made (unless the connection closed),
+    and record how long their requests took, from the read that brought them (``timed``: the
+    stopwatches of those timed, one an answer)."""
+    if answers and not conn.closed:
+        conn.send_frames(answers)
+    if timed:
+        elapsed = perf_counter() - conn.read_at
+        first = timed[0]
+        if timed.count(first) == len(timed):  # one endpoint, as usual: all at once
+            first.durations.extend(repeat(elapsed, len(timed)))
+        else:
+            for stopwatch in timed:
+                stopwatch.durations.append(elapsed)
 
 
 def _ended(
