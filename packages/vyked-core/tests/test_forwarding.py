@@ -237,6 +237,14 @@ def test_a_keyword_caller_passes_by_position_only_what_is_exactly_the_handlers_p
 
     assert keyword_caller(Spied().add)({"a": 1, "b": 2}) == 3
     assert seen[-1][1] == {"a": 1, "b": 2}  # a decorator's wrapper gets its keywords
+
+    def dressed(*args: Any, **kwargs: Any) -> Any:  # as vyked.testing.record dresses its recorder
+        seen.append((args, kwargs))
+        return sum(kwargs.values())
+
+    dressed.__signature__ = inspect.signature(Spied.add)  # type: ignore[attr-defined]
+    assert keyword_caller(dressed)({"self": 0, "a": 1, "b": 2}) == 3
+    assert seen[-1] == ((), {"self": 0, "a": 1, "b": 2})
     calls: list[tuple[Any, ...]] = []
 
     class Counted:

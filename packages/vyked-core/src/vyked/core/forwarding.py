@@ -211,12 +211,13 @@ def keyword_caller(handler: Callable[..., Any]) -> Callable[[dict[str, Any]], An
     """A function that calls ``handler`` with a dict of keyword arguments, as
     ``handler(**params)`` does, and with the same outcome: by position when the dict holds
     exactly the handler's parameters, all of which may be given by position or keyword; by
-    keyword otherwise (where Python then says what does not fit). A decorator's wrapper is
-    called by keyword: it may look at the keywords it gets."""
-    try:
+    keyword otherwise (where Python then says what does not fit). Only a plain function (or
+    method) whose signature is its own is called by position: a decorator's wrapper, or a
+    function dressed in another's signature, may look at the keywords it gets."""
+    function = getattr(handler, "__func__", handler)
+    parameters: list[inspect.Parameter] = []
+    if inspect.isfunction(function) and not hasattr(function, "__wrapped__") and "__signature__" not in vars(function):
         parameters = list(inspect.signature(handler, follow_wrapped=False).parameters.values())
-    except (TypeError, ValueError):
-        parameters = []
     names = [p.name for p in parameters]
     namespace: dict[str, Any] = {f"{_PREFIX}handler": handler}
     by_keyword = f"return {_PREFIX}handler(**{_PREFIX}params)"

@@ -22,7 +22,7 @@ import ssl
 import warnings
 from collections.abc import Callable, Mapping
 from time import perf_counter
-from typing import Any, Protocol, cast
+from typing import TYPE_CHECKING, Any, cast
 
 from vyked.core.client import InstanceUnreachable
 from vyked.core.exceptions import ConnectionLost, Draining, InvalidParams, RequestTimeout, VykedError, error_from_code
@@ -37,33 +37,19 @@ from vyked.core.transport import Connection, open_connection
 from vyked.tcp.calls import Call
 from vyked.tcp.routes import Route
 
+if TYPE_CHECKING:
+    from vyked.tcp.client import TCPServiceClient
+
 logger = logging.getLogger(__name__)
-
-
-class Resender(Protocol):
-    """Who takes over a request that failed other than by its handler's answer: the client
-    (:meth:`~vyked.tcp.client.TCPServiceClient.resend`), which may send it again."""
-
-    def resend(
-        self,
-        error: VykedError,
-        instance: Instance,
-        sent_at: float,
-        call: Call,
-        params: dict[str, Any],
-        entity: object,
-        app: str = "",
-        observation: Observation | None = None,
-    ) -> asyncio.Future[Any]: ...
 
 
 _Pending = tuple[
     "asyncio.Future[Any]", float, Call, Observation | Stopwatch | None, float,
-    Resender | None, dict[str, Any], object, str,
+    "TCPServiceClient | None", dict[str, Any], object, str,
 ]  # fmt: skip
-"""``(future, deadline, call, observation, sent, resender, params, entity, app)``: the deadline
+"""``(future, deadline, call, observation, sent, client, params, entity, app)``: the deadline
 in loop time; ``sent`` the :func:`~time.perf_counter` time of sending, when observed (else 0);
-the rest what ``resender`` needs to send the request again. One tuple, made for every request."""
+the rest what ``client`` needs to send the request again. One tuple, made for every request."""
 
 
 class InstanceConnection:
@@ -111,7 +97,7 @@ class InstanceConnection:
         call: Call,
         params: dict[str, Any],
         app: str = "",
-        resender: Resender | None = None,
+        client: TCPServiceClient | None = None,
         entity: object = None,
         observation: Observation | Stopwatch | None = None,
         trace: Mapping[str, str] | None = None,
@@ -119,8 +105,8 @@ class InstanceConnection:
         """Send one request of ``call`` with ``params``; the future resolves to the result or
         raises a vyked error when no answer came within the call's attempt timeout.
 
-        With ``resender``, a failure other than an answer from the handler goes to its
-        ``resend`` (the client's slow path, with ``entity``), whose outcome becomes the future's.
+        With ``client``, a failure other than an answer from the handler goes to the client's
+        ``resend`` (its slow path, with ``entity``), whose outcome becomes the future's.
         Raises :class:`InstanceUnreachable` when the connection is closed (nothing was sent).
         ``observation`` (the fast path's) is ended with the answer, or handed to ``resend``; a
         :class:`~vyked.core.observe.Stopwatch` instead times the request from its sending.
@@ -153,7 +139,7 @@ class InstanceConnection:
                 conn.send_frame_soon(frame)
         else:
             conn.send_frame(frame)
-        pending[request_id] = (future, deadline, call, observation, sent, resender, params, entity, app)
+        pending[request_id] = (future, deadline, call, observation, sent, client, params, entity, app)
         if deadline < self._deadline:
             self._arm(deadline)
         return future
@@ -191,19 +177,19 @@ class InstanceConnection:
             observation.end(error)
 
     def _fail(self, entry: _Pending, error: VykedError) -> None:
-        """End a request with ``error``, or hand it to its ``resender``."""
-        future, deadline, call, observation, sent, resender, params, entity, app = entry
+        """End a request with ``error``, or hand it to its client's ``resend``."""
+        future, deadline, call, observation, sent, client, params, entity, app = entry
         if future.done():
             self._observed(entry, error)
             return
-        if resender is None:  # the client's slow path awaits it, and reports the outcome
+        if client is None:  # the client's slow path awaits it, and reports the outcome
             future.set_exception(error)
             self._observed(entry, error)
         else:
             if isinstance(observation, Stopwatch):  # the slow path ends it when the retries are done
                 observation = observation.start(sent)
             sent_at = deadline - call.attempt_timeout
-            _chain(resender.resend(error, self.instance, sent_at, call, params, entity, app, observation), future)
+            _chain(client.resend(error, self.instance, sent_at, call, params, entity, app, observation), future)
 
     # -- PacketHandler ------------------------------------------------------------------------
 
