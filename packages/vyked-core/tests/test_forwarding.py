@@ -200,6 +200,9 @@ class Handlers:
     def shadowing(self, _vyked_params):  # type: ignore[no-untyped-def]
         return _vyked_params
 
+    def builtin_names(self, len, KeyError):  # type: ignore[no-untyped-def]
+        return (len, KeyError)
+
 
 def outcome(call: Any, *args: Any, **kwargs: Any) -> Any:
     try:
@@ -208,11 +211,13 @@ def outcome(call: Any, *args: Any, **kwargs: Any) -> Any:
         return ("TypeError", str(exc))
 
 
-@pytest.mark.parametrize("name", ["plain", "positional_only", "keyword_only", "anything", "nothing", "shadowing"])
+@pytest.mark.parametrize(
+    "name", ["plain", "positional_only", "keyword_only", "anything", "nothing", "shadowing", "builtin_names"]
+)
 @pytest.mark.parametrize(
     "params",
     [{}, {"x": 1}, {"x": 1, "name": "a"}, {"name": "a", "x": 1}, {"x": 1, "zz": 2}, {"a": 1, "b": 2}, {"b": 2, "a": 1},
-     {"_vyked_params": 3}, {"a": 1, "zz": 2}],
+     {"_vyked_params": 3}, {"a": 1, "zz": 2}, {"len": 1, "KeyError": 2}],
 )  # fmt: skip
 def test_a_keyword_caller_has_the_outcome_of_a_keyword_call(name: str, params: dict[str, Any]) -> None:
     handler = getattr(Handlers(), name)

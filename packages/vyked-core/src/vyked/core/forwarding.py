@@ -84,6 +84,8 @@ def returns_locals(method: Callable[..., Any]) -> bool:
     code = getattr(method, "__code__", None)
     if code is None or not inspect.isfunction(method) or _forwardable_parameters(method) is None:
         return False
+    if "__signature__" in vars(method):  # the sender's parameters would not be the code's
+        return False
     if code.co_flags & (inspect.CO_GENERATOR | inspect.CO_COROUTINE | inspect.CO_ASYNC_GENERATOR):
         return False
     if code.co_freevars or code.co_cellvars or method.__globals__.get("locals", builtins.locals) is not builtins.locals:
@@ -224,8 +226,8 @@ def keyword_caller(handler: Callable[..., Any]) -> Callable[[dict[str, Any]], An
     if (
         not parameters
         or any(p.kind is not inspect.Parameter.POSITIONAL_OR_KEYWORD for p in parameters)
-        or any(name.startswith(_PREFIX) for name in names)
-    ):
+        or any(name.startswith(_PREFIX) or name in ("len", "KeyError") for name in names)
+    ):  # the generated code's own names must not be shadowed
         source = f"def call({_PREFIX}params, /):\n    {by_keyword}\n"
     else:
         fetch = "; ".join(f"{name} = {_PREFIX}params[{name!r}]" for name in names)
