@@ -5,7 +5,7 @@ Timings on a shared machine swing by several percent from run to run; bytecode c
 so this is the tool for finding and checking a cut on the hot path (a bytecode costs about
 25 machine instructions here, a Python call about a hundred more). Run:
 ``python bench/opcodes_rpc.py [--mode sequential|pipelined] [--loop asyncio|uvloop]``; add
-``--lines _send_request,dispatch`` to see those functions' counts line by line.
+``--lines _send,dispatch_all`` to see those functions' counts line by line.
 """
 
 from __future__ import annotations

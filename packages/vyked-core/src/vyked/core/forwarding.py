@@ -221,26 +221,25 @@ def keyword_caller(handler: Callable[..., Any]) -> Callable[[dict[str, Any]], An
     if inspect.isfunction(function) and not hasattr(function, "__wrapped__") and "__signature__" not in vars(function):
         parameters = list(inspect.signature(handler, follow_wrapped=False).parameters.values())
     names = [p.name for p in parameters]
-    namespace: dict[str, Any] = {f"{_PREFIX}handler": handler}
-    by_keyword = f"return {_PREFIX}handler(**{_PREFIX}params)"
+    # the builtins the code uses go in under prefixed names: a parameter may be called ``len``
+    namespace: dict[str, Any] = {f"{_PREFIX}handler": handler, f"{_PREFIX}len": len, f"{_PREFIX}KeyError": KeyError}
+    source = f"def call({_PREFIX}params, /):\n"
     if (
-        not parameters
-        or any(p.kind is not inspect.Parameter.POSITIONAL_OR_KEYWORD for p in parameters)
-        or any(name.startswith(_PREFIX) or name in ("len", "KeyError") for name in names)
-    ):  # the generated code's own names must not be shadowed
-        source = f"def call({_PREFIX}params, /):\n    {by_keyword}\n"
-    else:
+        parameters
+        and all(p.kind is inspect.Parameter.POSITIONAL_OR_KEYWORD for p in parameters)
+        and not any(name.startswith(_PREFIX) for name in names)
+    ):
         fetch = "; ".join(f"{name} = {_PREFIX}params[{name!r}]" for name in names)
-        source = (
-            f"def call({_PREFIX}params, /):\n"
-            f"    if len({_PREFIX}params) == {len(names)}:\n"
+        source += (
+            f"    if {_PREFIX}len({_PREFIX}params) == {len(names)}:\n"
             f"        try:\n"
             f"            {fetch}\n"
-            f"        except KeyError:\n"
-            f"            {by_keyword}\n"
-            f"        return {_PREFIX}handler({', '.join(names)})\n"
-            f"    {by_keyword}\n"
+            f"        except {_PREFIX}KeyError:\n"
+            f"            pass\n"
+            f"        else:\n"
+            f"            return {_PREFIX}handler({', '.join(names)})\n"
         )
+    source += f"    return {_PREFIX}handler(**{_PREFIX}params)\n"
     exec(source, namespace)  # names from the handler's signature; the handler in the namespace
     call: Callable[[dict[str, Any]], Any] = namespace["call"]
     return call

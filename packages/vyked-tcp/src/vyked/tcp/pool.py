@@ -103,7 +103,7 @@ class InstanceConnection:
         trace: Mapping[str, str] | None = None,
     ) -> asyncio.Future[Any]:
         """Send one request of ``call`` with ``params``; the future resolves to the result or
-        raises a vyked error when no answer came within the call's attempt timeout.
+        raises a vyked error (:class:`RequestTimeout` past the call's attempt timeout).
 
         With ``client``, a failure other than an answer from the handler goes to the client's
         ``resend`` (its slow path, with ``entity``), whose outcome becomes the future's.

@@ -30,8 +30,10 @@ SESSION_PACKETS_MADE = _Made()
 """``.count``: the ``ping``, ``pong`` and ``error`` packets this process has made, decoded or
 built. A session reads it before and after decoding a read: unchanged, the read holds none of
 the packets it may have to handle itself, which is cheaper to know so than by looking at the
-type of every packet of every read. (Packets made meanwhile in another thread only make it
-look when it need not.)"""
+type of every packet of every read. Packets made meanwhile in another thread make it look
+when it need not. No count is lost between threads as long as the GIL holds: CPython switches
+threads at calls and loops, and ``count += 1`` has none between its read and its write (a
+free-threaded build would need an atomic counter here)."""
 
 
 class _SessionPacket(_Packet):
