@@ -459,13 +459,16 @@ def report(loop: str, figures: dict[str, Figures], args: argparse.Namespace) -> 
         fig = figures[part]
         if key not in fig.ratios.get("metrics", {}):
             continue  # no CPU figures where /proc is missing
-        values = "".join(fmt.format(fig.figure(config, key) * scale) for config in CONFIGS)
-        metrics, tracing = fig.change("metrics", key), fig.change("tracing", key)
+        values = "".join(
+            fmt.format(fig.figure(config, key) * scale) if config in fig.runs else f"{'n/a':>12}" for config in CONFIGS
+        )
+        metrics = fig.change("metrics", key)
+        tracing = f"{fig.change('tracing', key):+10.1%}" if "tracing" in fig.ratios else f"{'n/a':>10}"
         within = -metrics <= TARGET if HIGHER_IS_BETTER[key] else metrics <= TARGET
         within_all[key in CPU_MEASURES] &= within
         target = f">= -{TARGET:.0%}" if HIGHER_IS_BETTER[key] else f"<= +{TARGET:.0%}"
         mark = "" if within else "  OVER TARGET"
-        print(f"{label:28}{values}{metrics:+10.1%}{tracing:+10.1%}   {target}{mark}")
+        print(f"{label:28}{values}{metrics:+10.1%}{tracing}   {target}{mark}")
     verdict = {True: "yes", False: "NO"}
     print(f"metrics within {TARGET:.0%} of off in CPU per call and per event: {verdict[within_all[True]]}")
     print(f"metrics within {TARGET:.0%} of off in latency and throughput: {verdict[within_all[False]]}")

@@ -17,7 +17,6 @@ from vyked.core.observe import (
     Observer,
     Observers,
     Stopwatch,
-    Stopwatches,
     Timed,
     Timings,
     observe,
@@ -166,25 +165,58 @@ def test_folding_counts_as_observing_one_by_one() -> None:
     assert on_bound.counts[0] == 1
 
 
-def test_stopwatches_by_name_follow_the_timings_in_use() -> None:
+def test_counting_latencies_from_their_starts_counts_as_observing_one_by_one() -> None:
+    now = 1000.0
+    # latencies either side of each bound (not on one: there the rounding of ``now - start``
+    # decides), beyond the last, zero; starts in no order
+    latencies = [b * f for b in LATENCY_BUCKETS for f in (0.9, 1.1)] + [0.0, 100.0]
+    starts = [now - latency for latency in reversed(latencies)]
+    one_by_one, counted = Histogram(), Histogram()
+    for start in starts:
+        one_by_one.observe(now - start)
+    counted.observe_since(now, starts)
+    assert counted.counts == one_by_one.counts and counted.count == len(latencies)
+    assert counted.sum == pytest.approx(one_by_one.sum, abs=1e-9)
+    crowded = Histogram()  # all in one bucket: one bisection counts them
+    crowded.observe_since(now, [now - 0.0003, now - 0.0002, now - 0.0004])
+    assert crowded.counts[0] == 3 and crowded.count == 3 and crowded.sum == pytest.approx(0.0009)
+    # a stopwatch counts a read's answers so; a lone answer waits for the fold like the others
+    stopwatch = RequestMetrics().timings.stopwatch(LABELS)
+    stopwatch.answered_since(now, [now - 0.003, now - 0.002])
+    stopwatch.answered_since(now, [now - 0.2])
+    assert stopwatch.by_outcome["ok"].count == 2 and stopwatch.durations == [pytest.approx(0.2)]
+    stopwatch.record_answers(0.004, 5)  # five answers of one write
+    assert stopwatch.by_outcome["ok"].counts[LATENCY_BUCKETS.index(0.005)] == 6
+
+
+def test_stopwatches_follow_the_hosts_observers() -> None:
     made: list[str] = []
 
     def labels(name: str) -> Labels:
         made.append(name)
         return ("server", "tcp", "Echo", "1", name)
 
-    stopwatches = Stopwatches(labels)
-    with pytest.raises(KeyError):
-        stopwatches["echo"]  # no timings yet: nothing to time into
-    first = Timings()
-    stopwatches.reset(first)
-    echo = stopwatches["echo"]
-    assert stopwatches["echo"] is echo and made == ["echo"]  # made once
+    observers = Observers()
+    stopwatches = observers.stopwatches(labels)
+    assert stopwatches.by_name is None  # nothing observes: the hot paths time nothing
+    with pytest.raises(RuntimeError):
+        stopwatches.of("echo")
+    metrics = RequestMetrics()
+    observers.append(metrics)
+    first = metrics.timings
+    assert stopwatches.timings is first and stopwatches.by_name == {}
+    echo = stopwatches.of("echo")
+    assert stopwatches.of("echo") is echo and made == ["echo"]  # made once
+    assert stopwatches.by_name == {"echo": echo}  # where the hot paths look first
     assert first.stopwatches[("server", "tcp", "Echo", "1", "echo")] is echo
     echo.record(0.001)
-    second = Timings()  # another metrics observer took over
-    stopwatches.reset(second)
-    again = stopwatches["echo"]
+    observers.append(Publishing())  # metrics are not alone: no stopwatch
+    assert stopwatches.by_name is None and stopwatches.timings is None
+    other = RequestMetrics()
+    observers[:] = [other]  # as ``host.observers = [...]`` does: another metrics observer took over
+    second = other.timings
+    assert stopwatches.by_name == {}
+    again = stopwatches.of("echo")
     assert again is not echo and second.stopwatches[again.labels] is again
     first.fold()
     assert first.histograms[echo.labels]["ok"].count == 1  # what was timed stays where it was

@@ -246,3 +246,31 @@ async def test_answered_calls_are_counted_without_a_scrape(vyked_host: HostFacto
         labels = (side, "tcp", "Metered", "1", "echo")
         assert metrics.timings.stopwatches[labels].durations == []
         assert metrics.timings.histograms[labels]["ok"].count == 51
+
+
+async def test_the_answers_of_a_read_are_counted_by_endpoint_from_their_sending(vyked_host: HostFactory) -> None:
+    """The caller counts the answers of one read together, per endpoint, each from the moment
+    its request was sent: calls held 0.1 s by the service count at least that; echoes sent
+    as they are released, answered with them, do not."""
+    from vyked.core.metrics import RequestMetrics
+    from vyked.core.observe import LATENCY_BUCKETS
+
+    service = Metered()
+    await vyked_host(service, **METRICS)
+    client = MeteredClient()
+    caller = await vyked_host(clients=(client,), **METRICS)
+    await client.echo(0)  # connected: the calls that follow take the fast path, timed by stopwatches
+    held = [asyncio.ensure_future(client.hold()) for _ in range(10)]
+    await asyncio.sleep(0.1)
+    echoes = [asyncio.ensure_future(client.echo(i)) for i in range(20)]
+    service.release.set()
+    assert await asyncio.gather(*held) == ["released"] * 10
+    assert await asyncio.gather(*echoes) == list(range(20))
+    (metrics,) = [o for o in caller.observers if isinstance(o, RequestMetrics)]
+    metrics.timings.fold()
+    hold = metrics.timings.histograms[("client", "tcp", "Metered", "1", "hold")]["ok"]
+    echo = metrics.timings.histograms[("client", "tcp", "Metered", "1", "echo")]["ok"]
+    assert (hold.count, echo.count) == (10, 21)
+    at_least = LATENCY_BUCKETS.index(0.1)  # held 0.1 s or more: nothing in the buckets up to 0.05 s
+    assert sum(hold.counts[:at_least]) == 0 and hold.sum >= 10 * 0.1
+    assert echo.sum < 10 * 0.1

@@ -111,6 +111,12 @@ class Inline(TCPService):
         raise asyncio.CancelledError  # no failure of the handler's: it ends the read
 
     @api(inline=True)
+    def unobserve(self) -> None:
+        """Take the host's observers away, as an application may at any time."""
+        assert self.host is not None
+        self.host.observers = []
+
+    @api(inline=True)
     def slow(self, seconds: float) -> None:
         time.sleep(seconds)  # blocks the loop: it is inline
 
@@ -197,4 +203,26 @@ async def test_the_requests_of_a_read_are_timed_to_the_write_of_their_answers(vy
     assert (await client.receive())["result"] == 5
     metrics.timings.fold()
     assert echo.count == 4 and echo.sum < 3 * 0.2 + 0.15
+    await client.close()
+
+
+async def test_observers_changed_by_a_handler_leave_the_reads_answers_and_their_timing(
+    vyked_host: HostFactory,
+) -> None:
+    """A handler may change the host's observers in the middle of a read: the read's answers
+    still leave, timed in the metrics in use when the read began; later requests are not timed."""
+    service = Inline()
+    host = await vyked_host(service, metrics_port=0, metrics_host="127.0.0.1")
+    (metrics,) = [o for o in host.observers if isinstance(o, RequestMetrics)]
+    client = await RawClient.connect(service.host_port)
+    batch = [inline_req(1, x=1), inline_req(2, "unobserve"), inline_req(3, x=3)]
+    client.send_bytes(b"".join(frame(request) for request in batch))
+    assert {(await client.receive())["id"] for _ in batch} == {1, 2, 3}
+    assert list(host.observers) == []
+    client.send(inline_req(4, x=4))  # the connection is fine
+    assert await client.receive() == {"type": "response", "id": 4, "result": 4}
+    metrics.timings.fold()
+    histograms = metrics.timings.histograms
+    assert histograms[("server", "tcp", "Inline", "1", "echo")]["ok"].count == 2  # not the fourth
+    assert histograms[("server", "tcp", "Inline", "1", "unobserve")]["ok"].count == 1
     await client.close()

@@ -47,7 +47,7 @@ from vyked.core.exceptions import (
 )
 from vyked.core.health import InstanceHealth
 from vyked.core.instances import Instance, Load
-from vyked.core.observe import Labels, Observation, Stopwatches
+from vyked.core.observe import Labels, Observation
 from vyked.core.versions import normalize
 
 if TYPE_CHECKING:
@@ -142,8 +142,6 @@ class ServiceClient:
         self.host: ServiceHost | None = None
         self._bound_by_default = False
         self._labels: dict[str, Labels] = {}
-        self.stopwatches = Stopwatches(self.labels)
-        """What times this client's calls when metrics are the host's only observer."""
 
     def labels(self, endpoint: str) -> Labels:
         """What observers see a call of ``endpoint`` as (:mod:`vyked.core.observe`); made once."""

@@ -38,6 +38,7 @@ from __future__ import annotations
 import asyncio
 import contextvars
 import logging
+import weakref
 from bisect import bisect_left
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from time import perf_counter
@@ -140,17 +141,29 @@ class Observers(list[Observer]):
       are counted where they pass anyway), so that the others are not called for every event.
     """
 
-    __slots__ = ("on_publish", "on_receive", "timings")
+    __slots__ = ("_followers", "on_publish", "on_receive", "timings")
 
     def __init__(self, observers: Iterable[Observer] = ()) -> None:
         super().__init__(observers)
+        self._followers: weakref.WeakSet[Stopwatches] = weakref.WeakSet()
         self._changed()
+
+    def stopwatches(self, labels: Callable[[str], Labels]) -> Stopwatches:
+        """The :class:`Stopwatches` of a client or a service of this host (``labels``: the
+        :data:`Labels` of an endpoint name), kept in step with :attr:`timings`."""
+        stopwatches = Stopwatches(labels)
+        stopwatches.follow(self.timings)
+        self._followers.add(stopwatches)
+        return stopwatches
 
     def _changed(self) -> None:
         only = self[0] if len(self) == 1 else None
-        self.timings: Timings | None = None if only is None else only.timings
+        timings = self.timings = None if only is None else only.timings
         self.on_publish = tuple(o for o in self if type(o).event_published is not Observer.event_published)
         self.on_receive = tuple(o for o in self if type(o).event_received is not Observer.event_received)
+        for stopwatches in list(self._followers):
+            if stopwatches.timings is not timings:
+                stopwatches.follow(timings)
 
     def append(self, observer: Observer) -> None:
         super().append(observer)
@@ -303,6 +316,12 @@ class Observation:
         except Exception:
             logger.exception("an observer failed at the end of %r", self)
 
+    def answered(self, latency: float) -> None:
+        """The request was answered, ``latency`` seconds after it left (as its transport timed
+        it: an observation times itself, so it only ends). The same call as
+        :meth:`Stopwatch.answered`, so that a transport ends either alike."""
+        self.end()
+
     def __repr__(self) -> str:
         side, kind, service, _, endpoint = self.labels
         return f"<Observation {side} {kind} {service}.{endpoint}>"
@@ -355,10 +374,11 @@ class Stopwatch:
     its deadline anyway), so that nothing is made per request; elsewhere :meth:`start` makes a
     :class:`Timed`.
 
-    An answered request's latency is only appended to :attr:`durations`; :meth:`fold` counts
-    them into the ``ok`` histogram in bulk (:meth:`Histogram.observe_all`: a pass per bucket
-    over the values above it), which the metrics server does when it is scraped and every
-    quarter of a second. Errors are counted at once."""
+    An answered request's latency is only appended to :attr:`durations` (:meth:`answered`);
+    :meth:`fold` counts them into the ``ok`` histogram in bulk (:meth:`Histogram.observe_all`:
+    a pass per bucket over the values above it), which the metrics server does when it is
+    scraped and every quarter of a second. Requests answered together are counted at once
+    (:meth:`record_answers`, :meth:`answered_since`); errors too."""
 
     __slots__ = ("by_outcome", "durations", "labels")
 
@@ -368,12 +388,31 @@ class Stopwatch:
         self.durations: list[float] = []
         """Latencies (seconds) of answered requests, not yet counted in the ``ok`` histogram."""
 
+    def answered(self, latency: float) -> None:
+        """A request was answered after ``latency`` seconds (the same call as
+        :meth:`Observation.answered`, so that a transport ends either alike)."""
+        self.durations.append(latency)
+
     def record(self, duration: float, error: BaseException | None = None) -> None:
         """A request ended after ``duration`` seconds, with ``error`` (None: answered)."""
         if error is None:
             self.durations.append(duration)
         else:
             self._histogram(outcome_of(error, _OTHER[self.labels[0]])).observe(duration)
+
+    def record_answers(self, duration: float, count: int) -> None:
+        """``count`` requests were answered after ``duration`` seconds each (the requests of
+        one read, answered in one write): counted in the ``ok`` histogram at once."""
+        self._histogram("ok").observe_many(duration, count)
+
+    def answered_since(self, now: float, starts: list[float]) -> None:
+        """Requests started at ``starts`` (:func:`perf_counter` times; the list is sorted in
+        place) were all answered at ``now`` (the answers of one read): counted in the ``ok``
+        histogram at once (:meth:`Histogram.observe_since`)."""
+        if len(starts) == 1:
+            self.durations.append(now - starts[0])
+        else:
+            self._histogram("ok").observe_since(now, starts)
 
     def fold(self) -> None:
         """Count the latencies in :attr:`durations` into the ``ok`` histogram."""
@@ -394,35 +433,48 @@ class Stopwatch:
         return Timed(self, perf_counter() if started is None else started)
 
 
-class Stopwatches(dict[str, Stopwatch]):
-    """The stopwatches of one client's calls or one service's requests, by endpoint name, made
-    on first use in :attr:`timings`. The hot paths use it so::
+class Stopwatches:
+    """The stopwatches of one client's calls or one service's requests, by endpoint name, in
+    :attr:`timings`: those of the host's only observer when it just counts latencies, kept in
+    step by the host's :class:`Observers` (:meth:`Observers.stopwatches` makes them). The hot
+    paths use it so::
 
-        if stopwatches.timings is not observers.timings:
-            stopwatches.reset(observers.timings)
-        stopwatch = stopwatches[name]
+        by_name = stopwatches.by_name
+        if by_name is not None:  # metrics alone observe
+            try:
+                stopwatch = by_name[name]
+            except KeyError:
+                stopwatch = stopwatches.of(name)
 
-    one dictionary look-up a request, by a name (hashing the :data:`Labels` tuple would cost
-    more than the rest). Only for names of known endpoints: a name a caller sent must not add
-    an entry."""
+    one look-up a request in a plain dictionary, by a name (hashing the :data:`Labels` tuple
+    would cost more than the rest; and indexing a subclass of ``dict`` goes through its
+    ``__getitem__`` method, several times the cost). Only for names of known endpoints: a
+    name a caller sent must not add an entry."""
 
-    __slots__ = ("labels", "timings")
+    __slots__ = ("__weakref__", "by_name", "labels", "timings")
 
     def __init__(self, labels: Callable[[str], Labels]) -> None:
-        super().__init__()
         self.labels = labels
         """The :data:`Labels` of an endpoint name."""
         self.timings: Timings | None = None
+        self.by_name: dict[str, Stopwatch] | None = None
+        """The stopwatches made so far in :attr:`timings`; None while there are none to time into."""
 
-    def reset(self, timings: Timings) -> None:
-        """Forget the stopwatches; make new ones in ``timings``."""
-        self.clear()
+    def follow(self, timings: Timings | None) -> None:
+        """Time into ``timings`` from now on (None: stop timing); the stopwatches made so far
+        stay with the timings they count into."""
         self.timings = timings
+        self.by_name = None if timings is None else {}
 
-    def __missing__(self, name: str) -> Stopwatch:
-        if self.timings is None:
-            raise KeyError(name)
-        stopwatch = self[name] = self.timings.stopwatch(self.labels(name))
+    def of(self, name: str) -> Stopwatch:
+        """The stopwatch of endpoint ``name`` in :attr:`timings`, made on first use; raises
+        :class:`RuntimeError` while there are no timings."""
+        timings, by_name = self.timings, self.by_name
+        if timings is None or by_name is None:
+            raise RuntimeError("no timings to time into: metrics are not the host's only observer")
+        stopwatch = by_name.get(name)
+        if stopwatch is None:
+            stopwatch = by_name[name] = timings.stopwatch(self.labels(name))
         return stopwatch
 
 
@@ -496,6 +548,30 @@ class Histogram:
     def observe(self, seconds: float) -> None:
         self.counts[bisect_left(LATENCY_BUCKETS, seconds)] += 1
         self.sum += seconds
+
+    def observe_many(self, seconds: float, count: int) -> None:
+        """:meth:`observe` ``seconds`` ``count`` times."""
+        self.counts[bisect_left(LATENCY_BUCKETS, seconds)] += count
+        self.sum += seconds * count
+
+    def observe_since(self, now: float, starts: list[float]) -> None:
+        """:meth:`observe` ``now - start`` for each of ``starts`` (sorted in place first): a
+        bisection of ``starts`` per bucket, from the lowest until all are counted, not a pass
+        over the values. A latency within a rounding error (about 1e-16 s) of a bound may be
+        counted on either side of it."""
+        starts.sort()  # the earliest start first: the longest latency first
+        count = len(starts)
+        counts = self.counts
+        counted = 0  # the latencies at most the bounds so far
+        for bucket, bound in enumerate(LATENCY_BUCKETS):
+            within = count - bisect_left(starts, now - bound)  # now - start <= bound
+            counts[bucket] += within - counted
+            counted = within
+            if counted == count:
+                break
+        else:
+            counts[-1] += count - counted
+        self.sum += now * count - sum(starts)
 
     def observe_all(self, values: list[float]) -> None:
         """:meth:`observe` each of ``values``, bucket by bucket from the lowest: each pass keeps

@@ -58,6 +58,8 @@ class TCPServiceClient(ServiceClient):
         """The bound host's connection pool, once used (see :meth:`_connections`)."""
         self._observers = Observers()
         """The bound host's observers (the host keeps the object, changing its contents)."""
+        self.stopwatches = self._observers.stopwatches(self.labels)
+        """What times this client's calls when metrics are the host's only observer."""
         self._route: Route | None = None
         """The pool's route to this service, while current (see :mod:`vyked.tcp.routes`)."""
         self._route_load: Callable[[InstanceConnection], int] | None = None
@@ -88,6 +90,7 @@ class TCPServiceClient(ServiceClient):
         self._pool = None
         self._route = None
         self._observers = host.observers
+        self.stopwatches = host.observers.stopwatches(self.labels)
         if self._subscriptions:
             attach_client(host, self)
 
@@ -169,13 +172,13 @@ class TCPServiceClient(ServiceClient):
             observers = self._observers
             if not observers:
                 return ic.request(self.name, call, params, app, self, entity)
-            timings = observers.timings
-            if timings is not None and not app:
+            by_name = self.stopwatches.by_name
+            if by_name is not None and not app:
                 # metrics alone: the pool times the call with a stopwatch, nothing made per call
-                stopwatches = self.stopwatches
-                if stopwatches.timings is not timings:
-                    stopwatches.reset(timings)
-                stopwatch = stopwatches[call.endpoint]
+                try:
+                    stopwatch = by_name[call.endpoint]
+                except KeyError:
+                    stopwatch = self.stopwatches.of(call.endpoint)
                 try:
                     return ic.request(self.name, call, params, app, self, entity, stopwatch)
                 except BaseException as exc:

@@ -21,7 +21,6 @@ import inspect
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from itertools import repeat
 from time import perf_counter
 from typing import Any
 
@@ -38,7 +37,7 @@ from vyked.core.forwarding import keyword_caller
 from vyked.core.handler_styles import Execution, as_coroutine_function, execution_of, is_handler_failure
 from vyked.core.inflight import InFlight, concurrency_limit
 from vyked.core.names import same_service
-from vyked.core.observe import Family, Labels, Observation, Observer, Observers, Stopwatch, Stopwatches, observe
+from vyked.core.observe import Family, Labels, Observation, Observer, Observers, Stopwatch, Timings, observe
 from vyked.core.protocol import ENCODE_ERRORS, encode_frame, encode_payload, frame_header
 from vyked.core.protocol.packets import Error, Packet, Request, Response
 from vyked.core.service_errors import VykedServiceException
@@ -119,10 +118,10 @@ class Dispatcher:
         self.observers = observers if isinstance(observers, Observers) else Observers(observers or ())
         self._labels: dict[str, Labels] = {name: ("server", "tcp", service_name, version, name) for name in endpoints}
         self._unknown: Labels = ("server", "tcp", service_name, version, "")
-        self._stopwatches = Stopwatches(self._labels.__getitem__)
-        """What times requests of known endpoints when metrics are the host's only observer."""
         """What observers see requests as; an unknown endpoint as "" (names sent by callers
         would make labels without end)."""
+        self._stopwatches = self.observers.stopwatches(self._labels.__getitem__)
+        """What times requests of known endpoints when metrics are the host's only observer."""
         self.endpoints = endpoints
         self.max_in_flight = max_in_flight
         """Requests one connection may have running; at the limit the connection is not read."""
@@ -150,11 +149,9 @@ class Dispatcher:
         observers = self.observers
         timings = observers.timings  # None unless metrics alone observe
         unobserved = not observers
-        stopwatches = self._stopwatches
-        if timings is not None and stopwatches.timings is not timings:
-            stopwatches.reset(timings)
+        labels = self._labels
         answers: list[bytes] = []
-        timed: list[Stopwatch] = []  # the stopwatches of answers made, timed when they leave
+        timed: list[str] = []  # the endpoints of the answers made, timed when they leave
         try:
             for packet in packets:
                 if (
@@ -166,7 +163,7 @@ class Dispatcher:
                     and not running.guarded
                     and (unobserved or (timings is not None and not packet.trace))
                 ):
-                    outcome: BaseException | None = None
+                    outcome: BaseException | None
                     try:
                         result = endpoint.call(packet.params)
                     except BaseException as exc:
@@ -178,15 +175,19 @@ class Dispatcher:
                             outcome = self._send_result(conn, packet.id, endpoint, result)
                         else:
                             answers.append(frame_header(len(body)) + body)
-                    if timings is not None:
+                            if timings is not None:
+                                timed.append(endpoint.name)
+                            continue
+                    if timings is not None:  # failed, or answered by _send_result
                         if outcome is None:
-                            timed.append(stopwatches[packet.endpoint])
+                            timed.append(endpoint.name)
                         else:
-                            stopwatches[packet.endpoint].record(perf_counter() - conn.read_at, outcome)
+                            stopwatch = timings.stopwatch(labels[endpoint.name])
+                            stopwatch.record(perf_counter() - conn.read_at, outcome)
                     continue
                 # Anything else may close the connection: what was answered goes first.
                 if answers or timed:
-                    _send_answers(conn, answers, timed)
+                    _send_answers(conn, answers, timed, timings, labels)
                     answers, timed = [], []
                 if type(packet) is Request:
                     self._dispatch(conn, packet, endpoints.get(packet.endpoint))
@@ -196,7 +197,7 @@ class Dispatcher:
                     return
         finally:  # what was answered leaves, even if a handler's BaseException ends the read
             if answers or timed:
-                _send_answers(conn, answers, timed)
+                _send_answers(conn, answers, timed, timings, labels)
 
     def _dispatch(self, conn: Connection, request: Request, endpoint: Endpoint | None) -> None:
         """Everything :meth:`dispatch_all`'s hot path leaves: observed requests, refusals, routing
@@ -211,10 +212,7 @@ class Dispatcher:
         if observers:
             timings = observers.timings
             if timings is not None and endpoint is not None and not request.app and not request.trace:
-                stopwatches = self._stopwatches
-                if stopwatches.timings is not timings:
-                    stopwatches.reset(timings)
-                stopwatch = stopwatches[request.endpoint]
+                stopwatch = self._stopwatches.of(request.endpoint)
                 started = conn.read_at  # timed from its arrival
             else:
                 labels = self._labels.get(request.endpoint, self._unknown)
@@ -250,7 +248,7 @@ class Dispatcher:
             else:
                 outcome = self._send_result(conn, request.id, endpoint, result)
                 if outcome is None and stopwatch is not None:  # answered: timed, nothing else to do
-                    stopwatch.durations.append(perf_counter() - started)
+                    stopwatch.answered(perf_counter() - started)
                     return
             if observation is not None or stopwatch is not None:
                 _ended(observation, stopwatch, started, outcome)
@@ -504,20 +502,23 @@ def _portable_args(args: tuple[Any, ...]) -> list[Any]:
     return list(args)
 
 
-def _send_answers(conn: Connection, answers: list[bytes], timed: list[Stopwatch]) -> None:
+def _send_answers(
+    conn: Connection, answers: list[bytes], timed: list[str], timings: Timings | None, labels: dict[str, Labels]
+) -> None:
     """Write the answers :meth:`Dispatcher.dispatch_all` made (unless the connection closed),
-    and record how long their requests took, from the read that brought them (``timed``: the
-    stopwatches of those timed, one an answer)."""
+    and count in ``timings`` (those in use when the read began: a handler may have changed the
+    host's observers since) how long their requests took, from the read that brought them to
+    this write (``timed``: the endpoint of each request timed; they all took the same time)."""
     if answers and not conn.closed:
         conn.send_frames(answers)
-    if timed:
+    if timed and timings is not None:
         elapsed = perf_counter() - conn.read_at
         first = timed[0]
-        if timed.count(first) == len(timed):  # one endpoint, as usual: all at once
-            first.durations.extend(repeat(elapsed, len(timed)))
+        if timed.count(first) == len(timed):  # one endpoint, as usual
+            timings.stopwatch(labels[first]).record_answers(elapsed, len(timed))
         else:
-            for stopwatch in timed:
-                stopwatch.durations.append(elapsed)
+            for name in dict.fromkeys(timed):
+                timings.stopwatch(labels[name]).record_answers(elapsed, timed.count(name))
 
 
 def _ended(

@@ -22,7 +22,7 @@ import ssl
 import warnings
 from collections.abc import Callable, Mapping
 from time import perf_counter
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING, Any
 
 from vyked.core.client import InstanceUnreachable
 from vyked.core.exceptions import ConnectionLost, Draining, InvalidParams, RequestTimeout, VykedError, error_from_code
@@ -194,30 +194,44 @@ class InstanceConnection:
     # -- PacketHandler ------------------------------------------------------------------------
 
     def packets_received(self, conn: Connection, packets: list[Packet]) -> None:
-        """The answers of one read (:class:`~vyked.core.transport.connection.PacketHandler`)."""
+        """The answers of one read (:class:`~vyked.core.transport.connection.PacketHandler`).
+
+        Calls are timed to the read that brought their answers. With metrics alone, the
+        answers of one stopwatch (usually every answer of the read) are counted together,
+        from the times their requests were sent (:meth:`Stopwatch.answered_since
+        <vyked.core.observe.Stopwatch.answered_since>`); any other ends on its own."""
         pending = self.pending
         breakers = self.health.breakers
-        for packet in packets:
-            if type(packet) is Response:
-                entry = pending.pop(packet.id, None)
-                if entry is None:
-                    continue  # answered after its timeout
-                observation = entry[3]
-                if observation is not None:
-                    if type(observation) is Stopwatch:  # timed to the read that brought the answer
-                        observation.durations.append(conn.read_at - entry[4])
-                    else:
-                        cast(Observation, observation).end()
-                if breakers:
-                    self.health.succeeded(self.instance)
-                if packet.deprecation:
-                    warnings.warn(packet.deprecation, DeprecationWarning, stacklevel=2)
-                try:
-                    entry[0].set_result(packet.result)
-                except asyncio.InvalidStateError:
-                    pass  # its caller cancelled it
-            elif isinstance(packet, Error):
-                self._error_received(conn, packet)
+        timed: Stopwatch | None = None  # the stopwatch of the answers counted together
+        sent: list[float] = []  # when their requests were sent
+        try:
+            for packet in packets:
+                if type(packet) is Response:
+                    entry = pending.pop(packet.id, None)
+                    if entry is None:
+                        continue  # answered after its timeout
+                    observation = entry[3]
+                    if observation is not None:
+                        if observation is timed:
+                            sent.append(entry[4])
+                        elif timed is None and type(observation) is Stopwatch:
+                            timed = observation
+                            sent.append(entry[4])
+                        else:
+                            observation.answered(conn.read_at - entry[4])
+                    if breakers:
+                        self.health.succeeded(self.instance)
+                    if packet.deprecation:
+                        warnings.warn(packet.deprecation, DeprecationWarning, stacklevel=2)
+                    try:
+                        entry[0].set_result(packet.result)
+                    except asyncio.InvalidStateError:
+                        pass  # its caller cancelled it
+                elif isinstance(packet, Error):
+                    self._error_received(conn, packet)
+        finally:
+            if timed is not None:
+                timed.answered_since(conn.read_at, sent)
         if self.closing and not self.pending:
             conn.close()
 
