@@ -370,9 +370,8 @@ class Stopwatch:
     outcome; one for all of them. The hot paths use it when the host's only observer counts
     latencies (see :func:`stopwatch_for`), timing each request from a start they keep
     themselves (a served request from its arrival, :attr:`Connection.read_at
-    <vyked.core.transport.connection.Connection.read_at>`; a call from its sending, kept for
-    its deadline anyway), so that nothing is made per request; elsewhere :meth:`start` makes a
-    :class:`Timed`.
+    <vyked.core.transport.connection.Connection.read_at>`; a call from its sending), so that
+    nothing is made per request; elsewhere :meth:`start` makes a :class:`Timed`.
 
     An answered request's latency is only appended to :attr:`durations` (:meth:`answered`);
     :meth:`fold` counts them into the ``ok`` histogram in bulk (:meth:`Histogram.observe_all`:
@@ -439,10 +438,9 @@ class Stopwatches:
     step by the host's :class:`Observers` (:meth:`Observers.stopwatches` makes them). The hot
     paths use it so::
 
-        by_name = stopwatches.by_name
-        if by_name is not None:  # metrics alone observe
+        if observers.timings is not None:  # metrics alone observe
             try:
-                stopwatch = by_name[name]
+                stopwatch = stopwatches.by_name[name]
             except KeyError:
                 stopwatch = stopwatches.of(name)
 
@@ -457,24 +455,24 @@ class Stopwatches:
         self.labels = labels
         """The :data:`Labels` of an endpoint name."""
         self.timings: Timings | None = None
-        self.by_name: dict[str, Stopwatch] | None = None
-        """The stopwatches made so far in :attr:`timings`; None while there are none to time into."""
+        self.by_name: dict[str, Stopwatch] = {}
+        """The stopwatches made so far in :attr:`timings` (none while there are no timings)."""
 
     def follow(self, timings: Timings | None) -> None:
         """Time into ``timings`` from now on (None: stop timing); the stopwatches made so far
         stay with the timings they count into."""
         self.timings = timings
-        self.by_name = None if timings is None else {}
+        self.by_name = {}
 
     def of(self, name: str) -> Stopwatch:
         """The stopwatch of endpoint ``name`` in :attr:`timings`, made on first use; raises
         :class:`RuntimeError` while there are no timings."""
-        timings, by_name = self.timings, self.by_name
-        if timings is None or by_name is None:
+        timings = self.timings
+        if timings is None:
             raise RuntimeError("no timings to time into: metrics are not the host's only observer")
-        stopwatch = by_name.get(name)
+        stopwatch = self.by_name.get(name)
         if stopwatch is None:
-            stopwatch = by_name[name] = timings.stopwatch(self.labels(name))
+            stopwatch = self.by_name[name] = timings.stopwatch(self.labels(name))
         return stopwatch
 
 

@@ -172,11 +172,10 @@ class TCPServiceClient(ServiceClient):
             observers = self._observers
             if not observers:
                 return ic.request(self.name, call, params, app, self, entity)
-            by_name = self.stopwatches.by_name
-            if by_name is not None and not app:
+            if observers.timings is not None and not app:
                 # metrics alone: the pool times the call with a stopwatch, nothing made per call
-                try:
-                    stopwatch = by_name[call.endpoint]
+                try:  # the client's stopwatches are in step with the observers
+                    stopwatch = self.stopwatches.by_name[call.endpoint]
                 except KeyError:
                     stopwatch = self.stopwatches.of(call.endpoint)
                 try:
