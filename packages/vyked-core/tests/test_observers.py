@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import copy
+import pickle
 from collections.abc import Mapping
+from typing import cast
 
 import pytest
 
@@ -220,3 +223,29 @@ def test_stopwatches_follow_the_hosts_observers() -> None:
     assert again is not echo and second.stopwatches[again.labels] is again
     first.fold()
     assert first.histograms[echo.labels]["ok"].count == 1  # what was timed stays where it was
+
+
+def test_a_copy_of_the_observers_is_a_list_of_its_own() -> None:
+    metrics = RequestMetrics()
+    observers = Observers([metrics])
+    stopwatches = observers.stopwatches(lambda name: ("client", "tcp", "Echo", "1", name))
+    copied = copy.copy(observers)
+    copied.clear()  # the copy's stopwatches are not the original's
+    assert copied.timings is None and stopwatches.timings is metrics.timings
+    assert stopwatches.of("echo") is metrics.timings.stopwatches[("client", "tcp", "Echo", "1", "echo")]
+    unpickled = pickle.loads(pickle.dumps(Observers([Observer()])))
+    assert type(unpickled) is Observers and len(unpickled) == 1 and unpickled.timings is None
+
+
+class NamedReceiving(Receiving):
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+
+def test_reordering_the_observers_reorders_what_events_ask() -> None:
+    receiving = [NamedReceiving(str(n)) for n in range(3)]
+    observers = Observers(receiving)
+    observers.reverse()
+    assert observers.on_receive == tuple(reversed(receiving))  # the first to answer wins
+    observers.sort(key=lambda o: cast(NamedReceiving, o).name)
+    assert observers.on_receive == tuple(receiving)

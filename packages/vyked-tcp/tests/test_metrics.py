@@ -274,3 +274,94 @@ async def test_the_answers_of_a_read_are_counted_by_endpoint_from_their_sending(
     at_least = LATENCY_BUCKETS.index(0.1)  # held 0.1 s or more: nothing in the buckets up to 0.05 s
     assert sum(hold.counts[:at_least]) == 0 and hold.sum >= 10 * 0.1
     assert echo.sum < 10 * 0.1
+
+
+class HeldTwice(TCPService):
+    """Two endpoints whose requests wait until released: their calls stay in flight."""
+
+    def __init__(self) -> None:
+        super().__init__("HeldTwice", 1, "127.0.0.1", 0)
+        self.release = asyncio.Event()
+
+    @api(inline=True)
+    def ping(self) -> str:
+        return "pong"
+
+    @api
+    async def first(self) -> str:
+        await self.release.wait()
+        return "late"
+
+    @api
+    async def second(self) -> str:
+        await self.release.wait()
+        return "late"
+
+
+class HeldTwiceClient(TCPServiceClient):
+    def __init__(self) -> None:
+        super().__init__("HeldTwice", 1)
+
+    @request
+    def ping(self) -> dict[str, Any]:
+        return locals()
+
+    @request
+    def first(self) -> dict[str, Any]:
+        return locals()
+
+    @request
+    def second(self) -> dict[str, Any]:
+        return locals()
+
+
+async def test_a_reads_answers_are_counted_from_the_sending_of_each(vyked_host: HostFactory) -> None:
+    """Answers of two endpoints in one read, each call sent at a known time (its pending entry's
+    sending time, set here): each latency lands in its own bucket, per endpoint, whichever way
+    the read counts them (together for the first endpoint seen, one by one for the other)."""
+    from vyked.core.metrics import RequestMetrics
+    from vyked.core.observe import LATENCY_BUCKETS
+    from vyked.core.protocol.packets import Response
+    from vyked.tcp.pool import POOL
+
+    service = HeldTwice()
+    await vyked_host(service, **METRICS)
+    client = HeldTwiceClient()
+    caller = await vyked_host(clients=(client,), **METRICS)
+    assert await client.ping() == "pong"  # connected: the calls that follow are timed by stopwatches
+    names = ["first", "second", "first", "second", "first"]
+    latencies = [0.0003, 0.007, 0.002, 20.0, 0.3]  # buckets 0.0005, 0.01, 0.0025, +Inf, 0.5
+    calls = [asyncio.ensure_future(getattr(client, name)()) for name in names]
+    (ic,) = await asyncio.wait_for(_connections_with(caller, POOL, len(names)), 5)
+    conn = ic.connection
+    assert conn is not None
+    now = 1000.0
+    for request_id, latency in zip(list(ic.pending), latencies, strict=True):
+        entry = ic.pending[request_id]
+        ic.pending[request_id] = (*entry[:4], now - latency, *entry[5:])  # sent ``latency`` ago
+    conn.read_at = now  # the read that brings the answers
+    ic.packets_received(conn, [Response(request_id, "early") for request_id in list(ic.pending)])
+    assert await asyncio.gather(*calls) == ["early"] * len(names)
+    (metrics,) = [o for o in caller.observers if isinstance(o, RequestMetrics)]
+    metrics.timings.fold()
+    histograms = metrics.timings.histograms
+    first = histograms[("client", "tcp", "HeldTwice", "1", "first")]["ok"]
+    second = histograms[("client", "tcp", "HeldTwice", "1", "second")]["ok"]
+    bucket = {bound: LATENCY_BUCKETS.index(bound) for bound in (0.0005, 0.0025, 0.5, 0.01)}
+    assert first.count == 3 and second.count == 2
+    assert first.counts[bucket[0.0005]] == first.counts[bucket[0.0025]] == first.counts[bucket[0.5]] == 1
+    assert second.counts[bucket[0.01]] == 1 and second.counts[-1] == 1
+    assert first.sum == pytest.approx(0.3023) and second.sum == pytest.approx(20.007)
+    service.release.set()  # their own answers come later, for nothing in flight: dropped
+    await asyncio.sleep(0.05)
+    assert (first.count, second.count) == (3, 2) and not ic.pending
+
+
+async def _connections_with(host: ServiceHost, pool_key: Any, in_flight: int) -> list[Any]:
+    """The host's connections once one has ``in_flight`` requests pending."""
+    pool = host.extension(pool_key)
+    while True:
+        connections = [ic for ic in pool.connections.values() if len(ic.pending) == in_flight]
+        if connections:
+            return connections
+        await asyncio.sleep(0.01)

@@ -207,6 +207,19 @@ class Observers(list[Observer]):
         self._changed()
         return self
 
+    def sort(self, *, key: Any = None, reverse: bool = False) -> None:
+        super().sort(key=key, reverse=reverse)
+        self._changed()  # the order decides which observer's event scope wins
+
+    def reverse(self) -> None:
+        super().reverse()
+        self._changed()
+
+    def __reduce__(self) -> tuple[type[Observers], tuple[list[Observer]]]:
+        # A copy (or an unpickled list) is a list of the same observers with no stopwatches
+        # following it: the original's keep following the original.
+        return type(self), (list(self),)
+
 
 class EventScope:
     """Where the handlers of one received event run: ``context`` (a :class:`contextvars.Context`
@@ -368,7 +381,7 @@ class Timings:
 class Stopwatch:
     """Records the latencies of every request of one :data:`Labels` into their histograms, by
     outcome; one for all of them. The hot paths use it when the host's only observer counts
-    latencies (see :func:`stopwatch_for`), timing each request from a start they keep
+    latencies (see :class:`Stopwatches`), timing each request from a start they keep
     themselves (a served request from its arrival, :attr:`Connection.read_at
     <vyked.core.transport.connection.Connection.read_at>`; a call from its sending), so that
     nothing is made per request; elsewhere :meth:`start` makes a :class:`Timed`.
@@ -555,8 +568,11 @@ class Histogram:
     def observe_since(self, now: float, starts: list[float]) -> None:
         """:meth:`observe` ``now - start`` for each of ``starts`` (sorted in place first): a
         bisection of ``starts`` per bucket, from the lowest until all are counted, not a pass
-        over the values. A latency within a rounding error (about 1e-16 s) of a bound may be
-        counted on either side of it."""
+        over the values. Comparing ``start`` with ``now - bound`` rounds at the scale of
+        ``now`` (:func:`perf_counter` counts from boot: about 1e-9 s after 100 days), so a
+        latency that close to a bound may be counted on either side of it; the sum, taken
+        as ``now * count - sum(starts)``, is off by as much for each value (a millionth of a
+        latency of a millisecond)."""
         starts.sort()  # the earliest start first: the longest latency first
         count = len(starts)
         counts = self.counts

@@ -187,8 +187,8 @@ class Dispatcher:
                     continue
                 # Anything else may close the connection: what was answered goes first.
                 if answers or timed:
-                    _send_answers(conn, answers, timed, timings, labels)
-                    answers, timed = [], []
+                    sending, timing, answers, timed = answers, timed, [], []  # once, even if it raises
+                    _send_answers(conn, sending, timing, timings, labels)
                 if type(packet) is Request:
                     self._dispatch(conn, packet, endpoints.get(packet.endpoint))
                 else:

@@ -221,12 +221,12 @@ class InstanceConnection:
                             observation.answered(conn.read_at - entry[4])
                     if breakers:
                         self.health.succeeded(self.instance)
-                    if packet.deprecation:
-                        warnings.warn(packet.deprecation, DeprecationWarning, stacklevel=2)
                     try:
                         entry[0].set_result(packet.result)
                     except asyncio.InvalidStateError:
                         pass  # its caller cancelled it
+                    if packet.deprecation:  # after the answer: a warning turned error must not lose it
+                        warnings.warn(packet.deprecation, DeprecationWarning, stacklevel=2)
                 elif isinstance(packet, Error):
                     self._error_received(conn, packet)
         finally:
