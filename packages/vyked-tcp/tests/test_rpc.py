@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+import warnings
 from typing import Any
 
 import pytest
@@ -106,6 +107,23 @@ async def test_deprecated_api_warns_the_caller(vyked_host: HostFactory) -> None:
     await vyked_host(clients=(client,))
     with pytest.warns(DeprecationWarning, match=r"Calculator.plus is deprecated; use add instead"):
         assert await client.plus(1, 2) == 3
+
+
+async def test_a_deprecation_turned_error_leaves_the_answer_with_its_caller(vyked_host: HostFactory) -> None:
+    await vyked_host(Calculator())
+    client = CalculatorClient()
+    await vyked_host(clients=(client,))
+    await client.add(1, 2)  # connected: the answer is read in the connection's callback
+    loop = asyncio.get_running_loop()
+    raised: list[object] = []
+    loop.set_exception_handler(lambda loop, context: raised.append(context.get("exception")))
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", DeprecationWarning)  # as ``-W error`` does
+            assert await asyncio.wait_for(client.plus(1, 2), 2) == 3
+    finally:
+        loop.set_exception_handler(None)
+    assert any(isinstance(error, DeprecationWarning) for error in raised)  # the read's callback raised it
 
 
 async def test_round_robin_across_instances_and_push_of_new_ones(vyked_host: HostFactory) -> None:
