@@ -415,7 +415,7 @@ class Stopwatch:
     def record_answers(self, duration: float, count: int) -> None:
         """``count`` requests were answered after ``duration`` seconds each (the requests of
         one read, answered in one write): counted in the ``ok`` histogram at once."""
-        self._histogram("ok").observe_many(duration, count)
+        (self.by_outcome.get("ok") or self._histogram("ok")).observe_many(duration, count)
 
     def answered_since(self, now: float, starts: list[float]) -> None:
         """Requests started at ``starts`` (:func:`perf_counter` times; the list is sorted in

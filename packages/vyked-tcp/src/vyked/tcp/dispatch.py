@@ -37,7 +37,16 @@ from vyked.core.forwarding import keyword_caller
 from vyked.core.handler_styles import Execution, as_coroutine_function, execution_of, is_handler_failure
 from vyked.core.inflight import InFlight, concurrency_limit
 from vyked.core.names import same_service
-from vyked.core.observe import Family, Labels, Observation, Observer, Observers, Stopwatch, Timings, observe
+from vyked.core.observe import (
+    Family,
+    Labels,
+    Observation,
+    Observer,
+    Observers,
+    Stopwatch,
+    Timings,
+    observe,
+)
 from vyked.core.protocol import ENCODE_ERRORS, encode_frame, encode_payload, frame_header
 from vyked.core.protocol.packets import Error, Packet, Request, Response
 from vyked.core.service_errors import VykedServiceException
@@ -188,7 +197,7 @@ class Dispatcher:
                 # Anything else may close the connection: what was answered goes first.
                 if answers or timed:
                     sending, timing, answers, timed = answers, timed, [], []  # once, even if it raises
-                    _send_answers(conn, sending, timing, timings, labels)
+                    self._send_answers(conn, sending, timing, timings)
                 if type(packet) is Request:
                     self._dispatch(conn, packet, endpoints.get(packet.endpoint))
                 else:
@@ -197,7 +206,28 @@ class Dispatcher:
                     return
         finally:  # what was answered leaves, even if a handler's BaseException ends the read
             if answers or timed:
-                _send_answers(conn, answers, timed, timings, labels)
+                self._send_answers(conn, answers, timed, timings)
+
+    def _send_answers(self, conn: Connection, answers: list[bytes], timed: list[str], timings: Timings | None) -> None:
+        """Write the answers :meth:`dispatch_all` made (unless the connection closed), and count
+        in ``timings`` (those in use when the read began: a handler may have changed the host's
+        observers since) how long their requests took, from the read that brought them to this
+        write (``timed``: the endpoint of each request timed; they all took the same time)."""
+        if answers and not conn.closed:
+            conn.send_frames(answers)
+        if timed and timings is not None:
+            elapsed = perf_counter() - conn.read_at
+            stopwatches, labels = self._stopwatches, self._labels
+            read_timings = timings
+            of: Callable[[str], Stopwatch] = (  # this dispatcher's stopwatches, while they follow those timings
+                stopwatches.of if stopwatches.timings is timings else lambda name: read_timings.stopwatch(labels[name])
+            )
+            first = timed[0]
+            if timed.count(first) == len(timed):  # one endpoint, as usual
+                of(first).record_answers(elapsed, len(timed))
+            else:
+                for name in dict.fromkeys(timed):
+                    of(name).record_answers(elapsed, timed.count(name))
 
     def _dispatch(self, conn: Connection, request: Request, endpoint: Endpoint | None) -> None:
         """Everything :meth:`dispatch_all`'s hot path leaves: observed requests, refusals, routing
@@ -500,25 +530,6 @@ def _portable_args(args: tuple[Any, ...]) -> list[Any]:
     except ENCODE_ERRORS:
         return [repr(a) for a in args]
     return list(args)
-
-
-def _send_answers(
-    conn: Connection, answers: list[bytes], timed: list[str], timings: Timings | None, labels: dict[str, Labels]
-) -> None:
-    """Write the answers :meth:`Dispatcher.dispatch_all` made (unless the connection closed),
-    and count in ``timings`` (those in use when the read began: a handler may have changed the
-    host's observers since) how long their requests took, from the read that brought them to
-    this write (``timed``: the endpoint of each request timed; they all took the same time)."""
-    if answers and not conn.closed:
-        conn.send_frames(answers)
-    if timed and timings is not None:
-        elapsed = perf_counter() - conn.read_at
-        first = timed[0]
-        if timed.count(first) == len(timed):  # one endpoint, as usual
-            timings.stopwatch(labels[first]).record_answers(elapsed, len(timed))
-        else:
-            for name in dict.fromkeys(timed):
-                timings.stopwatch(labels[name]).record_answers(elapsed, timed.count(name))
 
 
 def _ended(

@@ -231,7 +231,10 @@ class InstanceConnection:
                     self._error_received(conn, packet)
         finally:
             if timed is not None:
-                timed.answered_since(conn.read_at, sent)
+                if len(sent) == 1:  # a lone answer (sequential calls) joins the bulk count
+                    timed.durations.append(conn.read_at - sent[0])
+                else:
+                    timed.answered_since(conn.read_at, sent)
         if self.closing and not self.pending:
             conn.close()
 
