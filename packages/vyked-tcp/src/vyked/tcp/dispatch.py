@@ -217,17 +217,17 @@ class Dispatcher:
             conn.send_frames(answers)
         if timed and timings is not None:
             elapsed = perf_counter() - conn.read_at
-            stopwatches, labels = self._stopwatches, self._labels
-            read_timings = timings
-            of: Callable[[str], Stopwatch] = (  # this dispatcher's stopwatches, while they follow those timings
-                stopwatches.of if stopwatches.timings is timings else lambda name: read_timings.stopwatch(labels[name])
-            )
-            first = timed[0]
-            if timed.count(first) == len(timed):  # one endpoint, as usual
-                of(first).record_answers(elapsed, len(timed))
-            else:
+            first, count = timed[0], len(timed)
+            stopwatches = self._stopwatches
+            if stopwatches.timings is timings and (count == 1 or timed.count(first) == count):  # as usual
+                stopwatch = stopwatches.by_name.get(first) or stopwatches.of(first)
+                if count == 1:  # a lone request (sequential calls): with the others in bulk
+                    stopwatch.durations.append(elapsed)
+                else:
+                    stopwatch.record_answers(elapsed, count)
+            else:  # several endpoints, or the observers changed during the read
                 for name in dict.fromkeys(timed):
-                    of(name).record_answers(elapsed, timed.count(name))
+                    timings.stopwatch(self._labels[name]).record_answers(elapsed, timed.count(name))
 
     def _dispatch(self, conn: Connection, request: Request, endpoint: Endpoint | None) -> None:
         """Everything :meth:`dispatch_all`'s hot path leaves: observed requests, refusals, routing
