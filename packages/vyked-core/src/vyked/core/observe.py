@@ -329,12 +329,6 @@ class Observation:
         except Exception:
             logger.exception("an observer failed at the end of %r", self)
 
-    def answered(self, latency: float) -> None:
-        """The request was answered, ``latency`` seconds after it left (as its transport timed
-        it: an observation times itself, so it only ends). The same call as
-        :meth:`Stopwatch.answered`, so that a transport ends either alike."""
-        self.end()
-
     def __repr__(self) -> str:
         side, kind, service, _, endpoint = self.labels
         return f"<Observation {side} {kind} {service}.{endpoint}>"
@@ -386,7 +380,7 @@ class Stopwatch:
     <vyked.core.transport.connection.Connection.read_at>`; a call from its sending), so that
     nothing is made per request; elsewhere :meth:`start` makes a :class:`Timed`.
 
-    An answered request's latency is only appended to :attr:`durations` (:meth:`answered`);
+    An answered request's latency is only appended to :attr:`durations` (:meth:`record`);
     :meth:`fold` counts them into the ``ok`` histogram in bulk (:meth:`Histogram.observe_all`:
     a pass per bucket over the values above it), which the metrics server does when it is
     scraped and every quarter of a second. Requests answered together are counted at once
@@ -399,11 +393,6 @@ class Stopwatch:
         self.labels = labels
         self.durations: list[float] = []
         """Latencies (seconds) of answered requests, not yet counted in the ``ok`` histogram."""
-
-    def answered(self, latency: float) -> None:
-        """A request was answered after ``latency`` seconds (the same call as
-        :meth:`Observation.answered`, so that a transport ends either alike)."""
-        self.durations.append(latency)
 
     def record(self, duration: float, error: BaseException | None = None) -> None:
         """A request ended after ``duration`` seconds, with ``error`` (None: answered)."""

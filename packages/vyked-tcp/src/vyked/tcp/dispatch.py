@@ -158,7 +158,6 @@ class Dispatcher:
         observers = self.observers
         timings = observers.timings  # None unless metrics alone observe
         unobserved = not observers
-        labels = self._labels
         answers: list[bytes] = []
         timed: list[str] = []  # the endpoints of the answers made, timed when they leave
         try:
@@ -191,7 +190,7 @@ class Dispatcher:
                         if outcome is None:
                             timed.append(endpoint.name)
                         else:
-                            stopwatch = timings.stopwatch(labels[endpoint.name])
+                            stopwatch = timings.stopwatch(self._labels[endpoint.name])
                             stopwatch.record(perf_counter() - conn.read_at, outcome)
                     continue
                 # Anything else may close the connection: what was answered goes first.
@@ -278,7 +277,7 @@ class Dispatcher:
             else:
                 outcome = self._send_result(conn, request.id, endpoint, result)
                 if outcome is None and stopwatch is not None:  # answered: timed, nothing else to do
-                    stopwatch.answered(perf_counter() - started)
+                    stopwatch.record(perf_counter() - started)
                     return
             if observation is not None or stopwatch is not None:
                 _ended(observation, stopwatch, started, outcome)

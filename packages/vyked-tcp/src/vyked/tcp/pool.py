@@ -168,11 +168,13 @@ class InstanceConnection:
             if earliest < self._deadline:
                 self._arm(earliest)
 
-    def _observed(self, entry: _Pending, error: BaseException | None = None) -> None:
-        """End the observation of a request that ended (with ``error``, or answered)."""
+    def _observed(self, entry: _Pending, error: BaseException | None = None, now: float | None = None) -> None:
+        """End the observation of a request that ended (with ``error``, or answered), at
+        ``now`` (a :func:`perf_counter` time: the read that brought the answer) or now; an
+        :class:`Observation` times itself."""
         observation = entry[3]
         if isinstance(observation, Stopwatch):
-            observation.record(perf_counter() - entry[4], error)
+            observation.record((perf_counter() if now is None else now) - entry[4], error)
         elif observation is not None:
             observation.end(error)
 
@@ -218,7 +220,7 @@ class InstanceConnection:
                             timed = observation
                             sent.append(entry[4])
                         else:
-                            observation.answered(conn.read_at - entry[4])
+                            self._observed(entry, None, conn.read_at)
                     if breakers:
                         self.health.succeeded(self.instance)
                     try:
